@@ -1,0 +1,28 @@
+"""titans-miras: neural long-term memory (Titans, MIRAS) in PyTorch.
+
+Two layers:
+
+* the demo layer (:class:`SurpriseMetric`, :class:`MemoryModule`, :class:`TitansMemoryLayer`,
+  the synthetic data generators): small, one token at a time, made to teach;
+* the core (:class:`NeuralMemory`, :class:`MemoryConfig`, :class:`MemoryState`): the memory of
+  the papers, batched, multi-head, chunk-parallel, exact and streaming.
+"""
+
+from titans_memory.core.config import MemoryConfig
+from titans_memory.core.neural_memory import NeuralMemory
+from titans_memory.core.state import MemoryState
+from titans_memory.data import generate_frequency_shift, generate_repeating_with_anomalies
+from titans_memory.demo import MemoryModule, SurpriseMetric, TitansMemoryLayer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MemoryConfig",
+    "MemoryModule",
+    "MemoryState",
+    "NeuralMemory",
+    "SurpriseMetric",
+    "TitansMemoryLayer",
+    "generate_frequency_shift",
+    "generate_repeating_with_anomalies",
+]
