@@ -1,0 +1,107 @@
+"""One typed configuration for :class:`~titans_memory.core.neural_memory.NeuralMemory`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Literal
+
+Activation = Literal["gelu", "silu", "relu", "tanh"]
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Configuration of a neural long-term memory layer (Titans, arXiv 2501.00663).
+
+    Naming follows Titans: ``alpha`` is the *forget* rate (``M_t = (1 - alpha_t) M_{t-1} + S_t``).
+    MIRAS/ATLAS call ``1 - alpha`` the retention; this library always means Titans' alpha.
+
+    Gate initial values are what a freshly built layer uses for every token (the gate projections
+    start small, so the biases decide). They are chosen so a fresh memory neither wipes itself
+    (a forget rate near 0.5 halves it every token) nor explodes (with l2-normalised keys the
+    inner step is stable for ``lr < 1``; momentum 0.9 amplifies it up to 10x).
+    """
+
+    dim: int = 256  # model width: x and y are (batch, time, dim)
+    heads: int = 1  # independent memories, each on head_dim channels
+    head_dim: int | None = None  # channels per head; None means dim // heads
+    depth: int = 2  # L: 1 = matrix memory M(x) = x W; L >= 2 = residual MLP x + MLP(x)
+    expansion: float = 4.0  # hidden width of the MLP memory = expansion * head_dim
+    activation: Activation = "gelu"  # non-linearity inside the MLP memory
+    chunk_size: int = 64  # b: tokens whose gradients share the chunk-start weights (sec. 3.2)
+    conv_kernel: int = 4  # causal depthwise convolution on q, k, v; 1 disables it
+    max_lr: float = 0.1  # theta_t = max_lr * sigmoid(.) lies in (0, max_lr]
+    lr_init: float = 0.02  # theta at initialisation
+    momentum: bool = True  # learn a momentum gate eta_t ("past surprise"); False: eta = 0
+    momentum_init: float = 0.9  # eta at initialisation
+    forget: bool = True  # learn a forget gate alpha_t; False: alpha = 0 (never forget)
+    forget_init: float = 0.005  # alpha at initialisation: memory half-life ~ 140 tokens
+    output_gate: bool = True  # y <- norm(y) * sigmoid(x W_g) before the output projection
+    eps: float = 1e-6  # for the l2 norm of q, k and the output RMSNorm
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "heads", "depth", "chunk_size", "conv_kernel"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"MemoryConfig.{name} must be an integer >= 1, got {value!r}")
+        if self.head_dim is None:
+            if self.dim % self.heads:
+                raise ValueError(
+                    f"MemoryConfig.dim ({self.dim}) must be divisible by heads ({self.heads}) "
+                    "when head_dim is None"
+                )
+        elif not isinstance(self.head_dim, int) or self.head_dim < 1:
+            raise ValueError(f"MemoryConfig.head_dim must be an integer >= 1, got {self.head_dim!r}")
+        if not (self.expansion > 0 and math.isfinite(self.expansion)):
+            raise ValueError(f"MemoryConfig.expansion must be > 0, got {self.expansion!r}")
+        if self.depth >= 2 and self.hidden_dim < 1:
+            raise ValueError("MemoryConfig.expansion * head_dim must be >= 1")
+        if self.activation not in ("gelu", "silu", "relu", "tanh"):
+            raise ValueError(
+                f"MemoryConfig.activation must be one of gelu, silu, relu, tanh; got {self.activation!r}"
+            )
+        if not (0 < self.max_lr and math.isfinite(self.max_lr)):
+            raise ValueError(f"MemoryConfig.max_lr must be > 0, got {self.max_lr!r}")
+        if not (0 < self.lr_init < self.max_lr):
+            raise ValueError(
+                f"MemoryConfig.lr_init must be in (0, max_lr={self.max_lr}), got {self.lr_init!r}"
+            )
+        if not (0 < self.momentum_init < 1):
+            raise ValueError(f"MemoryConfig.momentum_init must be in (0, 1), got {self.momentum_init!r}")
+        if not (0 < self.forget_init < 1):
+            raise ValueError(f"MemoryConfig.forget_init must be in (0, 1), got {self.forget_init!r}")
+        if not (self.eps > 0):
+            raise ValueError(f"MemoryConfig.eps must be > 0, got {self.eps!r}")
+
+    @property
+    def d_head(self) -> int:
+        """Channels per head."""
+        return self.head_dim if self.head_dim is not None else self.dim // self.heads
+
+    @property
+    def hidden_dim(self) -> int:
+        """Hidden width of the MLP memory (depth >= 2)."""
+        return max(1, int(round(self.expansion * self.d_head)))
+
+    @property
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(d_in, d_out) of each memory weight, in the row-vector convention ``h @ W``."""
+        d, h = self.d_head, self.hidden_dim
+        if self.depth == 1:
+            return [(d, d)]
+        return [(d, h)] + [(h, h)] * (self.depth - 2) + [(h, d)]
+
+    def replace(self, **changes) -> MemoryConfig:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MemoryConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"MemoryConfig.from_dict: unknown fields {sorted(unknown)}")
+        return cls(**data)
