@@ -66,8 +66,10 @@ class NeuralMemory(nn.Module):
         inner = heads * d_head
 
         self.to_qkv = nn.Linear(cfg.dim, 3 * inner, bias=False)
-        # depthwise causal convolution over time on q, k, v (one filter per channel)
-        self.conv = nn.Conv1d(3 * inner, 3 * inner, cfg.conv_kernel, groups=3 * inner, bias=False)
+        # depthwise causal convolution over time on q, k, v: one filter of conv_kernel taps per
+        # channel (nn.Conv1d's default initialisation; tap -1 multiplies the current token)
+        bound = 1.0 / math.sqrt(cfg.conv_kernel)
+        self.conv_weight = nn.Parameter(torch.empty(3 * inner, cfg.conv_kernel).uniform_(-bound, bound))
 
         # gates per head: theta (always), eta (if momentum), alpha (if forget)
         self._gate_names = ["lr"] + (["momentum"] if cfg.momentum else []) + (["forget"] if cfg.forget else [])
@@ -112,7 +114,7 @@ class NeuralMemory(nn.Module):
         k = self.config.conv_kernel
         tail = None
         if k > 1:
-            tail = torch.zeros(batch_size, k - 1, self.conv.in_channels, dtype=dtype, device=device)
+            tail = torch.zeros(batch_size, k - 1, self.conv_weight.shape[0], dtype=dtype, device=device)
         return MemoryState(weights, momentum, weights, tail, 0, self.config.chunk_size)
 
     def _check_input(self, x: Tensor, state: MemoryState | None) -> None:
@@ -172,11 +174,7 @@ class NeuralMemory(nn.Module):
 
         # projections, SiLU, causal depthwise conv carried across calls through conv_tail
         qkv = F.silu(self.to_qkv(x))  # (B, T, 3 H D)
-        tail = None
-        if state.conv_tail is not None:
-            qkv = torch.cat([state.conv_tail, qkv], dim=1)  # (B, K-1+T, 3 H D)
-            tail = qkv[:, -(cfg.conv_kernel - 1) :]
-        qkv = self.conv(qkv.transpose(1, 2)).transpose(1, 2)  # (B, T, 3 H D)
+        qkv, tail = self._causal_conv(qkv, state.conv_tail)
         q, k, v = rearrange(qkv, "b t (three h d) -> three (b h) t d", three=3, h=cfg.heads)
         q = F.normalize(q, dim=-1, eps=cfg.eps)  # l2-normalised keys and queries keep steps stable
         k = F.normalize(k, dim=-1, eps=cfg.eps)
@@ -200,6 +198,22 @@ class NeuralMemory(nn.Module):
             y = y * torch.sigmoid(self.to_out_gate(x))
         new_state = MemoryState.from_op_state(op_state, B, tail, state.position + T, cfg.chunk_size)
         return self.to_out(y), new_state
+
+    def _causal_conv(self, u: Tensor, tail: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Depthwise causal convolution of ``u`` (B, T, C), continuing from ``tail`` (B, K-1, C).
+
+        ``out_t = sum_j w_j * u_{t-K+1+j}``: a few fused multiply-adds in (B, T, C) layout, which
+        beats a transposed ``conv1d`` for kernels this short.
+        """
+        w = self.conv_weight  # (C, K)
+        K, T = w.shape[1], u.shape[1]
+        if tail is None:
+            return u * w[:, 0], None
+        padded = torch.cat([tail, u], dim=1)  # (B, K-1+T, C)
+        out = u * w[:, K - 1]
+        for j in range(K - 1):
+            out = out.addcmul(padded[:, j : j + T], w[:, j])
+        return out, padded[:, T:]
 
     def extra_repr(self) -> str:
         c = self.config

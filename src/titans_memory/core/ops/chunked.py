@@ -69,9 +69,8 @@ def chunk_coefficients(
 
 
 def _segment(
-    start_weights: Sequence[Tensor],
-    start_momentum: Sequence[Tensor],
-    anchor: Sequence[Tensor],
+    state: list[Tensor],
+    anchor: Sequence[Tensor] | None,
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -80,50 +79,78 @@ def _segment(
     last: int,
     activation: str,
     error_fn: Callable[[Tensor, Tensor], Tensor],
-) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """One segment of c tokens: outputs ``(N, c, d)`` and the state after token ``last``."""
+    want_step: bool = False,
+    inplace: bool = False,
+) -> tuple[Tensor, list[Tensor], list[Tensor] | None]:
+    """One segment of c tokens of N memories.
+
+    Args:
+        state: per layer, the start weights W_s stacked on the momentum S_s along rows,
+            ``(N, 2 d_in, d_out)`` (just W_s, ``(N, d_in, d_out)``, without momentum).
+        anchor: weights where the gradients are taken; None means W_s (a chunk boundary).
+        q, k, v: ``(N, c, d)``; lr: ``(N, c)``; coef: :func:`chunk_coefficients` of the segment.
+        last: index of the token whose state is returned (c - 1 unless the stream ends earlier).
+        want_step: without momentum, also return S_last = -theta_last u_last (the state's S).
+        inplace: overwrite ``state`` with the new state (no autograd, and nobody else holds it):
+            saves a fresh weight-sized allocation, and its page faults, per layer and chunk.
+
+    Returns:
+        ``(y, new_state, last_step)``: outputs ``(N, c, d)``, the stacked state after token
+        ``last``, and S_last per layer when asked for (else None).
+    """
     act = ACTIVATIONS[activation][0]
     A, f, E, G, P = coef["A"], coef["f"], coef["E"], coef["G"], coef["P"]
     has_momentum = f is not None
-    depth = len(anchor)
+    depth = len(state)
+    d_ins = [w.shape[-2] // 2 if has_momentum else w.shape[-2] for w in state]
+    if anchor is None:
+        anchor = [w[:, :d_in] for w, d_in in zip(state, d_ins, strict=True)]
 
     # Key path at the anchor: layer inputs H_l (N, c, d_in) and error signals Delta_l (N, c, d_out).
     pred, inputs, preacts = memory_forward(anchor, k, activation)
     deltas = memory_backward(anchor, preacts, error_fn(pred, v), activation)
 
-    # Query path, layer by layer, through the dual form: y_t = M_t(q_t) with M_t never formed.
+    # Query path through the dual form: y_t = M_t(q_t) with M_t never formed. The base term
+    # A_t h W_s + f_t h S_s is one matmul of [A_t h | f_t h] with the stacked [W_s; S_s].
+    A_col = A.unsqueeze(-1)  # (N, c, 1)
+    f_col = f.unsqueeze(-1) if has_momentum else None
     h = q
     for layer in range(depth):
-        w, s = start_weights[layer], start_momentum[layer]
-        d_out = w.shape[-1]
-        if has_momentum:  # one matmul for the two terms that multiply the same operand h
-            base = h @ torch.cat([w, s], dim=-1)  # (N, c, 2 d_out)
-            z = A.unsqueeze(-1) * base[..., :d_out] + f.unsqueeze(-1) * base[..., d_out:]
-        else:
-            z = A.unsqueeze(-1) * (h @ w)
+        scaled = torch.cat([A_col * h, f_col * h], dim=-1) if has_momentum else A_col * h
+        z = scaled @ state[layer]  # (N, c, d_out)
         scores = (h @ inputs[layer].transpose(-1, -2)) * G  # (N, c, c), causal through G
-        z = z - scores @ deltas[layer]
+        z = z.baddbmm(scores, deltas[layer], alpha=-1.0)
         h = act(z) if layer < depth - 1 else z
     y = h + q if depth > 1 else h
 
-    # State after token `last`: one matmul per layer for weights and momentum together.
-    g_last = G[:, last, :].unsqueeze(-1)  # (N, c, 1)
-    new_weights, new_momentum = [], []
+    # State after token `last`, one matmul per layer for weights and momentum together:
+    #   [W; S] <- [A_r W + f_r S; E_r S] - [G[r] * H; theta P[r] * H]^T Delta
+    g_last = G[:, last, :].unsqueeze(-1)  # (N, c, 1): G[r, j]
+    new_state = []
     for layer in range(depth):
-        w, s = start_weights[layer], start_momentum[layer]
-        a_in, delta = inputs[layer], deltas[layer]
-        d_out = w.shape[-1]
+        ws, a_in, delta, d_in = state[layer], inputs[layer], deltas[layer], d_ins[layer]
         a_last = A[:, last, None, None]
         if has_momentum:
             p_last = (P[:, last, :] * lr).unsqueeze(-1)  # theta_j P[r, j]
-            upd = a_in.transpose(-1, -2) @ torch.cat([g_last * delta, p_last * delta], dim=-1)
-            new_weights.append(a_last * w + f[:, last, None, None] * s - upd[..., :d_out])
-            new_momentum.append(E[:, last, None, None] * s - upd[..., d_out:])
+            x = torch.cat([g_last * a_in, p_last * a_in], dim=-1)  # (N, c, 2 d_in)
+            f_last, e_last = f[:, last, None, None], E[:, last, None, None]
+            if inplace:  # W <- A_r W + f_r S first, while S is still S_s; then S <- E_r S
+                new = ws
+                new[:, :d_in].mul_(a_last).addcmul_(ws[:, d_in:], f_last)
+                new[:, d_in:].mul_(e_last)
+            else:
+                scale = torch.cat([a_last.expand(-1, d_in, 1), e_last.expand(-1, d_in, 1)], dim=1)
+                new = ws * scale  # rows: A_r W_s ; E_r S_s
+                new[:, :d_in].addcmul_(ws[:, d_in:], f_last)  # + f_r S_s
         else:
-            new_weights.append(a_last * w - a_in.transpose(-1, -2) @ (g_last * delta))
-            theta = lr[:, last, None, None]
-            new_momentum.append(-theta * (a_in[:, last, :, None] * delta[:, last, None, :]))
-    return y, new_weights, new_momentum
+            x = g_last * a_in
+            new = ws.mul_(a_last) if inplace else ws * a_last
+        new_state.append(new.baddbmm_(x.transpose(-1, -2), delta, alpha=-1.0))
+    last_step = None
+    if want_step and not has_momentum:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
+        theta = lr[:, last, None, None]
+        last_step = [-theta * (a[:, last, :, None] * d[:, last, None, :]) for a, d in zip(inputs, deltas, strict=True)]
+    return y, new_state, last_step
 
 
 def chunked_memory(
@@ -147,10 +174,23 @@ def chunked_memory(
     """
     check_op_inputs(q, k, v, lr, log_retention, log_momentum, state, chunk_size)
     n, T, _ = q.shape
-    weights, momentum, offset = list(state.weights), list(state.momentum), state.offset
-    anchor = list(state.anchor) if offset else weights
     if T == 0:
         return q.new_zeros(q.shape), state
+    has_momentum = log_momentum is not None
+    d_ins = [w.shape[-2] for w in state.weights]
+    # the operator carries [W; S] stacked along rows: one matmul reads both (see _segment)
+    if has_momentum:
+        stacked = [torch.cat([w, s], dim=-2) for w, s in zip(state.weights, state.momentum, strict=True)]
+    else:
+        stacked = list(state.weights)
+    # overwrite states in place where autograd does not need them (inference), once we own them
+    no_grad = not torch.is_grad_enabled() or not any(
+        t.requires_grad for t in (q, k, v, lr, log_retention, log_momentum, *state.weights, *state.momentum) if t is not None
+    )
+    owned = has_momentum  # the torch.cat above made fresh tensors
+    offset = state.offset
+    anchor: list[Tensor] | None = list(state.anchor) if offset else None  # None: the weights
+    last_step = None
 
     def gates(lo: int, hi: int, pad: int, segments: int, c: int):
         def cut(g: Tensor | None) -> Tensor | None:
@@ -160,39 +200,48 @@ def chunked_memory(
 
         return cut(lr), cut(log_retention), cut(log_momentum)
 
+    def pick(coefs: dict[str, Tensor | None], i: int) -> dict[str, Tensor | None]:
+        return {key: (val[:, i] if val is not None else None) for key, val in coefs.items()}
+
     outputs: list[Tensor] = []
     head = 0
-    if offset:  # finish the chunk the stream stopped in, from (M_t, S_t) with gradients at the anchor
+    if offset:  # finish the chunk the stream stopped in: from (M_t, S_t), gradients at the anchor
         head = min(T, chunk_size - offset)
         lr_h, ret_h, mom_h = gates(0, head, 0, 1, head)
-        coef = {key: (val[:, 0] if val is not None else None) for key, val in chunk_coefficients(lr_h, ret_h, mom_h).items()}
-        y, weights, momentum = _segment(
-            weights, momentum, anchor, q[:, :head], k[:, :head], v[:, :head], lr_h[:, 0], coef,
-            head - 1, activation, error_fn,
+        y, stacked, last_step = _segment(
+            stacked, anchor, q[:, :head], k[:, :head], v[:, :head], lr_h[:, 0],
+            pick(chunk_coefficients(lr_h, ret_h, mom_h), 0), head - 1, activation, error_fn,
+            want_step=head == T, inplace=no_grad and owned,
         )
+        owned = True
         outputs.append(y)
         offset = (offset + head) % chunk_size
-        anchor = weights if offset == 0 else anchor
+        if offset == 0:
+            anchor = None
 
     rest = T - head
     if rest:
         segments = -(-rest // chunk_size)
         pad = segments * chunk_size - rest
         lr_b, ret_b, mom_b = gates(head, T, pad, segments, chunk_size)
-        coefs = chunk_coefficients(lr_b, ret_b, mom_b)  # all chunks' coefficients at once
+        coefs = chunk_coefficients(lr_b, ret_b, mom_b)  # every chunk's coefficients at once
         qp, kp, vp = (F.pad(x[:, head:], (0, 0, 0, pad)) for x in (q, k, v))
         for i in range(segments):
-            lo = i * chunk_size
-            last = chunk_size - 1 if i < segments - 1 else (rest - 1) - lo
-            coef = {key: (val[:, i] if val is not None else None) for key, val in coefs.items()}
-            anchor = weights  # every body chunk starts at a chunk boundary
-            y, weights, momentum = _segment(
-                weights, momentum, anchor, qp[:, lo : lo + chunk_size], kp[:, lo : lo + chunk_size],
-                vp[:, lo : lo + chunk_size], lr_b[:, i], coef, last, activation, error_fn,
+            lo, hi = i * chunk_size, (i + 1) * chunk_size
+            final = i == segments - 1
+            last = (rest - 1) - lo if final else chunk_size - 1
+            chunk_start = stacked  # every body chunk starts at a boundary: anchor = its weights
+            y, stacked, last_step = _segment(
+                stacked, None, qp[:, lo:hi], kp[:, lo:hi], vp[:, lo:hi], lr_b[:, i], pick(coefs, i),
+                last, activation, error_fn, want_step=final,
+                inplace=no_grad and owned and not final,
             )
+            owned = True
             outputs.append(y)
         offset = rest % chunk_size
+        anchor = [w[:, :d] for w, d in zip(chunk_start, d_ins, strict=True)] if offset else None
 
     y = torch.cat(outputs, dim=1)[:, :T]
-    anchor_out = tuple(anchor) if offset else tuple(weights)
-    return y, MemoryOpState(tuple(weights), tuple(momentum), anchor_out, offset)
+    weights = tuple(w[:, :d] for w, d in zip(stacked, d_ins, strict=True))
+    momentum = tuple(w[:, d:] for w, d in zip(stacked, d_ins, strict=True)) if has_momentum else tuple(last_step)
+    return y, MemoryOpState(weights, momentum, weights if anchor is None else tuple(anchor), offset)
