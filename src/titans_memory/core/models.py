@@ -107,6 +107,45 @@ def memory_backward(
     return deltas
 
 
+def memory_errors_at(
+    weights: Sequence[Tensor],
+    x: Tensor,
+    target: Tensor,
+    error_fn: Callable[[Tensor, Tensor], Tensor],
+    activation: str = "gelu",
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Forward and backward of the inner loss in one pass: ``(inputs, deltas)`` per layer.
+
+    Same values as :func:`memory_forward` then :func:`memory_backward`, but each hidden layer's
+    activation and its derivative share their work (for GELU: one ``ndtr`` and one ``exp``).
+    ``error_fn(pred, target)`` is ``d loss / d M(x)`` of the attentional bias.
+    """
+    act, act_grad = ACTIVATIONS[activation]
+    inputs: list[Tensor] = [x]
+    slopes: list[Tensor] = []
+    h = x
+    for w in weights[:-1]:
+        z = h @ w
+        if activation == "gelu":
+            cdf = torch.special.ndtr(z)
+            h = z * cdf
+            slopes.append(cdf + z * torch.exp(-0.5 * z * z) * _INV_SQRT_2PI)
+        else:
+            h = act(z)
+            slopes.append(act_grad(z))
+        inputs.append(h)
+    pred = h @ weights[-1]
+    if len(weights) > 1:
+        pred = pred + x
+    delta = error_fn(pred, target)
+    deltas = [delta]
+    for layer in range(len(weights) - 1, 0, -1):
+        delta = (delta @ weights[layer].transpose(-1, -2)) * slopes[layer - 1]
+        deltas.append(delta)
+    deltas.reverse()
+    return inputs, deltas
+
+
 def memory_weight_grads(inputs: Sequence[Tensor], deltas: Sequence[Tensor]) -> list[Tensor]:
     """Per-token weight gradients ``inputs[l]_t^T delta_l,t`` as ``(..., T, d_in, d_out)``.
 

@@ -207,13 +207,17 @@ class NeuralMemory(nn.Module):
         """
         w = self.conv_weight  # (C, K)
         K, T = w.shape[1], u.shape[1]
+        out = u * w[:, K - 1]  # tap K-1 multiplies the current token
         if tail is None:
-            return u * w[:, 0], None
-        padded = torch.cat([tail, u], dim=1)  # (B, K-1+T, C)
-        out = u * w[:, K - 1]
+            return out, None
         for j in range(K - 1):
-            out = out.addcmul(padded[:, j : j + T], w[:, j])
-        return out, padded[:, T:]
+            shift = K - 1 - j  # tap j reads u_{t - shift}: from u itself, or from the tail for t < shift
+            if T > shift:
+                out[:, shift:].addcmul_(u[:, : T - shift], w[:, j])
+            head = min(shift, T)
+            out[:, :head].addcmul_(tail[:, j : j + head], w[:, j])
+        new_tail = u[:, T - (K - 1) :] if T >= K - 1 else torch.cat([tail[:, T:], u], dim=1)
+        return out, new_tail
 
     def extra_repr(self) -> str:
         c = self.config

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from titans_memory.core.models import ACTIVATIONS, memory_backward, memory_forward
+from titans_memory.core.models import ACTIVATIONS, memory_errors_at
 from titans_memory.core.objectives import l2_error
 from titans_memory.core.ops.common import MemoryOpState, check_op_inputs
 
@@ -107,17 +107,17 @@ def _segment(
         anchor = [w[:, :d_in] for w, d_in in zip(state, d_ins, strict=True)]
 
     # Key path at the anchor: layer inputs H_l (N, c, d_in) and error signals Delta_l (N, c, d_out).
-    pred, inputs, preacts = memory_forward(anchor, k, activation)
-    deltas = memory_backward(anchor, preacts, error_fn(pred, v), activation)
+    inputs, deltas = memory_errors_at(anchor, k, v, error_fn, activation)
 
-    # Query path through the dual form: y_t = M_t(q_t) with M_t never formed. The base term
-    # A_t h W_s + f_t h S_s is one matmul of [A_t h | f_t h] with the stacked [W_s; S_s].
+    # Query path through the dual form: y_t = M_t(q_t) with M_t never formed.
     A_col = A.unsqueeze(-1)  # (N, c, 1)
     f_col = f.unsqueeze(-1) if has_momentum else None
     h = q
     for layer in range(depth):
-        scaled = torch.cat([A_col * h, f_col * h], dim=-1) if has_momentum else A_col * h
-        z = scaled @ state[layer]  # (N, c, d_out)
+        ws, d_in = state[layer], d_ins[layer]
+        z = (A_col * h) @ ws[:, :d_in]  # A_t h W_s
+        if has_momentum:
+            z = z.baddbmm_(f_col * h, ws[:, d_in:])  # + f_t h S_s
         scores = (h @ inputs[layer].transpose(-1, -2)) * G  # (N, c, c), causal through G
         z = z.baddbmm(scores, deltas[layer], alpha=-1.0)
         h = act(z) if layer < depth - 1 else z
