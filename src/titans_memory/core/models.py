@@ -111,14 +111,23 @@ def memory_errors_at(
     weights: Sequence[Tensor],
     x: Tensor,
     target: Tensor,
-    error_fn: Callable[[Tensor, Tensor], Tensor],
+    error_fn: Callable[..., Tensor],
     activation: str = "gelu",
+    *,
+    param: Tensor | None = None,
+    row_scale: Tensor | None = None,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Forward and backward of the inner loss in one pass: ``(inputs, deltas)`` per layer.
 
     Same values as :func:`memory_forward` then :func:`memory_backward`, but each hidden layer's
     activation and its derivative share their work (for GELU: one ``ndtr`` and one ``exp``).
-    ``error_fn(pred, target)`` is ``d loss / d M(x)`` of the attentional bias.
+
+    Args:
+        error_fn: ``error_fn(pred, target, param)`` is ``d loss / d M(x)`` of the attentional bias.
+        param: per-token parameter of the bias, ``(..., T, 1)``, or None.
+        row_scale: ``(..., T, 1)``: token t's gradient is taken at the weights scaled by
+            ``row_scale_t`` (every layer), i.e. at a decayed memory (Gated DeltaNet). Scaling all
+            weights by s scales every layer's pre-activation and back-propagated error by s.
     """
     act, act_grad = ACTIVATIONS[activation]
     inputs: list[Tensor] = [x]
@@ -126,6 +135,8 @@ def memory_errors_at(
     h = x
     for w in weights[:-1]:
         z = h @ w
+        if row_scale is not None:
+            z = z * row_scale
         if activation == "gelu":
             cdf = torch.special.ndtr(z)
             h = z * cdf
@@ -135,12 +146,17 @@ def memory_errors_at(
             slopes.append(act_grad(z))
         inputs.append(h)
     pred = h @ weights[-1]
+    if row_scale is not None:
+        pred = pred * row_scale
     if len(weights) > 1:
         pred = pred + x
-    delta = error_fn(pred, target)
+    delta = error_fn(pred, target, param)
     deltas = [delta]
     for layer in range(len(weights) - 1, 0, -1):
-        delta = (delta @ weights[layer].transpose(-1, -2)) * slopes[layer - 1]
+        back = delta @ weights[layer].transpose(-1, -2)
+        if row_scale is not None:
+            back = back * row_scale
+        delta = back * slopes[layer - 1]
         deltas.append(delta)
     deltas.reverse()
     return inputs, deltas

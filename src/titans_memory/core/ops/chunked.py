@@ -78,7 +78,9 @@ def _segment(
     coef: dict[str, Tensor | None],
     last: int,
     activation: str,
-    error_fn: Callable[[Tensor, Tensor], Tensor],
+    error_fn: Callable[..., Tensor],
+    param: Tensor | None = None,
+    decayed_gradient: bool = False,
     want_step: bool = False,
     inplace: bool = False,
 ) -> tuple[Tensor, list[Tensor], list[Tensor] | None]:
@@ -90,6 +92,8 @@ def _segment(
         anchor: weights where the gradients are taken; None means W_s (a chunk boundary).
         q, k, v: ``(N, c, d)``; lr: ``(N, c)``; coef: :func:`chunk_coefficients` of the segment.
         last: index of the token whose state is returned (c - 1 unless the stream ends earlier).
+        param: ``(N, c)`` per-token parameter of the attentional bias, or None.
+        decayed_gradient: gradients at the decayed anchor ``A_t W_g`` (Gated DeltaNet).
         want_step: without momentum, also return S_last = -theta_last u_last (the state's S).
         inplace: overwrite ``state`` with the new state (no autograd, and nobody else holds it):
             saves a fresh weight-sized allocation, and its page faults, per layer and chunk.
@@ -107,7 +111,11 @@ def _segment(
         anchor = [w[:, :d_in] for w, d_in in zip(state, d_ins, strict=True)]
 
     # Key path at the anchor: layer inputs H_l (N, c, d_in) and error signals Delta_l (N, c, d_out).
-    inputs, deltas = memory_errors_at(anchor, k, v, error_fn, activation)
+    inputs, deltas = memory_errors_at(
+        anchor, k, v, error_fn, activation,
+        param=None if param is None else param.unsqueeze(-1),
+        row_scale=A.unsqueeze(-1) if decayed_gradient else None,
+    )
 
     # Query path through the dual form: y_t = M_t(q_t) with M_t never formed.
     A_col = A.unsqueeze(-1)  # (N, c, 1)
@@ -164,7 +172,10 @@ def chunked_memory(
     *,
     chunk_size: int,
     activation: str = "gelu",
-    error_fn: Callable[[Tensor, Tensor], Tensor] = l2_error,
+    error_fn: Callable[..., Tensor] = l2_error,
+    objective_param: Tensor | None = None,
+    decayed_gradient: bool = False,
+    chunk_end_retention: Callable[[list[Tensor]], list[Tensor]] | None = None,
 ) -> tuple[Tensor, MemoryOpState]:
     """Chunk-parallel twin of :func:`~titans_memory.core.ops.recurrent.recurrent_memory`.
 
@@ -173,32 +184,45 @@ def chunked_memory(
     same result as one call.
     """
     check_op_inputs(q, k, v, lr, log_retention, log_momentum, state, chunk_size)
+    if objective_param is not None and objective_param.shape != lr.shape:
+        raise ValueError(f"objective_param must have shape {tuple(lr.shape)}, got {tuple(objective_param.shape)}")
     n, T, _ = q.shape
     if T == 0:
         return q.new_zeros(q.shape), state
     has_momentum = log_momentum is not None
     d_ins = [w.shape[-2] for w in state.weights]
-    # the operator carries [W; S] stacked along rows: one matmul reads both (see _segment)
+    # the operator carries [W; S] stacked along rows (see _segment)
     if has_momentum:
         stacked = [torch.cat([w, s], dim=-2) for w, s in zip(state.weights, state.momentum, strict=True)]
     else:
         stacked = list(state.weights)
     # overwrite states in place where autograd does not need them (inference), once we own them
     no_grad = not torch.is_grad_enabled() or not any(
-        t.requires_grad for t in (q, k, v, lr, log_retention, log_momentum, *state.weights, *state.momentum) if t is not None
+        t.requires_grad
+        for t in (q, k, v, lr, log_retention, log_momentum, objective_param, *state.weights, *state.momentum)
+        if t is not None
     )
     owned = has_momentum  # the torch.cat above made fresh tensors
     offset = state.offset
     anchor: list[Tensor] | None = list(state.anchor) if offset else None  # None: the weights
     last_step = None
 
-    def gates(lo: int, hi: int, pad: int, segments: int, c: int):
-        def cut(g: Tensor | None) -> Tensor | None:
-            if g is None:
-                return None
-            return F.pad(g[:, lo:hi], (0, pad)).reshape(n, segments, c)
+    def weights_of(st: list[Tensor]) -> list[Tensor]:
+        return [w[:, :d] for w, d in zip(st, d_ins, strict=True)]
 
-        return cut(lr), cut(log_retention), cut(log_momentum)
+    def retain(st: list[Tensor]) -> list[Tensor]:
+        """Chunk end: apply the non-linear retention to the weights (momentum untouched)."""
+        if chunk_end_retention is None:
+            return st
+        kept = chunk_end_retention(weights_of(st))
+        if not has_momentum:
+            return list(kept)
+        return [torch.cat([w, s[:, d:]], dim=-2) for w, s, d in zip(kept, st, d_ins, strict=True)]
+
+    def grid(g: Tensor | None, lo: int, hi: int, pad: int, segments: int, c: int) -> Tensor | None:
+        if g is None:
+            return None
+        return F.pad(g[:, lo:hi], (0, pad)).reshape(n, segments, c)
 
     def pick(coefs: dict[str, Tensor | None], i: int) -> dict[str, Tensor | None]:
         return {key: (val[:, i] if val is not None else None) for key, val in coefs.items()}
@@ -207,23 +231,30 @@ def chunked_memory(
     head = 0
     if offset:  # finish the chunk the stream stopped in: from (M_t, S_t), gradients at the anchor
         head = min(T, chunk_size - offset)
-        lr_h, ret_h, mom_h = gates(0, head, 0, 1, head)
+        lr_h, ret_h, mom_h, par_h = (
+            grid(g, 0, head, 0, 1, head) for g in (lr, log_retention, log_momentum, objective_param)
+        )
+        coef = pick(chunk_coefficients(lr_h, ret_h, mom_h), 0)
         y, stacked, last_step = _segment(
-            stacked, anchor, q[:, :head], k[:, :head], v[:, :head], lr_h[:, 0],
-            pick(chunk_coefficients(lr_h, ret_h, mom_h), 0), head - 1, activation, error_fn,
+            stacked, anchor, q[:, :head], k[:, :head], v[:, :head], lr_h[:, 0], coef, head - 1,
+            activation, error_fn, None if par_h is None else par_h[:, 0], decayed_gradient,
             want_step=head == T, inplace=no_grad and owned,
         )
         owned = True
         outputs.append(y)
         offset = (offset + head) % chunk_size
         if offset == 0:
-            anchor = None
+            stacked, anchor = retain(stacked), None
+        elif decayed_gradient:  # the anchor carries the decay since the chunk start
+            anchor = [coef["A"][:, head - 1, None, None] * w for w in anchor]
 
     rest = T - head
     if rest:
         segments = -(-rest // chunk_size)
         pad = segments * chunk_size - rest
-        lr_b, ret_b, mom_b = gates(head, T, pad, segments, chunk_size)
+        lr_b, ret_b, mom_b, par_b = (
+            grid(g, head, T, pad, segments, chunk_size) for g in (lr, log_retention, log_momentum, objective_param)
+        )
         coefs = chunk_coefficients(lr_b, ret_b, mom_b)  # every chunk's coefficients at once
         qp, kp, vp = (F.pad(x[:, head:], (0, 0, 0, pad)) for x in (q, k, v))
         for i in range(segments):
@@ -233,15 +264,21 @@ def chunked_memory(
             chunk_start = stacked  # every body chunk starts at a boundary: anchor = its weights
             y, stacked, last_step = _segment(
                 stacked, None, qp[:, lo:hi], kp[:, lo:hi], vp[:, lo:hi], lr_b[:, i], pick(coefs, i),
-                last, activation, error_fn, want_step=final,
-                inplace=no_grad and owned and not final,
+                last, activation, error_fn, None if par_b is None else par_b[:, i], decayed_gradient,
+                want_step=final, inplace=no_grad and owned and not final,
             )
             owned = True
             outputs.append(y)
+            if last == chunk_size - 1:
+                stacked = retain(stacked)
         offset = rest % chunk_size
-        anchor = [w[:, :d] for w, d in zip(chunk_start, d_ins, strict=True)] if offset else None
+        anchor = None
+        if offset:  # the stream stops inside the last chunk: keep that chunk's start weights
+            anchor = weights_of(chunk_start)
+            if decayed_gradient:
+                anchor = [coefs["A"][:, -1, offset - 1, None, None] * w for w in anchor]
 
     y = torch.cat(outputs, dim=1)[:, :T]
-    weights = tuple(w[:, :d] for w, d in zip(stacked, d_ins, strict=True))
+    weights = tuple(weights_of(stacked))
     momentum = tuple(w[:, d:] for w, d in zip(stacked, d_ins, strict=True)) if has_momentum else tuple(last_step)
     return y, MemoryOpState(weights, momentum, weights if anchor is None else tuple(anchor), offset)

@@ -35,7 +35,10 @@ def recurrent_memory(
     *,
     chunk_size: int,
     activation: str = "gelu",
-    error_fn: Callable[[Tensor, Tensor], Tensor] = l2_error,
+    error_fn: Callable[..., Tensor] = l2_error,
+    objective_param: Tensor | None = None,
+    decayed_gradient: bool = False,
+    chunk_end_retention: Callable[[list[Tensor]], list[Tensor]] | None = None,
 ) -> tuple[Tensor, MemoryOpState]:
     """Run N memories over T tokens, one token at a time.
 
@@ -47,7 +50,12 @@ def recurrent_memory(
         state: the memories' state before the first token (see :class:`MemoryOpState`).
         chunk_size: tokens whose gradients share the chunk-start weights.
         activation: hidden non-linearity of a deep memory.
-        error_fn: ``d loss / d M(k)`` of the attentional bias, ``(pred, target) -> (N, 1, d)``.
+        error_fn: ``d loss / d M(k)`` of the attentional bias, ``(pred, target, param) -> (N, 1, d)``.
+        objective_param: ``(N, T)`` per-token parameter of the bias (Huber's delta_t), or None.
+        decayed_gradient: take token t's gradient at the *decayed* anchor ``(1 - alpha_t) M``
+            (Gated DeltaNet) instead of the anchor itself (Titans).
+        chunk_end_retention: a non-linear retention applied to the weights at every chunk end
+            (MIRAS: Lq normalisation, KL, elastic net), after the chunk's last read.
 
     Returns:
         ``(y, state)`` with ``y`` of shape ``(N, T, d)`` and the state after the last token.
@@ -57,20 +65,26 @@ def recurrent_memory(
     anchor = list(state.anchor) if offset else list(weights)
     outputs = []
     for t in range(q.shape[1]):
-        # u_t: gradient of the attentional bias at the anchor weights, one (N, d_in, d_out) per layer
-        pred, inputs, preacts = memory_forward(anchor, k[:, t : t + 1], activation)
-        deltas = memory_backward(anchor, preacts, error_fn(pred, v[:, t : t + 1]), activation)
-        grads = [a.transpose(-1, -2) @ d for a, d in zip(inputs, deltas, strict=True)]
-
         theta = lr[:, t, None, None]
         eta = 0.0 if log_momentum is None else torch.exp(log_momentum[:, t, None, None])
         retain = 1.0 if log_retention is None else torch.exp(log_retention[:, t, None, None])
+        if decayed_gradient:  # Gated DeltaNet: the gradient is taken at the decayed memory
+            anchor = [retain * w for w in anchor]
+
+        # u_t: gradient of the attentional bias at the anchor weights, one (N, d_in, d_out) per layer
+        param = None if objective_param is None else objective_param[:, t : t + 1, None]
+        pred, inputs, preacts = memory_forward(anchor, k[:, t : t + 1], activation)
+        deltas = memory_backward(anchor, preacts, error_fn(pred, v[:, t : t + 1], param), activation)
+        grads = [a.transpose(-1, -2) @ d for a, d in zip(inputs, deltas, strict=True)]
+
         momentum = [eta * s - theta * g for s, g in zip(momentum, grads, strict=True)]  # S_t
         weights = [retain * w + s for w, s in zip(weights, momentum, strict=True)]  # M_t
 
         outputs.append(memory_forward(weights, q[:, t : t + 1], activation)[0])  # y_t = M_t(q_t)
         offset += 1
         if offset == chunk_size:  # chunk boundary: later gradients are taken at M_t
+            if chunk_end_retention is not None:
+                weights = list(chunk_end_retention(weights))
             anchor, offset = list(weights), 0
     y = torch.cat(outputs, dim=1) if outputs else q.new_zeros(q.shape)
     anchor_out = tuple(anchor) if offset else tuple(weights)
