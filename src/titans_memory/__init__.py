@@ -10,6 +10,7 @@ Two layers:
 
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.neural_memory import NeuralMemory
+from titans_memory.core.presets import PRESETS, preset
 from titans_memory.core.state import MemoryState
 from titans_memory.data import generate_frequency_shift, generate_repeating_with_anomalies
 from titans_memory.demo import MemoryModule, SurpriseMetric, TitansMemoryLayer
@@ -17,6 +18,7 @@ from titans_memory.demo import MemoryModule, SurpriseMetric, TitansMemoryLayer
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRESETS",
     "MemoryConfig",
     "MemoryModule",
     "MemoryState",
@@ -25,4 +27,5 @@ __all__ = [
     "TitansMemoryLayer",
     "generate_frequency_shift",
     "generate_repeating_with_anomalies",
+    "preset",
 ]

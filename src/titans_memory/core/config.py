@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
 Activation = Literal["gelu", "silu", "relu", "tanh"]
+Objective = Literal["l2", "lp", "huber", "dot"]
+Retention = Literal["decay", "lq", "kl", "elastic_net"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,15 @@ class MemoryConfig:
     forget_init: float = 0.005  # alpha at initialisation: memory half-life ~ 140 tokens
     output_gate: bool = True  # y <- norm(y) * sigmoid(x W_g) before the output projection
     eps: float = 1e-6  # for the l2 norm of q, k and the output RMSNorm
+    # --- MIRAS design space (arXiv 2504.13173); the defaults are Titans ----------------------
+    objective: Objective = "l2"  # attentional bias: l2, lp (Moneta), huber (Yaad), dot (lin. attn.)
+    p: float = 3.0  # exponent of the lp bias
+    huber_delta_init: float = 1.0  # Huber threshold delta_t at initialisation (data-dependent)
+    retention: Retention = "decay"  # decay only, or a non-linear retention at chunk ends as well
+    q: float = 4.0  # exponent of the Lq retention (Moneta)
+    retention_strength: float = 1e-3  # elastic net: soft-threshold lambda; kl: scale c of the simplex
+    decayed_gradient: bool = False  # gradient at (1 - alpha_t) M instead of M (Gated DeltaNet)
+    lr_gate: bool = True  # False: theta_t = lr_init for every token (no learned inner lr)
 
     def __post_init__(self) -> None:
         for name in ("dim", "heads", "depth", "chunk_size", "conv_kernel"):
@@ -62,7 +73,26 @@ class MemoryConfig:
             )
         if not (0 < self.max_lr and math.isfinite(self.max_lr)):
             raise ValueError(f"MemoryConfig.max_lr must be > 0, got {self.max_lr!r}")
-        if not (0 < self.lr_init < self.max_lr):
+        if self.objective not in ("l2", "lp", "huber", "dot"):
+            raise ValueError(f"MemoryConfig.objective must be one of l2, lp, huber, dot; got {self.objective!r}")
+        if self.retention not in ("decay", "lq", "kl", "elastic_net"):
+            raise ValueError(
+                f"MemoryConfig.retention must be one of decay, lq, kl, elastic_net; got {self.retention!r}"
+            )
+        if not self.p >= 1:
+            raise ValueError(f"MemoryConfig.p must be >= 1, got {self.p!r}")
+        if not self.q >= 1:
+            raise ValueError(f"MemoryConfig.q must be >= 1, got {self.q!r}")
+        if not self.huber_delta_init > 0:
+            raise ValueError(f"MemoryConfig.huber_delta_init must be > 0, got {self.huber_delta_init!r}")
+        if not self.retention_strength > 0:
+            raise ValueError(f"MemoryConfig.retention_strength must be > 0, got {self.retention_strength!r}")
+        if self.decayed_gradient and not self.forget:
+            raise ValueError("MemoryConfig.decayed_gradient needs forget=True (it decays by alpha_t)")
+        if not self.lr_gate:
+            if not (0 < self.lr_init and math.isfinite(self.lr_init)):
+                raise ValueError(f"MemoryConfig.lr_init must be > 0, got {self.lr_init!r}")
+        elif not (0 < self.lr_init < self.max_lr):
             raise ValueError(
                 f"MemoryConfig.lr_init must be in (0, max_lr={self.max_lr}), got {self.lr_init!r}"
             )

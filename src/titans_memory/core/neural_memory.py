@@ -12,6 +12,8 @@ from torch import Tensor, nn
 
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.models import init_memory_weights
+from titans_memory.core.objectives import make_objective
+from titans_memory.core.retention import make_retention, simplex_scale
 from titans_memory.core.ops import chunked_memory, fresh_op_state, recurrent_memory
 from titans_memory.core.state import MemoryState
 
@@ -71,25 +73,42 @@ class NeuralMemory(nn.Module):
         bound = 1.0 / math.sqrt(cfg.conv_kernel)
         self.conv_weight = nn.Parameter(torch.empty(3 * inner, cfg.conv_kernel).uniform_(-bound, bound))
 
-        # gates per head: theta (always), eta (if momentum), alpha (if forget)
-        self._gate_names = ["lr"] + (["momentum"] if cfg.momentum else []) + (["forget"] if cfg.forget else [])
-        self.to_gates = nn.Linear(cfg.dim, len(self._gate_names) * heads)
-        with torch.no_grad():
-            # small weights: at initialisation the biases decide, so gates start at the *_init values
-            self.to_gates.weight.mul_(0.1)
-            bias = {
-                "lr": _logit(cfg.lr_init / cfg.max_lr),
-                "momentum": _logit(cfg.momentum_init),
-                "forget": _logit(cfg.forget_init),
-            }
-            self.to_gates.bias.copy_(
-                torch.tensor([bias[n] for n in self._gate_names]).repeat_interleave(heads)
-            )
+        # data-dependent gates per head: theta (inner lr), eta (momentum), alpha (forget) and
+        # Huber's threshold delta, each where the config asks for it
+        self._gate_names = (
+            (["lr"] if cfg.lr_gate else [])
+            + (["momentum"] if cfg.momentum else [])
+            + (["forget"] if cfg.forget else [])
+            + (["huber_delta"] if cfg.objective == "huber" else [])
+        )
+        self.to_gates = None
+        if self._gate_names:
+            self.to_gates = nn.Linear(cfg.dim, len(self._gate_names) * heads)
+            with torch.no_grad():
+                # small weights: at initialisation the biases decide, so gates start at *_init
+                self.to_gates.weight.mul_(0.1)
+                bias = {
+                    "lr": _logit(cfg.lr_init / cfg.max_lr) if cfg.lr_gate else 0.0,
+                    "momentum": _logit(cfg.momentum_init),
+                    "forget": _logit(cfg.forget_init),
+                    "huber_delta": math.log(math.expm1(cfg.huber_delta_init)),  # softplus^-1
+                }
+                self.to_gates.bias.copy_(
+                    torch.tensor([bias[n] for n in self._gate_names]).repeat_interleave(heads)
+                )
 
         # the memory's initial weights M_0, learned by the outer loop, one set per head
         self.memory_init = nn.ParameterList(
             nn.Parameter(w) for w in init_memory_weights(cfg.layer_shapes, heads)
         )
+        self.objective = make_objective(cfg)
+        if cfg.retention == "kl":  # Memora: the memory starts on the scaled simplex (uniform)
+            with torch.no_grad():
+                for w in self.memory_init:
+                    w.fill_(simplex_scale(*w.shape[-2:]) / (w.shape[-2] * w.shape[-1]))
+        # Moneta: each weight matrix is kept at the q-norm its initial memory has now
+        radius = [w.detach().abs().pow(cfg.q).sum((-2, -1)).pow(1 / cfg.q) for w in self.memory_init]
+        self.register_buffer("lq_radius", torch.stack(radius, 0), persistent=True)  # (L, H)
 
         self.out_norm_weight = nn.Parameter(torch.ones(heads, d_head))  # RMSNorm per head
         self.to_out_gate = nn.Linear(cfg.dim, inner, bias=False) if cfg.output_gate else None
@@ -110,12 +129,25 @@ class NeuralMemory(nn.Module):
             w.to(dtype=dtype, device=device).unsqueeze(0).expand(batch_size, *w.shape)
             for w in self.memory_init
         )
+        retention = self._retention(batch_size, dtype, device)
+        if retention is not None:  # a fresh memory already satisfies the retention's constraint
+            flat = retention([w.reshape(-1, *w.shape[2:]) for w in weights])
+            weights = tuple(w.reshape(batch_size, -1, *w.shape[1:]) for w in flat)
         momentum = tuple(torch.zeros_like(w) for w in weights)
         k = self.config.conv_kernel
         tail = None
         if k > 1:
             tail = torch.zeros(batch_size, k - 1, self.conv_weight.shape[0], dtype=dtype, device=device)
         return MemoryState(weights, momentum, weights, tail, 0, self.config.chunk_size)
+
+    def _retention(self, batch_size: int, dtype, device):
+        """The chunk-end retention for ``batch_size`` streams (None for plain decay)."""
+        radii = None
+        if self.config.retention == "lq":
+            radii = [
+                r.to(dtype=dtype, device=device).repeat(batch_size).view(-1, 1, 1) for r in self.lq_radius
+            ]  # (B H, 1, 1), batch-major like the flattened state
+        return make_retention(self.config, radii)
 
     def _check_input(self, x: Tensor, state: MemoryState | None) -> None:
         cfg = self.config
@@ -179,16 +211,24 @@ class NeuralMemory(nn.Module):
         q = F.normalize(q, dim=-1, eps=cfg.eps)  # l2-normalised keys and queries keep steps stable
         k = F.normalize(k, dim=-1, eps=cfg.eps)
 
-        gates = rearrange(self.to_gates(x), "b t (g h) -> g (b h) t", h=cfg.heads)
-        named = dict(zip(self._gate_names, gates, strict=True))
-        lr = cfg.max_lr * torch.sigmoid(named["lr"])  # theta_t in (0, max_lr]
+        named = {}
+        if self.to_gates is not None:
+            gates = rearrange(self.to_gates(x), "b t (g h) -> g (b h) t", h=cfg.heads)
+            named = dict(zip(self._gate_names, gates, strict=True))
+        if cfg.lr_gate:
+            lr = cfg.max_lr * torch.sigmoid(named["lr"])  # theta_t in (0, max_lr]
+        else:
+            lr = q.new_full(q.shape[:2], cfg.lr_init)
         log_momentum = F.logsigmoid(named["momentum"]) if cfg.momentum else None  # log eta_t
         log_retention = F.logsigmoid(-named["forget"]) if cfg.forget else None  # log(1 - alpha_t)
+        huber_delta = F.softplus(named["huber_delta"]) if cfg.objective == "huber" else None
 
         op = chunked_memory if backend == "chunked" else recurrent_memory
         y, op_state = op(
             q, k, v, lr, log_retention, log_momentum, state.to_op_state(),
-            chunk_size=cfg.chunk_size, activation=cfg.activation,
+            chunk_size=cfg.chunk_size, activation=cfg.activation, error_fn=self.objective,
+            objective_param=huber_delta, decayed_gradient=cfg.decayed_gradient,
+            chunk_end_retention=self._retention(B, x.dtype, x.device),
         )  # y: (B H, T, D)
 
         y = rearrange(y, "(b h) t d -> b t h d", b=B)

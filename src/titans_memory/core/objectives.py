@@ -126,3 +126,10 @@ class DotProductBias(AttentionalBias):
 
 
 BIASES = {"l2": L2Bias, "lp": LpBias, "huber": HuberBias, "dot": DotProductBias}
+
+
+def make_objective(config) -> AttentionalBias:
+    """The attentional bias a :class:`~titans_memory.core.config.MemoryConfig` asks for."""
+    if config.objective == "lp":
+        return LpBias(p=config.p)
+    return BIASES[config.objective]()

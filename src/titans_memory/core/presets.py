@@ -1,0 +1,72 @@
+"""Named points of the MIRAS design space (arXiv 2504.13173), each just a :class:`MemoryConfig`.
+
+A variant is a combination of four choices — memory architecture (``depth``), attentional bias
+(``objective``), retention (``forget`` + ``retention``) and learning algorithm (``momentum``,
+``decayed_gradient``) — never a new module. ``preset(name, **overrides)`` returns the config.
+
+Conventions to keep in mind when comparing with closed forms: the l2 bias is ``||M(k) - v||^2``,
+whose gradient carries a factor 2, so DeltaNet's ``beta_t`` is ``2 theta_t`` here (the delta-rule
+presets cap theta at 0.5 so beta stays in (0, 1]).
+"""
+
+from __future__ import annotations
+
+from titans_memory.core.config import MemoryConfig
+
+_DELTA = dict(depth=1, momentum=False, max_lr=0.5, lr_init=0.25)
+
+PRESETS: dict[str, tuple[str, dict]] = {
+    "titans": (
+        "Titans LMM: deep MLP memory, l2 bias, decay (forget gate), gradient descent with momentum.",
+        {},
+    ),
+    "moneta": (
+        "Moneta: MLP memory, lp bias (p = 3), Lq retention (q = 4) on top of decay, plain gradient descent.",
+        dict(objective="lp", p=3.0, retention="lq", q=4.0, momentum=False),
+    ),
+    "yaad": (
+        "Yaad: MLP memory, Huber bias with a data-dependent threshold, decay, plain gradient descent.",
+        dict(objective="huber", momentum=False),
+    ),
+    "memora": (
+        "Memora: MLP memory on the scaled simplex, l2 bias, KL retention, plain gradient descent.",
+        dict(retention="kl", momentum=False),
+    ),
+    "deltanet": (
+        "DeltaNet: matrix memory, l2 bias, no decay, no momentum: M_t = M - beta (M k - v) k^T.",
+        dict(_DELTA, forget=False),
+    ),
+    "gated_deltanet": (
+        "Gated DeltaNet: DeltaNet with a forget gate and the gradient at the decayed memory.",
+        dict(_DELTA, forget=True, decayed_gradient=True),
+    ),
+    "linear_attention": (
+        "Linear attention: matrix memory, dot-product bias, theta = 1, no decay: M_t = M + v k^T.",
+        dict(depth=1, objective="dot", lr_gate=False, lr_init=1.0, momentum=False, forget=False),
+    ),
+    "ttt_linear": (
+        "TTT-Linear: matrix memory, l2 bias, mini-batch gradients at the batch start (chunk 16).",
+        dict(depth=1, momentum=False, forget=False, chunk_size=16),
+    ),
+    "ttt_mlp": (
+        "TTT-MLP: 2-layer MLP memory, l2 bias, mini-batch gradients at the batch start (chunk 16).",
+        dict(depth=2, momentum=False, forget=False, chunk_size=16),
+    ),
+}
+
+
+def preset(name: str, **overrides) -> MemoryConfig:
+    """The :class:`MemoryConfig` of a named preset, with any field overridden.
+
+    >>> cfg = preset("moneta", dim=128, heads=4)
+    >>> cfg.objective, cfg.p, cfg.retention, cfg.q
+    ('lp', 3.0, 'lq', 4.0)
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return MemoryConfig(**{**PRESETS[name][1], **overrides})
+
+
+def describe_presets() -> dict[str, str]:
+    """One line per preset."""
+    return {name: text for name, (text, _) in PRESETS.items()}
