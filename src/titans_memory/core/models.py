@@ -140,7 +140,7 @@ def memory_errors_at(
         if activation == "gelu":
             cdf = torch.special.ndtr(z)
             h = z * cdf
-            slopes.append(cdf + z * torch.exp(-0.5 * z * z) * _INV_SQRT_2PI)
+            slopes.append(torch.addcmul(cdf, z, torch.exp(-0.5 * z.square()), value=_INV_SQRT_2PI))
         else:
             h = act(z)
             slopes.append(act_grad(z))

@@ -134,14 +134,15 @@ def _segment(
     # State after token `last`, one matmul per layer for weights and momentum together:
     #   [W; S] <- [A_r W + f_r S; E_r S] - [G[r] * H; theta P[r] * H]^T Delta
     g_last = G[:, last, :].unsqueeze(-1)  # (N, c, 1): G[r, j]
+    a_last = A[:, last, None, None]  # (N, 1, 1)
+    if has_momentum:
+        p_last = (P[:, last, :] * lr).unsqueeze(-1)  # theta_j P[r, j]
+        f_last, e_last = f[:, last, None, None], E[:, last, None, None]
     new_state = []
     for layer in range(depth):
         ws, a_in, delta, d_in = state[layer], inputs[layer], deltas[layer], d_ins[layer]
-        a_last = A[:, last, None, None]
         if has_momentum:
-            p_last = (P[:, last, :] * lr).unsqueeze(-1)  # theta_j P[r, j]
             x = torch.cat([g_last * a_in, p_last * a_in], dim=-1)  # (N, c, 2 d_in)
-            f_last, e_last = f[:, last, None, None], E[:, last, None, None]
             if inplace:  # W <- A_r W + f_r S first, while S is still S_s; then S <- E_r S
                 new = ws
                 new[:, :d_in].mul_(a_last).addcmul_(ws[:, d_in:], f_last)
