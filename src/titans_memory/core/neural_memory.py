@@ -161,16 +161,32 @@ class NeuralMemory(nn.Module):
             raise ValueError("x must have batch size >= 1")
         if not torch.isfinite(x).all():
             raise ValueError("x contains NaN or Inf")
+        param_dtype = self.to_qkv.weight.dtype
+        if x.dtype != param_dtype:
+            raise TypeError(
+                f"x has dtype {x.dtype} but the module's parameters are {param_dtype}; "
+                f"convert one of them (e.g. module.to({x.dtype}) or x.to({param_dtype}))"
+            )
         if state is None:
             return
         if not isinstance(state, MemoryState):
             raise TypeError(f"state must be a MemoryState or None, got {type(state).__name__}")
         expected = [(x.shape[0], cfg.heads, a, b) for a, b in cfg.layer_shapes]
-        got = [tuple(w.shape) for w in state.weights]
-        if got != expected:
+        for name in ("weights", "momentum", "anchor"):
+            got = [tuple(w.shape) for w in getattr(state, name)]
+            if got != expected:
+                raise ValueError(
+                    f"state does not fit this memory: {name} {got}, expected {expected} "
+                    "(a state from a different config or batch size)"
+                )
+        tail = None
+        if cfg.conv_kernel > 1:
+            tail = (x.shape[0], cfg.conv_kernel - 1, self.conv_weight.shape[0])
+        got_tail = None if state.conv_tail is None else tuple(state.conv_tail.shape)
+        if got_tail != tail:
             raise ValueError(
-                f"state does not fit this memory: weights {got}, expected {expected} "
-                "(a state from a different config or batch size)"
+                f"state.conv_tail has shape {got_tail}, expected {tail} "
+                f"(a state from a memory with another conv_kernel; this one has {cfg.conv_kernel})"
             )
         if state.chunk_size != cfg.chunk_size:
             raise ValueError(f"state.chunk_size={state.chunk_size} but config.chunk_size={cfg.chunk_size}")

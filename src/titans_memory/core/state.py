@@ -121,9 +121,13 @@ class MemoryState:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> MemoryState:
         """Read a state written by :meth:`save`. Plain tensors and text; no code is executed."""
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(os.fspath(path), framework="pt", device=str(device)) as f:
+        try:
+            handle = safe_open(os.fspath(path), framework="pt", device=str(device))
+        except SafetensorError as err:
+            raise ValueError(f"{os.fspath(path)!r} is not a safetensors file: {err}") from err
+        with handle as f:
             meta = f.metadata() or {}
             if meta.get("format") != _FORMAT:
                 raise ValueError(f"{os.fspath(path)!r} is not a MemoryState file (metadata {json.dumps(meta)})")

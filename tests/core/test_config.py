@@ -1,0 +1,160 @@
+"""MemoryConfig: documented defaults, validation naming the bad field, shapes, round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from titans_memory.core.config import MemoryConfig
+
+
+def test_defaults_are_the_documented_ones_and_valid():
+    cfg = MemoryConfig()
+    assert cfg.dim == 256
+    assert cfg.heads == 1
+    assert cfg.head_dim is None and cfg.d_head == 256
+    assert cfg.depth == 2
+    assert cfg.expansion == 4.0 and cfg.hidden_dim == 1024
+    assert cfg.activation == "gelu"
+    assert cfg.chunk_size == 64
+    assert cfg.conv_kernel == 4
+    assert cfg.max_lr == 0.1 and cfg.lr_init == 0.01
+    assert cfg.momentum is True and cfg.momentum_init == 0.9
+    assert cfg.forget is True and cfg.forget_init == 0.005
+    assert cfg.output_gate is True
+    assert cfg.eps == 1e-6
+    # the plain Titans memory: l2 attentional bias, decay retention, gradient at M (not decayed)
+    assert cfg.objective == "l2" and cfg.retention == "decay"
+    assert cfg.decayed_gradient is False and cfg.lr_gate is True
+    # a fresh forget gate must not wipe the memory (DESIGN section 2: "start it small")
+    assert cfg.forget_init < 0.05
+    assert 0 < cfg.lr_init < cfg.max_lr
+
+
+def test_frozen():
+    cfg = MemoryConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.dim = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"dim": 0}, "dim"),
+        ({"dim": -4}, "dim"),
+        ({"dim": 8.0}, "dim"),
+        ({"heads": 0}, "heads"),
+        ({"dim": 10, "heads": 3}, "heads"),  # heads must divide dim when head_dim is None
+        ({"head_dim": 0}, "head_dim"),
+        ({"depth": 0}, "depth"),
+        ({"depth": True}, "depth"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"chunk_size": -1}, "chunk_size"),
+        ({"conv_kernel": 0}, "conv_kernel"),
+        ({"expansion": 0.0}, "expansion"),
+        ({"expansion": float("inf")}, "expansion"),
+        ({"expansion": float("nan")}, "expansion"),
+        ({"activation": "swish"}, "activation"),
+        ({"max_lr": -0.1}, "max_lr"),
+        ({"max_lr": 0.0}, "max_lr"),
+        ({"max_lr": float("inf")}, "max_lr"),
+        ({"lr_init": 0.1}, "lr_init"),  # == max_lr
+        ({"lr_init": 0.5}, "lr_init"),  # > max_lr
+        ({"lr_init": 0.0}, "lr_init"),
+        ({"momentum_init": 0.0}, "momentum_init"),
+        ({"momentum_init": 1.0}, "momentum_init"),
+        ({"momentum_init": 1.5}, "momentum_init"),
+        ({"forget_init": 0.0}, "forget_init"),
+        ({"forget_init": 1.0}, "forget_init"),
+        ({"eps": 0.0}, "eps"),
+        ({"eps": -1e-6}, "eps"),
+        ({"objective": "l1"}, "objective"),
+        ({"retention": "l2"}, "retention"),
+        ({"p": 0.5}, "p"),
+        ({"q": 0.0}, "q"),
+        ({"huber_delta_init": 0.0}, "huber_delta_init"),
+        ({"retention_strength": -1.0}, "retention_strength"),
+        ({"decayed_gradient": True, "forget": False}, "decayed_gradient"),
+        ({"lr_gate": False, "lr_init": 0.0}, "lr_init"),
+    ],
+)
+def test_invalid_field_raises_naming_it(changes, field):
+    base = {"dim": 8, "heads": 2}
+    with pytest.raises(ValueError, match=rf"\b{field}\b"):
+        MemoryConfig(**{**base, **changes})
+
+
+def test_fixed_lr_may_exceed_max_lr():
+    """Without the lr gate, theta = lr_init for every token: max_lr no longer bounds it."""
+    assert MemoryConfig(dim=8, lr_gate=False, lr_init=0.5).lr_init == 0.5
+
+
+def test_replace_validates_again():
+    cfg = MemoryConfig(dim=8)
+    assert cfg.replace(chunk_size=5).chunk_size == 5
+    with pytest.raises(ValueError, match="chunk_size"):
+        cfg.replace(chunk_size=0)
+
+
+def test_heads_need_not_divide_dim_with_explicit_head_dim():
+    cfg = MemoryConfig(dim=10, heads=3, head_dim=4)
+    assert cfg.d_head == 4
+
+
+@pytest.mark.parametrize(
+    ("depth", "expected"),
+    [
+        (1, [(6, 6)]),
+        (2, [(6, 12), (12, 6)]),
+        (3, [(6, 12), (12, 12), (12, 6)]),
+    ],
+)
+def test_layer_shapes(depth, expected):
+    cfg = MemoryConfig(dim=12, heads=2, depth=depth, expansion=2.0)
+    assert cfg.d_head == 6 and cfg.hidden_dim == 12
+    assert cfg.layer_shapes == expected
+
+
+def test_layer_shapes_follow_head_dim():
+    cfg = MemoryConfig(dim=12, heads=2, head_dim=5, depth=2, expansion=1.6)
+    assert cfg.layer_shapes == [(5, 8), (8, 5)]
+
+
+def test_dict_round_trip():
+    cfg = MemoryConfig(
+        dim=24,
+        heads=3,
+        depth=3,
+        expansion=1.5,
+        activation="tanh",
+        chunk_size=7,
+        conv_kernel=2,
+        max_lr=0.3,
+        lr_init=0.01,
+        momentum=False,
+        momentum_init=0.5,
+        forget=False,
+        forget_init=0.02,
+        output_gate=False,
+        eps=1e-5,
+    )
+    data = cfg.to_dict()
+    assert data["activation"] == "tanh" and data["chunk_size"] == 7
+    back = MemoryConfig.from_dict(data)
+    assert back == cfg
+    assert MemoryConfig.from_dict(MemoryConfig().to_dict()) == MemoryConfig()
+
+
+def test_from_dict_unknown_field_raises():
+    data = MemoryConfig(dim=8).to_dict()
+    data["learning_rate"] = 0.1
+    with pytest.raises(ValueError, match="learning_rate"):
+        MemoryConfig.from_dict(data)
+
+
+def test_from_dict_validates():
+    data = MemoryConfig(dim=8).to_dict()
+    data["chunk_size"] = 0
+    with pytest.raises(ValueError, match="chunk_size"):
+        MemoryConfig.from_dict(data)

@@ -1,0 +1,172 @@
+"""The memory MLP's explicit backward equals autograd, and is itself differentiable."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from titans_memory.core.models import (
+    init_memory_weights,
+    memory_backward,
+    memory_errors_at,
+    memory_forward,
+    memory_weight_grads,
+)
+from titans_memory.core.objectives import l2_error, l2_loss
+
+ACTIVATIONS = ["gelu", "silu", "relu", "tanh"]
+DT = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: a second intra-op thread only adds contention (many-fold on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _shapes(depth: int, d: int = 5, hidden: int = 7) -> list[tuple[int, int]]:
+    if depth == 1:
+        return [(d, d)]
+    return [(d, hidden)] + [(hidden, hidden)] * (depth - 2) + [(hidden, d)]
+
+
+def _weights(depth: int, n: int = 3, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(n, a, b, generator=g, dtype=DT) / a**0.5).requires_grad_()
+        for a, b in _shapes(depth)
+    ]
+
+
+def _data(n: int = 3, t: int = 9, d: int = 5, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, t, d, generator=g, dtype=DT), torch.randn(n, t, d, generator=g, dtype=DT)
+
+
+def _reference_mlp(weights, x, activation):
+    """M written independently of models.py (same convention: h @ W, residual for depth >= 2)."""
+    act = {
+        "gelu": torch.nn.functional.gelu,
+        "silu": torch.nn.functional.silu,
+        "relu": torch.relu,
+        "tanh": torch.tanh,
+    }[activation]
+    h = x
+    for w in weights[:-1]:
+        h = act(torch.einsum("ntd,nde->nte", h, w))
+    out = torch.einsum("ntd,nde->nte", h, weights[-1])
+    return out + x if len(weights) > 1 else out
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_forward_matches_independent_mlp(depth, activation):
+    weights = _weights(depth)
+    x, _ = _data()
+    out, inputs, preacts = memory_forward(weights, x, activation)
+    torch.testing.assert_close(out, _reference_mlp(weights, x, activation), rtol=1e-12, atol=1e-12)
+    assert len(inputs) == depth and len(preacts) == depth - 1
+    assert inputs[0] is x
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_explicit_backward_equals_autograd(depth, activation):
+    weights = _weights(depth)
+    x, target = _data()
+    pred, inputs, preacts = memory_forward(weights, x, activation)
+    deltas = memory_backward(weights, preacts, l2_error(pred, target), activation)
+    per_token = memory_weight_grads(inputs, deltas)  # (N, T, d_in, d_out)
+    explicit = [g.sum(1) for g in per_token]
+
+    loss = l2_loss(_reference_mlp(weights, x, activation), target).sum()
+    expected = torch.autograd.grad(loss, weights)
+    for got, want in zip(explicit, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-12)
+
+    # per token too: token t's gradient only depends on token t
+    t = 4
+    loss_t = l2_loss(
+        _reference_mlp(weights, x[:, t : t + 1], activation), target[:, t : t + 1]
+    ).sum()
+    for got, want in zip(per_token, torch.autograd.grad(loss_t, weights), strict=True):
+        torch.testing.assert_close(got[:, t], want, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_fused_errors_equal_forward_then_backward(depth, activation):
+    weights = _weights(depth)
+    x, target = _data()
+    pred, inputs, preacts = memory_forward(weights, x, activation)
+    deltas = memory_backward(weights, preacts, l2_error(pred, target), activation)
+    f_inputs, f_deltas = memory_errors_at(weights, x, target, l2_error, activation)
+    for a, b in zip(inputs + deltas, f_inputs + f_deltas, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_explicit_backward_is_differentiable(depth, activation):
+    """d/dW of a functional of the explicit gradients == autograd through autograd."""
+    weights = _weights(depth)
+    x, target = _data()
+    x.requires_grad_()
+    g = torch.Generator().manual_seed(7)
+    probes = [torch.randn(w.shape, generator=g, dtype=DT) for w in weights]
+
+    pred, inputs, preacts = memory_forward(weights, x, activation)
+    deltas = memory_backward(weights, preacts, l2_error(pred, target), activation)
+    grads = [gr.sum(1) for gr in memory_weight_grads(inputs, deltas)]
+    phi = sum((p * gr).sum() for p, gr in zip(probes, grads, strict=True)) + sum(
+        (d**2).sum() for d in deltas
+    )
+    got = torch.autograd.grad(phi, [*weights, x])
+
+    loss = l2_loss(_reference_mlp(weights, x, activation), target).sum()
+    auto = torch.autograd.grad(loss, weights, create_graph=True)
+    # deltas by autograd: d loss / d (pre-activation of each layer)
+    pre = []
+    h = x
+    act = dict(
+        gelu=torch.nn.functional.gelu,
+        silu=torch.nn.functional.silu,
+        relu=torch.relu,
+        tanh=torch.tanh,
+    )[activation]
+    for w in weights[:-1]:
+        z = torch.einsum("ntd,nde->nte", h, w)
+        pre.append(z)
+        h = act(z)
+    out = torch.einsum("ntd,nde->nte", h, weights[-1])
+    pre.append(out)
+    if depth > 1:
+        out = out + x
+    auto_deltas = torch.autograd.grad(l2_loss(out, target).sum(), pre, create_graph=True)
+    phi_ref = sum((p * gr).sum() for p, gr in zip(probes, auto, strict=True)) + sum(
+        (d**2).sum() for d in auto_deltas
+    )
+    want = torch.autograd.grad(phi_ref, [*weights, x])
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11)
+    # second-order terms are really there (not a detached gradient)
+    assert any(a.abs().max() > 1e-3 for a in got)
+
+
+def test_init_memory_weights():
+    g = torch.Generator().manual_seed(0)
+    (w,) = init_memory_weights([(6, 6)], heads=2, generator=g)
+    assert torch.count_nonzero(w) == 0  # a matrix memory starts empty: M(x) = 0
+
+    g = torch.Generator().manual_seed(0)
+    w1, w2 = init_memory_weights([(64, 256), (256, 64)], heads=4, generator=g)
+    assert w1.shape == (4, 64, 256) and w2.shape == (4, 256, 64)
+    assert abs(w1.var().item() - 1 / 64) < 0.1 / 64
+    assert abs(w2.var().item() - 0.1 / 256) < 0.01 / 256
+    # seeded: reproducible
+    g = torch.Generator().manual_seed(0)
+    again = init_memory_weights([(64, 256), (256, 64)], heads=4, generator=g)
+    assert torch.equal(again[0], w1) and torch.equal(again[1], w2)
