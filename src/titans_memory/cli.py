@@ -1,0 +1,119 @@
+"""The ``titans`` command.
+
+Subcommands are registered in :data:`SUBCOMMANDS`. To add one, write a function that configures
+its parser and one that runs it, and register them::
+
+    def _configure_train(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--steps", type=int, default=1000)
+
+    def _run_train(args: argparse.Namespace) -> int:
+        ...
+        return 0
+
+    register(Subcommand("train", "train a model", _configure_train, _run_train))
+
+Keep the heavy imports (torch, matplotlib) inside the run function, so that ``titans --help``
+stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``titans <name>`` subcommand.
+
+    Attributes:
+        name: what the user types after ``titans``.
+        help: one line for ``titans --help``.
+        configure: adds the subcommand's arguments to its parser.
+        run: does the work; returns the process exit status.
+    """
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+#: Registered subcommands, by name, in the order ``titans --help`` lists them.
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def register(command: Subcommand) -> Subcommand:
+    """Add ``command`` to :data:`SUBCOMMANDS` (an existing name is an error)."""
+    if command.name in SUBCOMMANDS:
+        raise ValueError(f"subcommand {command.name!r} is already registered")
+    SUBCOMMANDS[command.name] = command
+    return command
+
+
+# --- titans figures ---------------------------------------------------------------------------
+
+
+def _configure_figures(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("figures"),
+        metavar="DIR",
+        help="directory to write the PNG files to (default: ./figures)",
+    )
+    parser.add_argument("--dpi", type=int, default=150, help="resolution (default: 150)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, no file list")
+
+
+def _run_figures(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never open a window
+    from titans_memory.viz.demo import save_demo_figures
+
+    paths = save_demo_figures(args.out, progress=not args.quiet, dpi=args.dpi)
+    if not args.quiet:
+        for path in paths:
+            print(path)
+    return 0
+
+
+register(
+    Subcommand(
+        "figures",
+        "write the demo's five figures (PNG) to a directory",
+        _configure_figures,
+        _run_figures,
+    )
+)
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``titans`` parser, with one subparser per registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="titans",
+        description="Neural long-term memory (Titans, MIRAS): demo figures and tools.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in SUBCOMMANDS.values():
+        sub_parser = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.configure(sub_parser)
+        sub_parser.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``titans`` with ``argv`` (default: the process arguments); return the exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args._run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Figures. Every function returns a :class:`matplotlib.figure.Figure`; nothing calls
+``plt.show``. The demo's five figures and their scenarios live in :mod:`titans_memory.viz.demo`.
+"""
+
+from titans_memory.viz.demo import (
+    FIGURES,
+    SCENARIOS,
+    DemoScenario,
+    ScenarioRun,
+    plot_forgetting_effect,
+    plot_full_pipeline,
+    plot_memory_update_heatmap,
+    plot_momentum_vs_raw,
+    plot_surprise_over_time,
+    save_demo_figures,
+    trace_array,
+    weight_norm,
+    weight_norms,
+    write_updates,
+)
+
+__all__ = [
+    "FIGURES",
+    "SCENARIOS",
+    "DemoScenario",
+    "ScenarioRun",
+    "plot_forgetting_effect",
+    "plot_full_pipeline",
+    "plot_memory_update_heatmap",
+    "plot_momentum_vs_raw",
+    "plot_surprise_over_time",
+    "save_demo_figures",
+    "trace_array",
+    "weight_norm",
+    "weight_norms",
+    "write_updates",
+]

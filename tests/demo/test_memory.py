@@ -1,0 +1,198 @@
+"""MemoryModule: read, surprise-scaled write, forgetting, snapshots, argument checks."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from titans_memory.demo import MemoryModule
+
+
+def reference_step(net: nn.Module, x: torch.Tensor, lr: float, max_norm: float | None = None):
+    """One SGD step on mean((net(x) - x)^2) with autograd, on a copy (the spec)."""
+    net = copy.deepcopy(net)
+    loss = ((net(x) - x) ** 2).mean()
+    grads = torch.autograd.grad(loss, list(net.parameters()))
+    factor = 1.0
+    if max_norm is not None:
+        total = math.sqrt(sum(float((g**2).sum()) for g in grads))
+        factor = min(1.0, max_norm / total)
+    with torch.no_grad():
+        for p, g in zip(net.parameters(), grads, strict=True):
+            p -= lr * factor * g
+    return net
+
+
+def params_close(a: nn.Module, b: nn.Module, atol: float = 1e-6) -> bool:
+    return all(
+        torch.allclose(p, q, atol=atol) for p, q in zip(a.parameters(), b.parameters(), strict=True)
+    )
+
+
+def weights(mem: MemoryModule) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in mem.parameters()]
+
+
+def test_original_signature_and_defaults():
+    sig = inspect.signature(MemoryModule.__init__)
+    assert list(sig.parameters)[1:] == ["input_dim", "memory_dim", "forget_rate", "write_lr"]
+    assert sig.parameters["memory_dim"].default == 32
+    assert sig.parameters["forget_rate"].default == 0.0
+    assert sig.parameters["write_lr"].default == 0.01
+    assert list(inspect.signature(MemoryModule.write).parameters)[1:3] == ["x", "surprise_score"]
+
+
+def test_memory_net_structure():
+    net = MemoryModule(input_dim=4, memory_dim=16).memory_net
+    assert isinstance(net, nn.Sequential)
+    kinds = [type(m) for m in net]
+    assert kinds == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
+    assert [(m.in_features, m.out_features) for m in net[::2]] == [(4, 16), (16, 16), (16, 4)]
+
+
+@pytest.mark.parametrize("shape", [(4,), (3, 4)])
+def test_read_has_input_shape_no_grad_and_changes_nothing(shape):
+    torch.manual_seed(0)
+    mem = MemoryModule(input_dim=4, memory_dim=16)
+    before = weights(mem)
+    y = mem.read(torch.randn(shape))
+    assert y.shape == shape and not y.requires_grad
+    assert all(torch.equal(a, b) for a, b in zip(before, weights(mem), strict=True))
+
+
+@pytest.mark.parametrize("score", [torch.tensor(0.0), 0.0, torch.tensor(1e-9)])
+def test_write_with_zero_surprise_changes_nothing(score):
+    torch.manual_seed(1)
+    mem = MemoryModule(input_dim=4, memory_dim=16)
+    before = weights(mem)
+    mem.write(torch.randn(4), surprise_score=score)
+    assert all(torch.equal(a, b) for a, b in zip(before, weights(mem), strict=True))
+
+
+def test_write_with_surprise_one_changes_the_read():
+    torch.manual_seed(2)
+    mem = MemoryModule(input_dim=4, memory_dim=16)
+    x = torch.randn(4)
+    before = mem.read(x)
+    mem.write(x, surprise_score=torch.tensor(1.0))
+    after = mem.read(x)
+    assert not torch.allclose(before, after)
+    # ... and towards x: a write is a step on ||M(x) - x||^2.
+    assert ((after - x) ** 2).mean() < ((before - x) ** 2).mean()
+
+
+@pytest.mark.parametrize("shape", [(4,), (5, 4)])
+@pytest.mark.parametrize("max_norm", [None, 0.1])
+def test_write_is_one_step_with_lr_write_lr_times_surprise(shape, max_norm):
+    torch.manual_seed(3)
+    mem = MemoryModule(input_dim=4, memory_dim=8, write_lr=0.05)
+    x = torch.randn(shape)
+    ref = reference_step(mem.memory_net, x, lr=0.05 * 0.37, max_norm=max_norm)
+    mem.write(x, surprise_score=torch.tensor(0.37), max_grad_norm=max_norm)
+    assert params_close(mem.memory_net, ref)
+
+
+def test_write_step_scales_linearly_with_surprise():
+    x = torch.tensor([0.5, -1.0])
+    deltas = []
+    for score in (1.0, 3.0):
+        torch.manual_seed(4)
+        mem = MemoryModule(input_dim=2, memory_dim=8, write_lr=1e-3)
+        before = weights(mem)
+        mem.write(x, surprise_score=torch.tensor(score))
+        deltas.append([a - b for a, b in zip(weights(mem), before, strict=True)])
+    for d1, d3 in zip(*deltas, strict=True):
+        assert torch.allclose(3 * d1, d3, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.3])
+def test_forgetting_multiplies_every_weight_by_one_minus_rate(rate):
+    torch.manual_seed(5)
+    mem = MemoryModule(input_dim=3, memory_dim=8, forget_rate=rate)
+    before = weights(mem)
+    mem.apply_forgetting()
+    for a, b in zip(weights(mem), before, strict=True):
+        assert torch.allclose(a, b * (1.0 - rate), rtol=1e-6, atol=0)
+
+
+def test_forgetting_shrinks_the_read_and_zero_rate_does_nothing():
+    torch.manual_seed(6)
+    mem = MemoryModule(input_dim=4, memory_dim=16, forget_rate=0.1)
+    x = torch.randn(4)
+    mem.write(x, surprise_score=torch.tensor(1.0))
+    y = mem.read(x)
+    for _ in range(50):
+        mem.apply_forgetting()
+    assert mem.read(x).norm() < y.norm()
+    still = MemoryModule(input_dim=4, memory_dim=16, forget_rate=0.0)
+    before = weights(still)
+    still.apply_forgetting()
+    assert all(torch.equal(a, b) for a, b in zip(before, weights(still), strict=True))
+
+
+def test_snapshot_is_a_detached_copy():
+    torch.manual_seed(7)
+    mem = MemoryModule(input_dim=2, memory_dim=4, forget_rate=0.5)
+    snap = mem.get_weight_snapshot()
+    assert [s.shape for s in snap] == [p.shape for p in mem.memory_net.parameters()]
+    assert not any(s.requires_grad for s in snap)
+    kept = [s.clone() for s in snap]
+    mem.apply_forgetting()
+    mem.write(torch.ones(2), surprise_score=torch.tensor(1.0))
+    assert all(torch.equal(a, b) for a, b in zip(snap, kept, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"input_dim": 0}, ValueError, "input_dim"),
+        ({"input_dim": 1, "memory_dim": -1}, ValueError, "memory_dim"),
+        ({"input_dim": 1, "memory_dim": 2.0}, TypeError, "memory_dim"),
+        ({"input_dim": 1, "forget_rate": -0.01}, ValueError, "forget_rate"),
+        ({"input_dim": 1, "forget_rate": 1.0}, ValueError, "forget_rate"),
+        ({"input_dim": 1, "forget_rate": float("inf")}, ValueError, "forget_rate"),
+        ({"input_dim": 1, "write_lr": -0.01}, ValueError, "write_lr"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        MemoryModule(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("score", "error"),
+    [
+        (torch.tensor(float("nan")), ValueError),
+        (torch.tensor(float("inf")), ValueError),
+        (float("nan"), ValueError),
+        (torch.tensor(-1.0), ValueError),
+        (torch.ones(2), ValueError),
+        ("high", TypeError),
+    ],
+)
+def test_bad_surprise_scores(score, error):
+    mem = MemoryModule(input_dim=1)
+    with pytest.raises(error, match="surprise_score"):
+        mem.write(torch.ones(1), surprise_score=score)
+
+
+@pytest.mark.parametrize(
+    ("x", "error"),
+    [
+        (torch.tensor([1.0, float("nan")]), ValueError),
+        (torch.ones(3), ValueError),
+        (torch.ones(0, 2), ValueError),
+        ((1.0, 2.0), TypeError),
+    ],
+)
+def test_bad_inputs(x, error):
+    mem = MemoryModule(input_dim=2)
+    with pytest.raises(error, match="x"):
+        mem.read(x)
+    with pytest.raises(error, match="x"):
+        mem.write(x, surprise_score=torch.tensor(1.0))

@@ -1,0 +1,173 @@
+"""SurpriseMetric: the original API and semantics, the explicit gradient step, argument checks."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from titans_memory.demo import SurpriseMetric
+
+
+def reference_step(net: nn.Module, x: torch.Tensor, lr: float, max_norm: float | None = None):
+    """The same step done with autograd, on a copy: the spec the explicit gradient must meet."""
+    net = copy.deepcopy(net)
+    loss = ((net(x) - x) ** 2).mean()
+    grads = torch.autograd.grad(loss, list(net.parameters()))
+    factor = 1.0
+    if max_norm is not None:
+        total = math.sqrt(sum(float((g**2).sum()) for g in grads))
+        factor = min(1.0, max_norm / total)
+    with torch.no_grad():
+        for p, g in zip(net.parameters(), grads, strict=True):
+            p -= lr * factor * g
+    return net
+
+
+def params_close(a: nn.Module, b: nn.Module, atol: float = 1e-6) -> bool:
+    return all(
+        torch.allclose(p, q, atol=atol) for p, q in zip(a.parameters(), b.parameters(), strict=True)
+    )
+
+
+def test_original_signature_and_defaults():
+    sig = inspect.signature(SurpriseMetric.__init__)
+    assert list(sig.parameters)[1:] == ["input_dim", "hidden_dim", "momentum"]
+    assert sig.parameters["hidden_dim"].default == 16
+    assert sig.parameters["momentum"].default == 0.0
+    assert inspect.signature(SurpriseMetric.update_predictor).parameters["lr"].default == 0.01
+
+
+def test_predictor_structure():
+    m = SurpriseMetric(input_dim=3, hidden_dim=7)
+    p = m.predictor
+    assert isinstance(p, nn.Sequential) and len(p) == 3
+    assert isinstance(p[0], nn.Linear) and (p[0].in_features, p[0].out_features) == (3, 7)
+    assert isinstance(p[1], nn.ReLU)
+    assert isinstance(p[2], nn.Linear) and (p[2].in_features, p[2].out_features) == (7, 3)
+
+
+@pytest.mark.parametrize("shape", [(3,), (5, 3), (2, 4, 3)])
+def test_forward_is_mean_squared_error_without_grad(shape):
+    torch.manual_seed(0)
+    m = SurpriseMetric(input_dim=3)
+    x = torch.randn(shape)
+    s = m(x)
+    assert s.shape == () and not s.requires_grad
+    with torch.no_grad():
+        expected = ((m.predictor(x) - x) ** 2).mean()
+    assert torch.allclose(s, expected)
+
+
+@pytest.mark.parametrize("shape", [(3,), (6, 3)])
+@pytest.mark.parametrize("max_norm", [None, 0.05])
+def test_update_predictor_matches_autograd(shape, max_norm):
+    torch.manual_seed(1)
+    m = SurpriseMetric(input_dim=3, hidden_dim=8)
+    x = 3 * torch.randn(shape)
+    ref = reference_step(m.predictor, x, lr=0.1, max_norm=max_norm)
+    m.update_predictor(x, lr=0.1, max_grad_norm=max_norm)
+    assert params_close(m.predictor, ref)
+
+
+def test_update_predictor_clipping_bounds_the_step():
+    torch.manual_seed(2)
+    m = SurpriseMetric(input_dim=1)
+    before = [p.detach().clone() for p in m.parameters()]
+    m.update_predictor(torch.tensor([99.0]), lr=0.01, max_grad_norm=5.0)
+    after = [p.detach() for p in m.parameters()]
+    step = math.sqrt(sum(float(((a - b) ** 2).sum()) for a, b in zip(after, before, strict=True)))
+    assert 0 < step <= 0.01 * 5.0 * (1 + 1e-5)
+
+
+def test_novel_input_is_more_surprising_after_training():
+    torch.manual_seed(42)
+    m = SurpriseMetric(input_dim=1, hidden_dim=16)
+    familiar = torch.tensor([1.0])
+    for _ in range(50):
+        m.update_predictor(familiar, lr=0.01)
+    assert m(torch.tensor([99.0])) > 100 * m(familiar)
+
+
+def test_compute_with_momentum_is_the_ema_by_hand():
+    torch.manual_seed(3)
+    m = SurpriseMetric(input_dim=1, momentum=0.8)
+    values = [1.0, 1.0, 7.0, 1.0, 2.0]
+    # The predictor does not change here, so the raw surprises can be taken first.
+    raw = [m(torch.tensor([v])).item() for v in values]
+    expected, ema = [], None
+    for r in raw:
+        ema = r if ema is None else 0.8 * ema + 0.2 * r
+        expected.append(ema)
+    got = [m.compute_with_momentum(torch.tensor([v])).item() for v in values]
+    assert got == pytest.approx(expected, rel=1e-6)
+    # A spike carries forward: the step after it is still raised.
+    assert got[3] > got[1]
+
+
+def test_momentum_zero_gives_raw_and_reset_restarts():
+    torch.manual_seed(4)
+    m = SurpriseMetric(input_dim=2, momentum=0.0)
+    x = torch.randn(2)
+    assert torch.allclose(m.compute_with_momentum(x), m(x))
+    m = SurpriseMetric(input_dim=2, momentum=0.9)
+    m.compute_with_momentum(torch.full((2,), 50.0))
+    m.reset_momentum()
+    assert torch.allclose(m.compute_with_momentum(x), m(x))
+
+
+def test_compute_with_momentum_returns_a_copy():
+    m = SurpriseMetric(input_dim=1, momentum=0.5)
+    first = m.compute_with_momentum(torch.tensor([1.0]))
+    kept = first.clone()
+    m.compute_with_momentum(torch.tensor([30.0]))
+    assert torch.equal(first, kept)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"input_dim": 0}, ValueError, "input_dim"),
+        ({"input_dim": -2}, ValueError, "input_dim"),
+        ({"input_dim": 1.5}, TypeError, "input_dim"),
+        ({"input_dim": True}, TypeError, "input_dim"),
+        ({"input_dim": 1, "hidden_dim": 0}, ValueError, "hidden_dim"),
+        ({"input_dim": 1, "momentum": -0.1}, ValueError, "momentum"),
+        ({"input_dim": 1, "momentum": 1.0}, ValueError, "momentum"),
+        ({"input_dim": 1, "momentum": float("nan")}, ValueError, "momentum"),
+        ({"input_dim": 1, "momentum": "0.5"}, TypeError, "momentum"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        SurpriseMetric(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("x", "error"),
+    [
+        (torch.tensor([float("nan")]), ValueError),
+        (torch.tensor([float("inf")]), ValueError),
+        (torch.ones(2), ValueError),  # last dimension is not input_dim
+        (torch.ones(0, 1), ValueError),  # empty
+        ([1.0], TypeError),
+    ],
+)
+def test_bad_inputs(x, error):
+    m = SurpriseMetric(input_dim=1)
+    with pytest.raises(error, match="x"):
+        m(x)
+    with pytest.raises(error, match="x"):
+        m.update_predictor(x)
+
+
+def test_bad_step_arguments():
+    m = SurpriseMetric(input_dim=1)
+    with pytest.raises(ValueError, match="lr"):
+        m.update_predictor(torch.ones(1), lr=-0.1)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        m.update_predictor(torch.ones(1), max_grad_norm=0.0)

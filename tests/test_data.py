@@ -1,0 +1,94 @@
+"""The synthetic data generators: the original return types and values, argument checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from titans_memory.data import generate_frequency_shift, generate_repeating_with_anomalies
+
+
+def test_repeating_with_anomalies_shapes_and_types():
+    seq, mask = generate_repeating_with_anomalies([1.0, 2.0, 3.0], 10, [7, 15], anomaly_value=99.0)
+    assert seq.shape == (30,) and mask.shape == (30,)
+    assert seq.dtype == torch.float32 and mask.dtype == torch.float32
+
+
+def test_repeating_with_anomalies_values():
+    seq, mask = generate_repeating_with_anomalies([1.0, 2.0, 3.0], 4, [5, 0])
+    expected = torch.tensor([99.0, 2, 3, 1, 2, 99, 1, 2, 3, 1, 2, 3])
+    assert torch.equal(seq, expected)  # default anomaly_value is 99
+    assert mask.nonzero().flatten().tolist() == [0, 5]
+    assert torch.equal(seq[mask.bool()], torch.tensor([99.0, 99.0]))
+    assert mask.sum() == 2
+
+
+def test_repeating_without_anomalies_and_tensor_pattern():
+    seq, mask = generate_repeating_with_anomalies(torch.tensor([4.0, 5.0]), 3, [])
+    assert seq.tolist() == [4.0, 5.0] * 3
+    assert not mask.any()
+
+
+def test_frequency_shift_matches_the_formula():
+    seq, shifts = generate_frequency_shift(200, base_freq=0.1, shifted_freq=0.5, shift_at=[100])
+    assert seq.shape == (200,) and seq.dtype == torch.float32
+    assert shifts == [100]
+    for t in (0, 37, 99):
+        assert seq[t].item() == pytest.approx(math.sin(2 * math.pi * 0.1 * t), abs=1e-6)
+    for t in (100, 151, 199):
+        assert seq[t].item() == pytest.approx(math.sin(2 * math.pi * 0.5 * t), abs=1e-6)
+
+
+def test_frequency_shift_toggles_at_every_point_in_any_order():
+    seq, shifts = generate_frequency_shift(30, 0.05, 0.2, shift_at=[20, 10])
+    assert shifts == [20, 10]  # returned as given
+    freq = [0.05] * 10 + [0.2] * 10 + [0.05] * 10
+    expected = torch.tensor([math.sin(2 * math.pi * f * t) for t, f in enumerate(freq)])
+    assert torch.allclose(seq, expected, atol=1e-6)
+
+
+def test_frequency_shift_accepts_a_single_int():
+    _, shifts = generate_frequency_shift(10, 0.1, 0.3, shift_at=4)
+    assert shifts == [4]
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "name"),
+    [
+        (([], 3, []), ValueError, "pattern"),
+        (("123", 3, []), TypeError, "pattern"),
+        (([1.0, float("nan")], 3, []), ValueError, "pattern"),
+        (([1.0], 0, []), ValueError, "repeats"),
+        (([1.0], 2.0, []), TypeError, "repeats"),
+        (([1.0, 2.0], 2, [4]), ValueError, "anomaly_indices"),
+        (([1.0, 2.0], 2, [-1]), ValueError, "anomaly_indices"),
+        (([1.0, 2.0], 2, [1.5]), TypeError, "anomaly_indices"),
+        (([1.0, 2.0], 2, 1), TypeError, "anomaly_indices"),
+    ],
+)
+def test_repeating_bad_arguments(args, error, name):
+    with pytest.raises(error, match=name):
+        generate_repeating_with_anomalies(*args)
+
+
+def test_repeating_bad_anomaly_value():
+    with pytest.raises(ValueError, match="anomaly_value"):
+        generate_repeating_with_anomalies([1.0], 3, [1], anomaly_value=float("inf"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"length": 0}, ValueError, "length"),
+        ({"base_freq": float("nan")}, ValueError, "base_freq"),
+        ({"shifted_freq": "fast"}, TypeError, "shifted_freq"),
+        ({"shift_at": [10]}, ValueError, "shift_at"),
+        ({"shift_at": [2.5]}, TypeError, "shift_at"),
+    ],
+)
+def test_frequency_shift_bad_arguments(kwargs, error, name):
+    args = {"length": 10, "base_freq": 0.1, "shifted_freq": 0.3, "shift_at": [5], **kwargs}
+    with pytest.raises(error, match=name):
+        generate_frequency_shift(**args)
