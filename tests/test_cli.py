@@ -14,11 +14,12 @@ FIGURE_NAMES = {
     "momentum_vs_raw.png",
     "forgetting_effect.png",
     "full_pipeline.png",
+    "miras_presets.png",
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_figures_writes_the_five_pngs(tmp_path, capsys):
+def test_figures_writes_every_png(tmp_path, capsys):
     out = tmp_path / "nested" / "figs"
     assert cli.main(["figures", "--out", str(out), "--dpi", "40"]) == 0
     written = {p.name for p in out.iterdir()}
@@ -57,3 +58,39 @@ def test_registry_is_extensible(monkeypatch):
     assert calls == [5]
     with pytest.raises(ValueError, match="already registered"):
         cli.register(cli.Subcommand("echo", "again", configure, run))
+
+
+# --- titans presets ---------------------------------------------------------------------------
+
+
+def test_presets_lists_every_preset(capsys):
+    from titans_memory.core.presets import PRESETS
+
+    assert cli.main(["presets"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == list(PRESETS)
+
+
+def test_presets_prints_the_config_with_overrides(capsys):
+    import json
+
+    from titans_memory import MemoryConfig, preset
+
+    assert cli.main(["presets", "moneta", "--set", "dim=64", "--set", "heads=2"]) == 0
+    config = MemoryConfig.from_dict(json.loads(capsys.readouterr().out))
+    assert config == preset("moneta", dim=64, heads=2)
+    assert (config.objective, config.retention, config.p, config.q) == ("lp", "lq", 3.0, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["presets", "nope"], "unknown preset"),
+        (["presets", "titans", "--set", "chunk_size=0"], "chunk_size"),
+        (["presets", "titans", "--set", "colour=red"], "unknown field"),
+        (["presets", "titans", "--set", "dim"], "FIELD=VALUE"),
+    ],
+)
+def test_presets_bad_input_is_a_clear_error(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        cli.main(argv)

@@ -74,8 +74,12 @@ def _run_figures(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")  # files only: never open a window
     from titans_memory.viz.demo import save_demo_figures
+    from titans_memory.viz.miras import write_miras_figure
 
     paths = save_demo_figures(args.out, progress=not args.quiet, dpi=args.dpi)
+    if not args.quiet:
+        print("MIRAS presets: recall vs age and an outlier burst ...", file=sys.stderr)
+    paths.append(write_miras_figure(args.out, dpi=args.dpi))
     if not args.quiet:
         for path in paths:
             print(path)
@@ -85,9 +89,74 @@ def _run_figures(args: argparse.Namespace) -> int:
 register(
     Subcommand(
         "figures",
-        "write the demo's five figures (PNG) to a directory",
+        "write the figures (PNG): the demo's five and the MIRAS presets' comparison",
         _configure_figures,
         _run_figures,
+    )
+)
+
+
+# --- titans presets ---------------------------------------------------------------------------
+
+
+def _configure_presets(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name", nargs="?", help="a preset to print as a JSON MemoryConfig (default: list them all)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a field, e.g. --set dim=128 --set heads=4 (repeatable)",
+    )
+
+
+def _parse_override(text: str, types: dict[str, type]) -> tuple[str, object]:
+    import json
+
+    if "=" not in text:
+        raise SystemExit(f"titans presets: --set expects FIELD=VALUE, got {text!r}")
+    field, raw = text.split("=", 1)
+    if field not in types:
+        raise SystemExit(f"titans presets: unknown field {field!r}; fields: {', '.join(types)}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare string such as gelu
+    return field, value
+
+
+def _run_presets(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import fields
+
+    from titans_memory.core.config import MemoryConfig
+    from titans_memory.core.presets import describe_presets, preset
+
+    if args.name is None:
+        if args.set:
+            raise SystemExit("titans presets: --set needs a preset name")
+        width = max(map(len, describe_presets()))
+        for name, text in describe_presets().items():
+            print(f"{name:<{width}}  {text}")
+        return 0
+    types = {f.name: f.type for f in fields(MemoryConfig)}
+    overrides = dict(_parse_override(text, types) for text in args.set)
+    try:
+        config = preset(args.name, **overrides)
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"titans presets: {err}") from err
+    print(json.dumps(config.to_dict(), indent=2))
+    return 0
+
+
+register(
+    Subcommand(
+        "presets",
+        "list the MIRAS presets, or print one as a MemoryConfig (JSON)",
+        _configure_presets,
+        _run_presets,
     )
 )
 

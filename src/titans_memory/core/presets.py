@@ -6,7 +6,11 @@ A variant is a combination of four choices — memory architecture (``depth``), 
 
 Conventions to keep in mind when comparing with closed forms: the l2 bias is ``||M(k) - v||^2``,
 whose gradient carries a factor 2, so DeltaNet's ``beta_t`` is ``2 theta_t`` here (the delta-rule
-presets cap theta at 0.5 so beta stays in (0, 1]).
+presets cap theta at 0.5 so beta stays in (0, 1]). The closed forms written in the descriptions
+are the token rule, i.e. ``chunk_size=1``; with the default ``chunk_size=64`` every gradient of a
+chunk is taken at the chunk-start memory (Titans sec. 3.2, TTT's mini-batches), so DeltaNet and
+Gated DeltaNet become their chunk-parallel approximations. Pass ``chunk_size=1`` for the exact
+token rule (slower: one Python step per token).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Figures. Every function returns a :class:`matplotlib.figure.Figure`; nothing calls
-``plt.show``. The demo's five figures and their scenarios live in :mod:`titans_memory.viz.demo`.
+``plt.show``. The demo's five figures and their scenarios live in :mod:`titans_memory.viz.demo`;
+the comparison of the MIRAS presets in :mod:`titans_memory.viz.miras`.
 """
 
 from titans_memory.viz.demo import (
@@ -18,6 +19,7 @@ from titans_memory.viz.demo import (
     weight_norms,
     write_updates,
 )
+from titans_memory.viz.miras import miras_results, plot_miras_comparison, write_miras_figure
 
 __all__ = [
     "FIGURES",
@@ -33,5 +35,8 @@ __all__ = [
     "trace_array",
     "weight_norm",
     "weight_norms",
+    "miras_results",
+    "plot_miras_comparison",
+    "write_miras_figure",
     "write_updates",
 ]

@@ -1,0 +1,57 @@
+"""The benchmark scripts run (``--quick``) and print valid JSON with the expected keys.
+
+No timing is asserted: the numbers depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from titans_memory.core import PRESETS
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str) -> dict:
+    """Run ``benchmarks/<script> --quick`` with this interpreter; return its JSON output."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_DIR / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=BENCH_DIR.parent,
+    )
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}\nstderr:\n{proc.stderr[-4000:]}"
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError as err:
+        pytest.fail(f"{script} did not print one JSON document: {err}\nstdout:\n{proc.stdout[-4000:]}")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_miras_benchmark_quick() -> None:
+    out = _run("miras.py")
+    assert {"machine", "shape", "reps", "presets"} <= set(out)
+    assert set(out["presets"]) == set(PRESETS)
+    for name, row in out["presets"].items():
+        assert {"choices", "chunked_tokens_per_s", "recurrent_tokens_per_s", "chunked_speedup", "seconds"} <= set(row), name
+        assert _positive(row["chunked_tokens_per_s"]) and _positive(row["recurrent_tokens_per_s"]), name
+
+
+def test_neural_memory_benchmark_quick() -> None:
+    out = _run("neural_memory.py")
+    expected = {"machine", "vs_titans_pytorch", "chunked_vs_recurrent", "scaling", "streaming_memory", "achieved_flops"}
+    assert expected <= set(out)
+    assert isinstance(out["vs_titans_pytorch"], list) and out["vs_titans_pytorch"]  # rows, or one "skipped"
+    assert _positive(out["chunked_vs_recurrent"]["chunked_speedup"])
+    assert all(_positive(s) for s in out["scaling"]["seconds"].values())
+    assert _positive(out["achieved_flops"]["achieved_gflop_per_s"])
