@@ -257,16 +257,20 @@ def chunked_memory(
             grid(g, head, T, pad, segments, chunk_size) for g in (lr, log_retention, log_momentum, objective_param)
         )
         coefs = chunk_coefficients(lr_b, ret_b, mom_b)  # every chunk's coefficients at once
-        qp, kp, vp = (F.pad(x[:, head:], (0, 0, 0, pad)) for x in (q, k, v))
+        # split once, not slice per chunk: a slice's backward zero-fills the whole tensor, which
+        # made backprop quadratic in the number of chunks; split/unbind gather gradients once
+        per_chunk = {key: (val.unbind(1) if val is not None else None) for key, val in coefs.items()}
+        qs, ks, vs = (F.pad(x[:, head:], (0, 0, 0, pad)).split(chunk_size, dim=1) for x in (q, k, v))
+        lrs = lr_b.unbind(1)
+        params = par_b.unbind(1) if par_b is not None else [None] * segments
         for i in range(segments):
-            lo, hi = i * chunk_size, (i + 1) * chunk_size
             final = i == segments - 1
-            last = (rest - 1) - lo if final else chunk_size - 1
+            last = (rest - 1) - i * chunk_size if final else chunk_size - 1
             chunk_start = stacked  # every body chunk starts at a boundary: anchor = its weights
+            coef = {key: (val[i] if val is not None else None) for key, val in per_chunk.items()}
             y, stacked, last_step = _segment(
-                stacked, None, qp[:, lo:hi], kp[:, lo:hi], vp[:, lo:hi], lr_b[:, i], pick(coefs, i),
-                last, activation, error_fn, None if par_b is None else par_b[:, i], decayed_gradient,
-                want_step=final, inplace=no_grad and owned and not final,
+                stacked, None, qs[i], ks[i], vs[i], lrs[i], coef, last, activation, error_fn,
+                params[i], decayed_gradient, want_step=final, inplace=no_grad and owned and not final,
             )
             owned = True
             outputs.append(y)
@@ -277,7 +281,7 @@ def chunked_memory(
         if offset:  # the stream stops inside the last chunk: keep that chunk's start weights
             anchor = weights_of(chunk_start)
             if decayed_gradient:
-                anchor = [coefs["A"][:, -1, offset - 1, None, None] * w for w in anchor]
+                anchor = [per_chunk["A"][-1][:, offset - 1, None, None] * w for w in anchor]
 
     y = torch.cat(outputs, dim=1)[:, :T]
     weights = tuple(weights_of(stacked))
