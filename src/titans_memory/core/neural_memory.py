@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.models import init_memory_weights
 from titans_memory.core.objectives import make_objective
+from titans_memory.core.ops import chunked_memory, recurrent_memory
 from titans_memory.core.retention import make_retention, simplex_scale
-from titans_memory.core.ops import chunked_memory, fresh_op_state, recurrent_memory
 from titans_memory.core.state import MemoryState
 
 Backend = Literal["chunked", "recurrent"]
