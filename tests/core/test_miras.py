@@ -475,3 +475,25 @@ def test_recall_tasks_are_deterministic_and_sane() -> None:
     before = [t.clone() for t in (*state.weights, *state.momentum)]
     write_memory(setup, state, F.normalize(torch.randn(2, 5, 8, dtype=DT), dim=-1), torch.randn(2, 5, 8, dtype=DT))
     assert all(torch.equal(x, y) for x, y in zip(before, (*state.weights, *state.momentum), strict=True))
+
+
+def test_lp_tanh_sign_is_the_papers_smooth_form() -> None:
+    """``sharpness=a``: p tanh(a r) (r^2 + eps)^{(p-1)/2}, i.e. sign ~ tanh, |r| ~ sqrt(r^2 + eps)."""
+    r = torch.tensor([-2.0, -0.3, -1e-4, 0.0, 1e-4, 0.3, 2.0], dtype=DT)
+    bias = LpBias(p=3.0, sharpness=10.0)
+    expected = 3.0 * torch.tanh(10.0 * r) * (r * r + 1e-6).pow(1.0)
+    torch.testing.assert_close(bias.error(r, torch.zeros_like(r)), expected, rtol=0, atol=0)
+    # far from 0 the tanh is saturated: the same as the exact p |r|^{p-1} sign(r)
+    big = r.abs() > 1.0
+    torch.testing.assert_close(
+        bias.error(r, torch.zeros_like(r))[big], (3.0 * r.abs() ** 2 * torch.sign(r))[big], rtol=1e-5, atol=0
+    )
+    # chosen through the config, and the chunked path equals the reference with it
+    mem = _memory("moneta", 4, lp_sign_sharpness=10.0)
+    assert mem.objective == LpBias(p=3.0, sharpness=10.0)
+    x = _x()
+    y_c, s_c = mem(x)
+    y_r, s_r = mem(x, backend="recurrent")
+    torch.testing.assert_close(y_c, y_r, **TOL)
+    with pytest.raises(ValueError, match="sharpness"):
+        LpBias(sharpness=0.0)

@@ -48,6 +48,7 @@ class MemoryConfig:
     # --- MIRAS design space (arXiv 2504.13173); the defaults are Titans ----------------------
     objective: Objective = "l2"  # attentional bias: l2, lp (Moneta), huber (Yaad), dot (lin. attn.)
     p: float = 3.0  # exponent of the lp bias
+    lp_sign_sharpness: float | None = None  # lp: sign(x) ~ tanh(a x) if set, else x / |x|_smooth
     huber_delta_init: float = 1.0  # Huber threshold delta_t at initialisation (data-dependent)
     retention: Retention = "decay"  # decay only, or a non-linear retention at chunk ends as well
     q: float = 4.0  # exponent of the Lq retention (Moneta)
@@ -83,6 +84,10 @@ class MemoryConfig:
         if self.retention not in ("decay", "lq", "kl", "elastic_net"):
             raise ValueError(
                 f"MemoryConfig.retention must be one of decay, lq, kl, elastic_net; got {self.retention!r}"
+            )
+        if self.lp_sign_sharpness is not None and not self.lp_sign_sharpness > 0:
+            raise ValueError(
+                f"MemoryConfig.lp_sign_sharpness must be > 0 or None, got {self.lp_sign_sharpness!r}"
             )
         if not self.p >= 1:
             raise ValueError(f"MemoryConfig.p must be >= 1, got {self.p!r}")

@@ -59,15 +59,21 @@ class L2Bias(AttentionalBias):
 
 @dataclass(frozen=True)
 class LpBias(AttentionalBias):
-    """``l = sum_i |r_i|^p`` with ``r = M(k) - v`` and the smooth ``|x| ~ sqrt(x^2 + eps)``.
+    """``l = sum_i |r_i|^p`` with ``r = M(k) - v`` (MIRAS eq. 10; Moneta uses p = 3).
 
-    The error is the exact derivative of the smoothed loss, ``p (r^2 + eps)^{(p-2)/2} r``, which is
-    the paper's ``p |r|^{p-1} sign(r)`` with both |.| and sign smoothed consistently; for p = 2 it
-    is exactly the l2 error ``2 r`` (eps drops out). Moneta uses p = 3.
+    The error is ``p sign(r) |r|^{p-1}`` (MIRAS eq. 11) with the paper's smooth approximations
+    (Remark 5): ``|x| ~ sqrt(x^2 + eps)`` and either
+
+    * ``sharpness=None`` (default): ``sign(x) ~ x / sqrt(x^2 + eps)``, the sign that goes with the
+      smooth |x|. The error is then the exact derivative of the smoothed loss,
+      ``p (r^2 + eps)^{(p-2)/2} r``, and for p = 2 it is exactly the l2 error ``2 r``;
+    * ``sharpness=a``: ``sign(x) ~ tanh(a x)``, as the paper writes it (a ~ 10 in public
+      reproductions). Then p = 2 is only close to l2, and the error is no longer a gradient.
     """
 
     p: float = 3.0
     eps: float = 1e-6
+    sharpness: float | None = None
     name = "lp"
 
     def __post_init__(self) -> None:
@@ -75,6 +81,8 @@ class LpBias(AttentionalBias):
             raise ValueError(f"LpBias.p must be >= 1, got {self.p!r}")
         if not self.eps > 0:
             raise ValueError(f"LpBias.eps must be > 0, got {self.eps!r}")
+        if self.sharpness is not None and not self.sharpness > 0:
+            raise ValueError(f"LpBias.sharpness must be > 0 or None, got {self.sharpness!r}")
 
     def loss(self, pred, target, param=None):
         r = pred - target
@@ -82,6 +90,8 @@ class LpBias(AttentionalBias):
 
     def error(self, pred, target, param=None):
         r = pred - target
+        if self.sharpness is not None:  # the paper's tanh sign with the smooth |r|
+            return self.p * torch.tanh(self.sharpness * r) * (r * r + self.eps).pow((self.p - 1) / 2)
         if self.p == 2:
             return 2.0 * r
         return self.p * (r * r + self.eps).pow((self.p - 2) / 2) * r
@@ -131,5 +141,5 @@ BIASES = {"l2": L2Bias, "lp": LpBias, "huber": HuberBias, "dot": DotProductBias}
 def make_objective(config) -> AttentionalBias:
     """The attentional bias a :class:`~titans_memory.core.config.MemoryConfig` asks for."""
     if config.objective == "lp":
-        return LpBias(p=config.p)
+        return LpBias(p=config.p, sharpness=config.lp_sign_sharpness)
     return BIASES[config.objective]()
