@@ -104,7 +104,8 @@ def end_terms(lr: Tensor, coef: dict[str, Tensor | None], last: int) -> dict[str
 
 
 def _segment(
-    state: list[Tensor],
+    weights: list[Tensor],
+    momentum: list[Tensor] | None,
     anchor: Sequence[Tensor] | None,
     q: Tensor,
     k: Tensor,
@@ -123,29 +124,28 @@ def _segment(
     """One segment of c tokens of N memories.
 
     Args:
-        state: per layer, the start weights W_s stacked on the momentum S_s along rows,
-            ``(N, 2 d_in, d_out)`` (just W_s, ``(N, d_in, d_out)``, without momentum).
+        weights: per layer, the start weights W_s, ``(N, d_in, d_out)``.
+        momentum: per layer, the start momentum S_s, or None without momentum.
         anchor: weights where the gradients are taken; None means W_s (a chunk boundary).
         q, k, v: ``(N, c, d)``; lr: ``(N, c)``; coef: :func:`chunk_coefficients` of the segment.
         terms: :func:`segment_terms` of the segment.
         last: index of the token whose state is returned (c - 1 unless the stream ends earlier).
         param: ``(N, c)`` per-token parameter of the attentional bias, or None.
         decayed_gradient: gradients at the decayed anchor ``A_t W_g`` (Gated DeltaNet).
-        want_step: without momentum, also return S_last = -theta_last u_last (the state's S).
-        inplace: overwrite ``state`` with the new state (no autograd, and nobody else holds it):
-            saves a fresh weight-sized allocation, and its page faults, per layer and chunk.
+        want_step: without momentum, return S_last = -theta_last u_last (the state's S).
+        inplace: overwrite ``weights`` and ``momentum`` with the new state (no autograd, and
+            nobody else holds them): saves fresh weight-sized allocations, and their page faults.
 
     Returns:
-        ``(y, new_state, last_step)``: outputs ``(N, c, d)``, the stacked state after token
-        ``last``, and S_last per layer when asked for (else None).
+        ``(y, new_weights, new_momentum)``: outputs ``(N, c, d)`` and the state after token
+        ``last`` (without momentum, ``new_momentum`` is S_last when asked for, else None).
     """
     act = ACTIVATIONS[activation][0]
     A, f, G = coef["A"], coef["f"], coef["G"]
-    has_momentum = f is not None
-    depth = len(state)
-    d_ins = [w.shape[-2] // 2 if has_momentum else w.shape[-2] for w in state]
+    has_momentum = momentum is not None
+    depth = len(weights)
     if anchor is None:
-        anchor = [w[:, :d_in] for w, d_in in zip(state, d_ins, strict=True)]
+        anchor = weights
 
     # Key path at the anchor: layer inputs H_l (N, c, d_in) and error signals Delta_l (N, c, d_out).
     inputs, deltas = memory_errors_at(
@@ -160,47 +160,48 @@ def _segment(
     f_col = f.unsqueeze(-1) if has_momentum else None
     h = q
     for layer in range(depth):
-        ws, d_in = state[layer], d_ins[layer]
         if layer == 0:  # precomputed for every chunk at once
             qa, qf, scores = terms["qa"], terms.get("qf"), terms["s0"]
         else:
             qa = A_col * h
             qf = f_col * h if has_momentum else None
             scores = (h @ inputs[layer].transpose(-1, -2)) * G  # (N, c, c), causal through G
-        z = qa @ ws[:, :d_in]  # A_t h W_s
+        z = qa @ weights[layer]  # A_t h W_s
         if has_momentum:
-            z = z.baddbmm_(qf, ws[:, d_in:])  # + f_t h S_s
+            z = z.baddbmm_(qf, momentum[layer])  # + f_t h S_s
         z = z.baddbmm(scores, deltas[layer], alpha=-1.0)
         h = act(z) if layer < depth - 1 else z
     y = h + q if depth > 1 else h
 
-    # State after token `last`, one matmul per layer for weights and momentum together:
-    #   [W; S] <- [A_r W + f_r S; E_r S] - [G[r] * H; theta P[r] * H]^T Delta
+    # State after token `last` (r), per layer:
+    #   W <- A_r W_s + f_r S_s - (G[r] * H)^T Delta        S <- E_r S_s - (theta P[r] * H)^T Delta
     g_last, a_last = terms["g"], terms["a"]  # (N, c, 1), (N, 1, 1)
-    if has_momentum:
-        p_last, f_last, e_last = terms["p"], terms["f"], terms["e"]
-    new_state = []
+    new_weights, new_momentum = [], []
     for layer in range(depth):
-        ws, a_in, delta, d_in = state[layer], inputs[layer], deltas[layer], d_ins[layer]
+        w, a_in, delta = weights[layer], inputs[layer], deltas[layer]
+        gh = (g_last * a_in).transpose(-1, -2)  # (N, d_in, c)
         if has_momentum:
-            x = torch.cat([g_last * a_in, p_last * a_in], dim=-1)  # (N, c, 2 d_in)
-            if inplace:  # W <- A_r W + f_r S first, while S is still S_s; then S <- E_r S
-                new = ws
-                new[:, :d_in].mul_(a_last).addcmul_(ws[:, d_in:], f_last)
-                new[:, d_in:].mul_(e_last)
+            s = momentum[layer]
+            ph = (terms["p"] * a_in).transpose(-1, -2)
+            if inplace:  # W first, while S is still S_s
+                new_w = w.mul_(a_last).addcmul_(s, terms["f"]).baddbmm_(gh, delta, alpha=-1.0)
+                new_s = s.mul_(terms["e"]).baddbmm_(ph, delta, alpha=-1.0)
             else:
-                scale = torch.cat([a_last.expand(-1, d_in, 1), e_last.expand(-1, d_in, 1)], dim=1)
-                new = ws * scale  # rows: A_r W_s ; E_r S_s
-                new[:, :d_in].addcmul_(ws[:, d_in:], f_last)  # + f_r S_s
+                new_w = torch.baddbmm(torch.addcmul(w * a_last, s, terms["f"]), gh, delta, alpha=-1.0)
+                new_s = torch.baddbmm(s * terms["e"], ph, delta, alpha=-1.0)
+            new_momentum.append(new_s)
         else:
-            x = g_last * a_in
-            new = ws.mul_(a_last) if inplace else ws * a_last
-        new_state.append(new.baddbmm_(x.transpose(-1, -2), delta, alpha=-1.0))
-    last_step = None
-    if want_step and not has_momentum:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
-        theta = lr[:, last, None, None]
-        last_step = [-theta * (a[:, last, :, None] * d[:, last, None, :]) for a, d in zip(inputs, deltas, strict=True)]
-    return y, new_state, last_step
+            base = w.mul_(a_last) if inplace else w * a_last
+            new_w = base.baddbmm_(gh, delta, alpha=-1.0) if inplace else torch.baddbmm(base, gh, delta, alpha=-1.0)
+        new_weights.append(new_w)
+    if not has_momentum:
+        new_momentum = None
+        if want_step:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
+            theta = lr[:, last, None, None]
+            new_momentum = [
+                -theta * (a[:, last, :, None] * d[:, last, None, :]) for a, d in zip(inputs, deltas, strict=True)
+            ]
+    return y, new_weights, new_momentum
 
 
 def chunked_memory(
@@ -232,34 +233,23 @@ def chunked_memory(
     if T == 0:
         return q.new_zeros(q.shape), state
     has_momentum = log_momentum is not None
-    d_ins = [w.shape[-2] for w in state.weights]
-    # the operator carries [W; S] stacked along rows (see _segment)
-    if has_momentum:
-        stacked = [torch.cat([w, s], dim=-2) for w, s in zip(state.weights, state.momentum, strict=True)]
-    else:
-        stacked = list(state.weights)
-    # overwrite states in place where autograd does not need them (inference), once we own them
+    weights = list(state.weights)
+    momentum = list(state.momentum) if has_momentum else None
+    # overwrite the state in place where autograd does not need it (inference), but never the
+    # caller's tensors: only those this call made (from the second segment on)
     no_grad = not torch.is_grad_enabled() or not any(
         t.requires_grad
         for t in (q, k, v, lr, log_retention, log_momentum, objective_param, *state.weights, *state.momentum)
         if t is not None
     )
-    owned = has_momentum  # the torch.cat above made fresh tensors
+    owned = False
     offset = state.offset
     anchor: list[Tensor] | None = list(state.anchor) if offset else None  # None: the weights
     last_step = None
 
-    def weights_of(st: list[Tensor]) -> list[Tensor]:
-        return [w[:, :d] for w, d in zip(st, d_ins, strict=True)]
-
-    def retain(st: list[Tensor]) -> list[Tensor]:
-        """Chunk end: apply the non-linear retention to the weights (momentum untouched)."""
-        if chunk_end_retention is None:
-            return st
-        kept = chunk_end_retention(weights_of(st))
-        if not has_momentum:
-            return list(kept)
-        return [torch.cat([w, s[:, d:]], dim=-2) for w, s, d in zip(kept, st, d_ins, strict=True)]
+    def retain(ws: list[Tensor]) -> list[Tensor]:
+        """Chunk end: the non-linear retention of the weights (momentum untouched)."""
+        return ws if chunk_end_retention is None else list(chunk_end_retention(ws))
 
     def grid(g: Tensor | None, lo: int, hi: int, pad: int, segments: int, c: int) -> Tensor | None:
         if g is None:
@@ -278,17 +268,18 @@ def chunked_memory(
         )
         coef = pick(chunk_coefficients(lr_h, ret_h, mom_h), 0)
         q_h, k_h = q[:, :head], k[:, :head]
-        y, stacked, last_step = _segment(
-            stacked, anchor, q_h, k_h, v[:, :head], lr_h[:, 0], coef,
+        y, weights, step = _segment(
+            weights, momentum, anchor, q_h, k_h, v[:, :head], lr_h[:, 0], coef,
             segment_terms(q_h, k_h, lr_h[:, 0], coef, head - 1), head - 1,
             activation, error_fn, None if par_h is None else par_h[:, 0], decayed_gradient,
-            want_step=head == T, inplace=no_grad and owned,
+            want_step=head == T,
         )
+        momentum, last_step = (step, None) if has_momentum else (momentum, step)
         owned = True
         outputs.append(y)
         offset = (offset + head) % chunk_size
         if offset == 0:
-            stacked, anchor = retain(stacked), None
+            weights, anchor = retain(weights), None
         elif decayed_gradient:  # the anchor carries the decay since the chunk start
             anchor = [coef["A"][:, head - 1, None, None] * w for w in anchor]
 
@@ -301,7 +292,7 @@ def chunked_memory(
         )
         coefs = chunk_coefficients(lr_b, ret_b, mom_b)  # every chunk's coefficients at once
         # split once, not slice per chunk: a slice's backward zero-fills the whole tensor, which
-        # made backprop quadratic in the number of chunks; split/unbind gather gradients once
+        # made backprop quadratic in the number of chunks; unbind gathers the gradients once
         per_chunk = {key: (val.unbind(1) if val is not None else None) for key, val in coefs.items()}
         q_b, k_b, v_b = (F.pad(x[:, head:], (0, 0, 0, pad)).view(n, segments, chunk_size, -1) for x in (q, k, v))
         terms = {key: val.unbind(1) for key, val in segment_terms(q_b, k_b, lr_b, coefs, chunk_size - 1).items()}
@@ -310,28 +301,28 @@ def chunked_memory(
         for i in range(segments):
             final = i == segments - 1
             last = (rest - 1) - i * chunk_size if final else chunk_size - 1
-            chunk_start = stacked  # every body chunk starts at a boundary: anchor = its weights
+            chunk_start = weights  # every body chunk starts at a boundary: anchor = its weights
             coef = {key: (val[i] if val is not None else None) for key, val in per_chunk.items()}
             chunk_terms = {key: val[i] for key, val in terms.items()}
             if last != chunk_size - 1:  # the stream ends inside this chunk
                 chunk_terms.update(end_terms(lrs[i], coef, last))
-            y, stacked, last_step = _segment(
-                stacked, None, qs[i], ks[i], vs[i], lrs[i], coef, chunk_terms, last, activation,
-                error_fn, params[i], decayed_gradient, want_step=final,
+            y, weights, step = _segment(
+                weights, momentum, None, qs[i], ks[i], vs[i], lrs[i], coef, chunk_terms, last,
+                activation, error_fn, params[i], decayed_gradient, want_step=final,
                 inplace=no_grad and owned and not final,
             )
+            momentum, last_step = (step, None) if has_momentum else (momentum, step)
             owned = True
             outputs.append(y)
             if last == chunk_size - 1:
-                stacked = retain(stacked)
+                weights = retain(weights)
         offset = rest % chunk_size
         anchor = None
         if offset:  # the stream stops inside the last chunk: keep that chunk's start weights
-            anchor = weights_of(chunk_start)
+            anchor = chunk_start
             if decayed_gradient:
                 anchor = [per_chunk["A"][-1][:, offset - 1, None, None] * w for w in anchor]
 
     y = torch.cat(outputs, dim=1)[:, :T]
-    weights = tuple(weights_of(stacked))
-    momentum = tuple(w[:, d:] for w, d in zip(stacked, d_ins, strict=True)) if has_momentum else tuple(last_step)
-    return y, MemoryOpState(weights, momentum, weights if anchor is None else tuple(anchor), offset)
+    final_momentum = tuple(momentum) if has_momentum else tuple(last_step)
+    return y, MemoryOpState(tuple(weights), final_momentum, tuple(weights) if anchor is None else tuple(anchor), offset)
