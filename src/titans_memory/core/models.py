@@ -50,6 +50,16 @@ ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tens
     "tanh": (torch.tanh, _tanh_grad),
 }
 
+# ``grad * act'(z)`` (mostly as one fused ATen kernel), given the pre-activation z and the output
+# h = act(z): the same value as ``grad * slope(z)`` in one op (and one autograd node), and itself
+# differentiable (PyTorch ships their double backward), so outer-loop training goes through it.
+_FUSED_BACKWARD: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    "gelu": lambda grad, z, h: torch.ops.aten.gelu_backward(grad, z),
+    "silu": lambda grad, z, h: grad * _silu_grad(z),  # silu_backward has no double backward
+    "relu": lambda grad, z, h: torch.ops.aten.threshold_backward(grad, z, 0),
+    "tanh": lambda grad, z, h: torch.ops.aten.tanh_backward(grad, h),
+}
+
 
 def memory_forward(
     weights: Sequence[Tensor], x: Tensor, activation: str = "gelu"
@@ -119,8 +129,8 @@ def memory_errors_at(
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Forward and backward of the inner loss in one pass: ``(inputs, deltas)`` per layer.
 
-    Same values as :func:`memory_forward` then :func:`memory_backward`, but each hidden layer's
-    activation and its derivative share their work (for GELU: one ``ndtr`` and one ``exp``).
+    Same values as :func:`memory_forward` then :func:`memory_backward`, with the activation's
+    derivative applied by PyTorch's fused backward kernels (one op per layer, differentiable).
 
     Args:
         error_fn: ``error_fn(pred, target, param)`` is ``d loss / d M(x)`` of the attentional bias.
@@ -129,21 +139,17 @@ def memory_errors_at(
             ``row_scale_t`` (every layer), i.e. at a decayed memory (Gated DeltaNet). Scaling all
             weights by s scales every layer's pre-activation and back-propagated error by s.
     """
-    act, act_grad = ACTIVATIONS[activation]
+    act = ACTIVATIONS[activation][0]
+    act_backward = _FUSED_BACKWARD[activation]
     inputs: list[Tensor] = [x]
-    slopes: list[Tensor] = []
+    preacts: list[Tensor] = []
     h = x
     for w in weights[:-1]:
         z = h @ w
         if row_scale is not None:
             z = z * row_scale
-        if activation == "gelu":
-            cdf = torch.special.ndtr(z)
-            h = z * cdf
-            slopes.append(torch.addcmul(cdf, z, torch.exp(-0.5 * z.square()), value=_INV_SQRT_2PI))
-        else:
-            h = act(z)
-            slopes.append(act_grad(z))
+        h = act(z)
+        preacts.append(z)
         inputs.append(h)
     pred = h @ weights[-1]
     if row_scale is not None:
@@ -156,7 +162,7 @@ def memory_errors_at(
         back = delta @ weights[layer].transpose(-1, -2)
         if row_scale is not None:
             back = back * row_scale
-        delta = back * slopes[layer - 1]
+        delta = act_backward(back, preacts[layer - 1], inputs[layer])  # back * act'(z)
         deltas.append(delta)
     deltas.reverse()
     return inputs, deltas
