@@ -258,15 +258,22 @@ class NeuralMemory(nn.Module):
     def _causal_conv(self, u: Tensor, tail: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """Depthwise causal convolution of ``u`` (B, T, C), continuing from ``tail`` (B, K-1, C).
 
-        ``out_t = sum_j w_j * u_{t-K+1+j}``, the carried tail standing in for the tokens before t = 0.
+        ``out_t = sum_j w_j * u_{t-K+1+j}``: a few fused multiply-adds in (B, T, C) layout. (oneDNN's
+        depthwise ``conv1d`` is as fast at 1k tokens but ~45x slower at 32k.)
         """
         w = self.conv_weight  # (C, K)
         K, T = w.shape[1], u.shape[1]
-        if tail is None:  # kernel 1: a per-channel scale
-            return u * w[:, 0], None
-        padded = torch.cat([tail, u], dim=1)  # (B, K-1+T, C)
-        out = F.conv1d(padded.transpose(1, 2), w.unsqueeze(1), groups=w.shape[0]).transpose(1, 2)
-        return out, padded[:, T:]
+        out = u * w[:, K - 1]  # tap K-1 multiplies the current token
+        if tail is None:
+            return out, None
+        for j in range(K - 1):
+            shift = K - 1 - j  # tap j reads u_{t - shift}: from u itself, or from the tail for t < shift
+            if T > shift:
+                out[:, shift:].addcmul_(u[:, : T - shift], w[:, j])
+            head = min(shift, T)
+            out[:, :head].addcmul_(tail[:, j : j + head], w[:, j])
+        new_tail = u[:, T - (K - 1) :] if T >= K - 1 else torch.cat([tail[:, T:], u], dim=1)
+        return out, new_tail
 
     def extra_repr(self) -> str:
         c = self.config

@@ -31,6 +31,8 @@ from titans_memory.core.models import ACTIVATIONS, memory_errors_at
 from titans_memory.core.objectives import l2_error
 from titans_memory.core.ops.common import MemoryOpState, check_op_inputs
 
+_CHUNK_BLOCK = 16  # chunks whose coefficients are computed together
+
 
 def _segment_products(log_gate: Tensor) -> tuple[Tensor, Tensor]:
     """For log-gates ``(..., c)``: cumulative products ``(..., c)`` and the lower-triangular
@@ -290,38 +292,48 @@ def chunked_memory(
         lr_b, ret_b, mom_b, par_b = (
             grid(g, head, T, pad, segments, chunk_size) for g in (lr, log_retention, log_momentum, objective_param)
         )
-        coefs = chunk_coefficients(lr_b, ret_b, mom_b)  # every chunk's coefficients at once
-        # split once, not slice per chunk: a slice's backward zero-fills the whole tensor, which
-        # made backprop quadratic in the number of chunks; unbind gathers the gradients once
-        per_chunk = {key: (val.unbind(1) if val is not None else None) for key, val in coefs.items()}
         q_b, k_b, v_b = (F.pad(x[:, head:], (0, 0, 0, pad)).view(n, segments, chunk_size, -1) for x in (q, k, v))
-        terms = {key: val.unbind(1) for key, val in segment_terms(q_b, k_b, lr_b, coefs, chunk_size - 1).items()}
-        qs, ks, vs, lrs = q_b.unbind(1), k_b.unbind(1), v_b.unbind(1), lr_b.unbind(1)
-        params = par_b.unbind(1) if par_b is not None else [None] * segments
-        for i in range(segments):
-            final = i == segments - 1
-            last = (rest - 1) - i * chunk_size if final else chunk_size - 1
-            chunk_start = weights  # every body chunk starts at a boundary: anchor = its weights
-            coef = {key: (val[i] if val is not None else None) for key, val in per_chunk.items()}
-            chunk_terms = {key: val[i] for key, val in terms.items()}
-            if last != chunk_size - 1:  # the stream ends inside this chunk
-                chunk_terms.update(end_terms(lrs[i], coef, last))
-            y, weights, step = _segment(
-                weights, momentum, None, qs[i], ks[i], vs[i], lrs[i], coef, chunk_terms, last,
-                activation, error_fn, params[i], decayed_gradient, want_step=final,
-                inplace=no_grad and owned and not final,
-            )
-            momentum, last_step = (step, None) if has_momentum else (momentum, step)
-            owned = True
-            outputs.append(y)
-            if last == chunk_size - 1:
-                weights = retain(weights)
+        # Coefficients and weight-free terms are computed for a block of chunks at once (fewer,
+        # larger ops) but not for the whole sequence, so the temporaries stay cache-sized and the
+        # cost linear in T. Inputs are split once, never sliced per chunk: a slice's backward
+        # zero-fills the whole tensor, which made backprop quadratic in the number of chunks.
+        def blocks(g: Tensor | None) -> list[Tensor | None]:
+            return list(g.split(_CHUNK_BLOCK, dim=1)) if g is not None else [None] * len(starts)
+
+        starts = range(0, segments, _CHUNK_BLOCK)
+        for q_k, k_k, v_k, lr_k, ret_k, mom_k, par_k, first in zip(
+            *(blocks(g) for g in (q_b, k_b, v_b, lr_b, ret_b, mom_b, par_b)), starts, strict=True
+        ):
+            coefs = chunk_coefficients(lr_k, ret_k, mom_k)
+            per_chunk = {key: (val.unbind(1) if val is not None else None) for key, val in coefs.items()}
+            terms = {key: val.unbind(1) for key, val in segment_terms(q_k, k_k, lr_k, coefs, chunk_size - 1).items()}
+            qs, ks, vs, lrs = q_k.unbind(1), k_k.unbind(1), v_k.unbind(1), lr_k.unbind(1)
+            params = par_k.unbind(1) if par_k is not None else [None] * len(qs)
+            for j in range(len(qs)):
+                i = first + j
+                final = i == segments - 1
+                last = (rest - 1) - i * chunk_size if final else chunk_size - 1
+                chunk_start = weights  # every body chunk starts at a boundary: anchor = its weights
+                coef = {key: (val[j] if val is not None else None) for key, val in per_chunk.items()}
+                chunk_terms = {key: val[j] for key, val in terms.items()}
+                if last != chunk_size - 1:  # the stream ends inside this chunk
+                    chunk_terms.update(end_terms(lrs[j], coef, last))
+                y, weights, step = _segment(
+                    weights, momentum, None, qs[j], ks[j], vs[j], lrs[j], coef, chunk_terms, last,
+                    activation, error_fn, params[j], decayed_gradient, want_step=final,
+                    inplace=no_grad and owned and not final,
+                )
+                momentum, last_step = (step, None) if has_momentum else (momentum, step)
+                owned = True
+                outputs.append(y)
+                if last == chunk_size - 1:
+                    weights = retain(weights)
         offset = rest % chunk_size
         anchor = None
         if offset:  # the stream stops inside the last chunk: keep that chunk's start weights
             anchor = chunk_start
             if decayed_gradient:
-                anchor = [per_chunk["A"][-1][:, offset - 1, None, None] * w for w in anchor]
+                anchor = [coef["A"][:, offset - 1, None, None] * w for w in anchor]
 
     y = torch.cat(outputs, dim=1)[:, :T]
     final_momentum = tuple(momentum) if has_momentum else tuple(last_step)
