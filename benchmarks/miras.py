@@ -17,26 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import torch
+from _timing import median_seconds  # benchmarks/_timing.py, beside this script
 
 from titans_memory.core import PRESETS, NeuralMemory, preset
-
-
-def _median_seconds(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Median wall time of each function over ``reps`` runs, in turn (one warm-up run discarded)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for rep in range(reps + 1):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if rep:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def bench_preset(
@@ -58,7 +44,7 @@ def bench_preset(
         with torch.no_grad():
             mem(x_short, backend="recurrent")
 
-    t = _median_seconds({"chunked": chunked, "recurrent": recurrent}, reps)
+    t = median_seconds({"chunked": chunked, "recurrent": recurrent}, reps)
     chunked_rate = batch * seq / t["chunked"]
     recurrent_rate = batch * recurrent_seq / t["recurrent"]
     return {

@@ -19,27 +19,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 import warnings
-from collections.abc import Callable
 
 import torch
+from _timing import median_seconds  # benchmarks/_timing.py, beside this script
 
 from titans_memory.core import MemoryConfig, NeuralMemory
-
-
-def _timeit_alternating(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Median seconds of each function, running them in turn (warm-up run discarded)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for rep in range(reps + 1):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if rep:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _forward(module, x):
@@ -75,8 +61,8 @@ def vs_peer(batch: int, seq: int, dim: int, reps: int) -> list[dict]:
             MemoryConfig(dim=dim, heads=heads, head_dim=head_dim, depth=2, expansion=4, chunk_size=64)
         )
         peer = PeerMemory(dim=dim, chunk_size=64, heads=heads, dim_head=head_dim)
-        fwd = _timeit_alternating({"ours": _forward(ours, x), "peer": _forward(peer, x)}, reps)
-        fb = _timeit_alternating(
+        fwd = median_seconds({"ours": _forward(ours, x), "peer": _forward(peer, x)}, reps)
+        fb = median_seconds(
             {"ours": _forward_backward(ours, x), "peer": _forward_backward(peer, x)}, reps
         )
         rows.append(
@@ -104,7 +90,7 @@ def vs_reference(batch: int, seq: int, dim: int, reps: int) -> dict:
         with torch.no_grad():
             mem(x, backend="recurrent")
 
-    t = _timeit_alternating({"chunked": chunked, "recurrent": recurrent}, reps)
+    t = median_seconds({"chunked": chunked, "recurrent": recurrent}, reps)
     return {"T": seq, "seconds": t, "chunked_speedup": t["recurrent"] / t["chunked"]}
 
 
@@ -127,7 +113,7 @@ def scaling(batch: int, dim: int, lengths: list[int], reps: int) -> dict:
                 for start in range(0, x.shape[1], piece):
                     _, state = mem(x[:, start : start + piece], state)
 
-        t = _timeit_alternating({"one_call": _forward(mem, x), "streamed": stream}, reps)
+        t = median_seconds({"one_call": _forward(mem, x), "streamed": stream}, reps)
         one_call[str(seq)], streamed[str(seq)] = t["one_call"], t["streamed"]
     first, last = str(lengths[0]), str(lengths[-1])
     return {
@@ -183,7 +169,7 @@ def achieved_flops(batch: int, seq: int, dim: int, reps: int) -> dict:
     cfg = MemoryConfig(dim=dim, heads=1, depth=2, expansion=4, chunk_size=64)
     mem = NeuralMemory(cfg)
     x = torch.randn(batch, seq, dim)
-    t = _timeit_alternating({"t": _forward(mem, x)}, reps)["t"]
+    t = median_seconds({"t": _forward(mem, x)}, reps)["t"]
     flops = _chunked_forward_flops(cfg, batch, seq)
     a, b = torch.randn(batch, 64, dim), torch.randn(batch, dim, 4 * dim)
     chunks = -(-seq // 64)
@@ -192,7 +178,7 @@ def achieved_flops(batch: int, seq: int, dim: int, reps: int) -> dict:
         for _ in range(chunks):
             torch.bmm(a, b)
 
-    tm = _timeit_alternating({"t": plain}, reps)["t"]
+    tm = median_seconds({"t": plain}, reps)["t"]
     matmul_rate = 2.0 * batch * 64 * dim * 4 * dim * chunks / tm
     return {
         "config": "heads=1 depth=2 expansion=4 chunk=64",

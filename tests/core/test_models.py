@@ -18,15 +18,6 @@ ACTIVATIONS = ["gelu", "silu", "relu", "tanh"]
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention (many-fold on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _shapes(depth: int, d: int = 5, hidden: int = 7) -> list[tuple[int, int]]:
     if depth == 1:
         return [(d, d)]

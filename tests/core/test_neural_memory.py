@@ -20,15 +20,6 @@ DT = torch.float64
 TOL = {"rtol": 1e-10, "atol": 1e-10}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention (many-fold on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make(seed: int = 0, dtype=DT, **kwargs) -> NeuralMemory:
     base = {"dim": 12, "heads": 3, "depth": 2, "expansion": 2.0, "chunk_size": 5}
     torch.manual_seed(seed)

@@ -15,15 +15,6 @@ N, D, HIDDEN = 2, 4, 8
 TOL = {"rtol": 1e-10, "atol": 1e-10}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention (many-fold on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _shapes(depth: int) -> list[tuple[int, int]]:
     return [(D, D)] if depth == 1 else [(D, HIDDEN), (HIDDEN, D)]
 

@@ -22,15 +22,6 @@ DT = torch.float64
 ACT = {"gelu": F.gelu, "silu": F.silu, "relu": torch.relu, "tanh": torch.tanh}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention (many-fold on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def mlp(weights: list[torch.Tensor], x: torch.Tensor, activation: str) -> torch.Tensor:
     """M(x) for one memory: x W (depth 1) or x + act(...act(x W1)...) W_L (depth >= 2)."""
     h = x
