@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
-import math
 
 import pytest
 import torch
 from torch import nn
 
 from titans_memory.demo import MemoryModule
-
-
-def reference_step(net: nn.Module, x: torch.Tensor, lr: float, max_norm: float | None = None):
-    """One SGD step on mean((net(x) - x)^2) with autograd, on a copy (the spec)."""
-    net = copy.deepcopy(net)
-    loss = ((net(x) - x) ** 2).mean()
-    grads = torch.autograd.grad(loss, list(net.parameters()))
-    factor = 1.0
-    if max_norm is not None:
-        total = math.sqrt(sum(float((g**2).sum()) for g in grads))
-        factor = min(1.0, max_norm / total)
-    with torch.no_grad():
-        for p, g in zip(net.parameters(), grads, strict=True):
-            p -= lr * factor * g
-    return net
-
-
-def params_close(a: nn.Module, b: nn.Module, atol: float = 1e-6) -> bool:
-    return all(
-        torch.allclose(p, q, atol=atol) for p, q in zip(a.parameters(), b.parameters(), strict=True)
-    )
 
 
 def weights(mem: MemoryModule) -> list[torch.Tensor]:
@@ -88,7 +65,7 @@ def test_write_with_surprise_one_changes_the_read():
 
 @pytest.mark.parametrize("shape", [(4,), (5, 4)])
 @pytest.mark.parametrize("max_norm", [None, 0.1])
-def test_write_is_one_step_with_lr_write_lr_times_surprise(shape, max_norm):
+def test_write_is_one_step_with_lr_write_lr_times_surprise(shape, max_norm, reference_step, params_close):
     torch.manual_seed(3)
     mem = MemoryModule(input_dim=4, memory_dim=8, write_lr=0.05)
     x = torch.randn(shape)
