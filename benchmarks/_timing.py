@@ -1,10 +1,24 @@
-"""Timing shared by the benchmarks: contenders run in turn, medians reported."""
+"""What the benchmarks share: timing (contenders in turn, medians) and the machine's description."""
 
 from __future__ import annotations
 
+import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+
+import torch
+
+
+def machine_info() -> dict[str, object]:
+    """Python, torch, torch's thread count and the processor, for the JSON output."""
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+    }
 
 
 def median_seconds(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:

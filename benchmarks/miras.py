@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 
 import torch
-from _timing import median_seconds  # benchmarks/_timing.py, beside this script
+from _timing import machine_info, median_seconds  # benchmarks/_timing.py, beside this script
 
 from titans_memory.core import PRESETS, NeuralMemory, preset
 
@@ -77,12 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         recurrent_seq, reps = args.recurrent_seq or 256, args.reps or 7
     recurrent_seq = min(recurrent_seq, shape["seq"])
     result = {
-        "machine": {
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
-        },
+        "machine": machine_info(),
         "shape": {**shape, "recurrent_seq": recurrent_seq, "dtype": "float32", "pass": "forward, no grad"},
         "reps": reps,
         "presets": {

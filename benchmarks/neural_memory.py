@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import warnings
 
 import torch
-from _timing import median_seconds  # benchmarks/_timing.py, beside this script
+from _timing import machine_info, median_seconds  # benchmarks/_timing.py, beside this script
 
 from titans_memory.core import MemoryConfig, NeuralMemory
 
@@ -202,12 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         reps, batch, seq, dim = args.reps or 5, 2, 1024, 256
         lengths, stream_total, piece = [1024, 4096, 16384], 65536, 1024
     result = {
-        "machine": {
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
-        },
+        "machine": machine_info(),
         "vs_titans_pytorch": vs_peer(batch, seq, dim, reps),
         "chunked_vs_recurrent": vs_reference(batch, 4 * seq, dim, max(1, reps // 2)),
         "scaling": scaling(batch, dim, lengths, reps),
