@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from titans_memory.core.models import ACTIVATIONS, memory_errors_at
+from titans_memory.core.models import memory_errors_at
 from titans_memory.core.objectives import l2_error
 from titans_memory.core.ops.common import MemoryOpState, check_op_inputs
+from titans_memory.core.ops.dual_form import read_write, read_write_autograd
 
 _CHUNK_BLOCK = 16  # chunks whose coefficients are computed together
 
@@ -40,7 +41,7 @@ def _segment_products(log_gate: Tensor) -> tuple[Tensor, Tensor]:
     c = log_gate.shape[-1]
     cum = log_gate.cumsum(-1)
     upper = torch.ones(c, c, dtype=torch.bool, device=log_gate.device).triu(1)
-    ratio = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill(upper, float("-inf")).exp()
+    ratio = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill_(upper, float("-inf")).exp()  # fresh: in place
     return cum.exp(), ratio
 
 
@@ -105,6 +106,17 @@ def end_terms(lr: Tensor, coef: dict[str, Tensor | None], last: int) -> dict[str
     return terms
 
 
+def _flat(args) -> list:
+    """Tensors in a tuple of tensors, lists of tensors and other values."""
+    out = []
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            out.extend(a)
+        else:
+            out.append(a)
+    return out
+
+
 def _segment(
     weights: list[Tensor],
     momentum: list[Tensor] | None,
@@ -142,10 +154,8 @@ def _segment(
         ``(y, new_weights, new_momentum)``: outputs ``(N, c, d)`` and the state after token
         ``last`` (without momentum, ``new_momentum`` is S_last when asked for, else None).
     """
-    act = ACTIVATIONS[activation][0]
     A, f, G = coef["A"], coef["f"], coef["G"]
     has_momentum = momentum is not None
-    depth = len(weights)
     if anchor is None:
         anchor = weights
 
@@ -156,53 +166,22 @@ def _segment(
         row_scale=A.unsqueeze(-1) if decayed_gradient else None,
     )
 
-    # Query path through the dual form: y_t = M_t(q_t) with M_t never formed:
-    #   z_t = A_t h_t W_s + f_t h_t S_s - sum_j G[t, j] (h_t . H_j) Delta_j
-    A_col = A.unsqueeze(-1)  # (N, c, 1)
-    f_col = f.unsqueeze(-1) if has_momentum else None
-    h = q
-    for layer in range(depth):
-        if layer == 0:  # precomputed for every chunk at once
-            qa, qf, scores = terms["qa"], terms.get("qf"), terms["s0"]
-        else:
-            qa = A_col * h
-            qf = f_col * h if has_momentum else None
-            scores = (h @ inputs[layer].transpose(-1, -2)) * G  # (N, c, c), causal through G
-        z = qa @ weights[layer]  # A_t h W_s
-        if has_momentum:
-            z = z.baddbmm_(qf, momentum[layer])  # + f_t h S_s
-        z = z.baddbmm(scores, deltas[layer], alpha=-1.0)
-        h = act(z) if layer < depth - 1 else z
-    y = h + q if depth > 1 else h
-
-    # State after token `last` (r), per layer:
-    #   W <- A_r W_s + f_r S_s - (G[r] * H)^T Delta        S <- E_r S_s - (theta P[r] * H)^T Delta
-    g_last, a_last = terms["g"], terms["a"]  # (N, c, 1), (N, 1, 1)
-    new_weights, new_momentum = [], []
-    for layer in range(depth):
-        w, a_in, delta = weights[layer], inputs[layer], deltas[layer]
-        gh = (g_last * a_in).transpose(-1, -2)  # (N, d_in, c)
-        if has_momentum:
-            s = momentum[layer]
-            ph = (terms["p"] * a_in).transpose(-1, -2)
-            if inplace:  # W first, while S is still S_s
-                new_w = w.mul_(a_last).addcmul_(s, terms["f"]).baddbmm_(gh, delta, alpha=-1.0)
-                new_s = s.mul_(terms["e"]).baddbmm_(ph, delta, alpha=-1.0)
-            else:
-                new_w = torch.baddbmm(torch.addcmul(w * a_last, s, terms["f"]), gh, delta, alpha=-1.0)
-                new_s = torch.baddbmm(s * terms["e"], ph, delta, alpha=-1.0)
-            new_momentum.append(new_s)
-        else:
-            base = w.mul_(a_last) if inplace else w * a_last
-            new_w = base.baddbmm_(gh, delta, alpha=-1.0) if inplace else torch.baddbmm(base, gh, delta, alpha=-1.0)
-        new_weights.append(new_w)
-    if not has_momentum:
-        new_momentum = None
-        if want_step:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
-            theta = lr[:, last, None, None]
-            new_momentum = [
-                -theta * (a[:, last, :, None] * d[:, last, None, :]) for a, d in zip(inputs, deltas, strict=True)
-            ]
+    # Read (y_t = M_t(q_t) through the dual form, M_t never formed) and write (the state after
+    # token `last`): one autograd node with a hand-written backward when gradients are needed.
+    args = (
+        q, terms["qa"], terms.get("qf"), terms["s0"], A.unsqueeze(-1),
+        f.unsqueeze(-1) if has_momentum else None, G, terms["g"], terms["a"],
+        terms.get("p"), terms.get("f"), terms.get("e"), weights, momentum, inputs, deltas, activation,
+    )
+    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in _flat(args)):
+        y, new_weights, new_momentum = read_write_autograd(*args)
+    else:
+        y, new_weights, new_momentum = read_write(*args, inplace=inplace)
+    if not has_momentum and want_step:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
+        theta = lr[:, last, None, None]
+        new_momentum = [
+            -theta * (a[:, last, :, None] * d[:, last, None, :]) for a, d in zip(inputs, deltas, strict=True)
+        ]
     return y, new_weights, new_momentum
 
 
@@ -256,7 +235,8 @@ def chunked_memory(
     def grid(g: Tensor | None, lo: int, hi: int, pad: int, segments: int, c: int) -> Tensor | None:
         if g is None:
             return None
-        return F.pad(g[:, lo:hi], (0, pad)).reshape(n, segments, c)
+        g = g[:, lo:hi]
+        return (F.pad(g, (0, pad)) if pad else g).reshape(n, segments, c)
 
     def pick(coefs: dict[str, Tensor | None], i: int) -> dict[str, Tensor | None]:
         return {key: (val[:, i] if val is not None else None) for key, val in coefs.items()}
@@ -292,7 +272,10 @@ def chunked_memory(
         lr_b, ret_b, mom_b, par_b = (
             grid(g, head, T, pad, segments, chunk_size) for g in (lr, log_retention, log_momentum, objective_param)
         )
-        q_b, k_b, v_b = (F.pad(x[:, head:], (0, 0, 0, pad)).view(n, segments, chunk_size, -1) for x in (q, k, v))
+        q_b, k_b, v_b = (
+            (F.pad(x[:, head:], (0, 0, 0, pad)) if pad else x[:, head:]).reshape(n, segments, chunk_size, -1)
+            for x in (q, k, v)
+        )
         # Coefficients and weight-free terms are computed for a block of chunks at once (fewer,
         # larger ops) but not for the whole sequence, so the temporaries stay cache-sized and the
         # cost linear in T. Inputs are split once, never sliced per chunk: a slice's backward
