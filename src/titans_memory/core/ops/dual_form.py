@@ -156,82 +156,103 @@ class ReadWrite(torch.autograd.Function):
         stored = ctx.saved_tensors
         tensors, flat = stored[: ctx.n_inputs], stored[ctx.n_inputs :]
         saved = [flat[i : i + 6] for i in range(0, len(flat), 6)]  # per layer >= 1, as read_write saves
-        q, qa, qf, s0, A, f, G, g, a, p, f_r, e = tensors[:12]
-        rest = tensors[12:]
-        weights = rest[:depth]
-        momentum = rest[depth : 2 * depth] if has_momentum else None
-        off = 2 * depth if has_momentum else depth
-        inputs, deltas = rest[off : off + depth], rest[off + depth : off + 2 * depth]
         gW_out = grad_state[:depth]
         gS_out = grad_state[depth:] if has_momentum else None
-        act_backward = _FUSED_BACKWARD[ctx.activation]
-
-        gW: list[Tensor | None] = [None] * depth
-        gS: list[Tensor | None] = [None] * depth
-        gH: list[Tensor | None] = [None] * depth
-        gD: list[Tensor | None] = [None] * depth
-        gA = gf = gG = None
-        gg = ga = gp = gfr = ge = None
-
-        # write: W' = a W + f_r S - (g H)^T Delta,  S' = e S - (p H)^T Delta
-        for layer in range(depth):
-            U, w, h_k, delta = gW_out[layer], weights[layer], inputs[layer], deltas[layer]
-            gW[layer] = U * a
-            ga = _add(ga, _matdot(w, U))
-            hu = torch.bmm(h_k, U)  # (N, c, d_out)
-            du = torch.bmm(delta, U.transpose(-1, -2))  # (N, c, d_in)
-            gD[layer] = hu * (-g)
-            gH[layer] = du * (-g)
-            narrow = h_k.shape[-1] <= delta.shape[-1]  # rowdot(H U, Delta) = rowdot(H, Delta U^T)
-            gg = _add(gg, -(_rowdot(h_k, du) if narrow else _rowdot(hu, delta)))
-            if has_momentum:
-                V, s = gS_out[layer], momentum[layer]
-                gS[layer] = torch.addcmul(V * e, U, f_r)
-                gfr = _add(gfr, _matdot(s, U))
-                ge = _add(ge, _matdot(s, V))
-                hv = torch.bmm(h_k, V)
-                dv = torch.bmm(delta, V.transpose(-1, -2))
-                gD[layer].addcmul_(hv, p, value=-1.0)
-                gH[layer].addcmul_(dv, p, value=-1.0)
-                gp = _add(gp, -(_rowdot(h_k, dv) if narrow else _rowdot(hv, delta)))
-
-        # read, from the last layer down: z_l = A (h W) + f (h S) - ((h H^T) * G) Delta
-        gz = gy
-        for layer in range(depth - 1, 0, -1):
-            z_prev, h, hw, hs, raw, scores = saved[layer - 1]
-            w, h_k, delta = weights[layer], inputs[layer], deltas[layer]
-            gA = _add(gA, _rowdot(gz, hw))
-            gza = gz * A
-            gW[layer].baddbmm_(h.transpose(-1, -2), gza)
-            gh = torch.bmm(gza, w.transpose(-1, -2))
-            if has_momentum:
-                gf = _add(gf, _rowdot(gz, hs))
-                gzf = gz * f
-                gS[layer].baddbmm_(h.transpose(-1, -2), gzf)
-                gh.baddbmm_(gzf, momentum[layer].transpose(-1, -2))
-            g_scores = torch.bmm(gz, delta.transpose(-1, -2)).neg_()  # (N, c, c)
-            gD[layer].baddbmm_(scores.transpose(-1, -2), gz, alpha=-1.0)
-            gG = _add(gG, g_scores * raw)
-            g_raw = g_scores.mul_(G)
-            gh.baddbmm_(g_raw, h_k)
-            gH[layer].baddbmm_(g_raw.transpose(-1, -2), h)
-            gz = act_backward(gh, z_prev, h)
-        # first layer: z_0 = qa W + qf S - s0 Delta
-        g_qa = torch.bmm(gz, weights[0].transpose(-1, -2))
-        gW[0].baddbmm_(qa.transpose(-1, -2), gz)
-        g_qf = None
-        if has_momentum:
-            g_qf = torch.bmm(gz, momentum[0].transpose(-1, -2))
-            gS[0].baddbmm_(qf.transpose(-1, -2), gz)
-        g_s0 = torch.bmm(gz, deltas[0].transpose(-1, -2)).neg_()
-        gD[0].baddbmm_(s0.transpose(-1, -2), gz, alpha=-1.0)
-        gq = gy if depth > 1 else None
-
-        grads = [gq, g_qa, g_qf, g_s0, gA, gf, gG, gg, ga, gp, gfr, ge, *gW]
-        if has_momentum:
-            grads += gS
-        grads += gH + gD
+        grads = read_write_backward(tensors, saved, gy, gW_out, gS_out, ctx.activation, depth, has_momentum)
         return (None, None, None, *grads)
+
+
+def read_write_backward(
+    tensors: Sequence[Tensor | None],
+    saved: Sequence[Sequence[Tensor | None]],
+    gy: Tensor,
+    gW_out: Sequence[Tensor],
+    gS_out: Sequence[Tensor] | None,
+    activation: str,
+    depth: int,
+    has_momentum: bool,
+) -> list[Tensor | None]:
+    """Gradients of :func:`read_write`'s inputs, flattened in :class:`ReadWrite`'s order.
+
+    Args:
+        tensors: the inputs, flattened: ``q, qa, qf, s0, A, f, G, g, a, p, f_r, e``, the weights,
+            the momentum (if any), the key path's inputs and deltas.
+        saved: what :func:`read_write` put in ``saved``; gy, gW_out, gS_out: output gradients.
+    """
+    q, qa, qf, s0, A, f, G, g, a, p, f_r, e = tensors[:12]
+    rest = tensors[12:]
+    weights = rest[:depth]
+    momentum = rest[depth : 2 * depth] if has_momentum else None
+    off = 2 * depth if has_momentum else depth
+    inputs, deltas = rest[off : off + depth], rest[off + depth : off + 2 * depth]
+    act_backward = _FUSED_BACKWARD[activation]
+
+    gW: list[Tensor | None] = [None] * depth
+    gS: list[Tensor | None] = [None] * depth
+    gH: list[Tensor | None] = [None] * depth
+    gD: list[Tensor | None] = [None] * depth
+    gA = gf = gG = None
+    gg = ga = gp = gfr = ge = None
+
+    # write: W' = a W + f_r S - (g H)^T Delta,  S' = e S - (p H)^T Delta
+    for layer in range(depth):
+        U, w, h_k, delta = gW_out[layer], weights[layer], inputs[layer], deltas[layer]
+        gW[layer] = U * a
+        ga = _add(ga, _matdot(w, U))
+        hu = torch.bmm(h_k, U)  # (N, c, d_out)
+        du = torch.bmm(delta, U.transpose(-1, -2))  # (N, c, d_in)
+        gD[layer] = hu * (-g)
+        gH[layer] = du * (-g)
+        narrow = h_k.shape[-1] <= delta.shape[-1]  # rowdot(H U, Delta) = rowdot(H, Delta U^T)
+        gg = _add(gg, -(_rowdot(h_k, du) if narrow else _rowdot(hu, delta)))
+        if has_momentum:
+            V, s = gS_out[layer], momentum[layer]
+            gS[layer] = torch.addcmul(V * e, U, f_r)
+            gfr = _add(gfr, _matdot(s, U))
+            ge = _add(ge, _matdot(s, V))
+            hv = torch.bmm(h_k, V)
+            dv = torch.bmm(delta, V.transpose(-1, -2))
+            gD[layer].addcmul_(hv, p, value=-1.0)
+            gH[layer].addcmul_(dv, p, value=-1.0)
+            gp = _add(gp, -(_rowdot(h_k, dv) if narrow else _rowdot(hv, delta)))
+
+    # read, from the last layer down: z_l = A (h W) + f (h S) - ((h H^T) * G) Delta
+    gz = gy
+    for layer in range(depth - 1, 0, -1):
+        z_prev, h, hw, hs, raw, scores = saved[layer - 1]
+        w, h_k, delta = weights[layer], inputs[layer], deltas[layer]
+        gA = _add(gA, _rowdot(gz, hw))
+        gza = gz * A
+        gW[layer].baddbmm_(h.transpose(-1, -2), gza)
+        gh = torch.bmm(gza, w.transpose(-1, -2))
+        if has_momentum:
+            gf = _add(gf, _rowdot(gz, hs))
+            gzf = gz * f
+            gS[layer].baddbmm_(h.transpose(-1, -2), gzf)
+            gh.baddbmm_(gzf, momentum[layer].transpose(-1, -2))
+        g_scores = torch.bmm(gz, delta.transpose(-1, -2)).neg_()  # (N, c, c)
+        gD[layer].baddbmm_(scores.transpose(-1, -2), gz, alpha=-1.0)
+        gG = _add(gG, g_scores * raw)
+        g_raw = g_scores.mul_(G)
+        gh.baddbmm_(g_raw, h_k)
+        gH[layer].baddbmm_(g_raw.transpose(-1, -2), h)
+        gz = act_backward(gh, z_prev, h)
+    # first layer: z_0 = qa W + qf S - s0 Delta
+    g_qa = torch.bmm(gz, weights[0].transpose(-1, -2))
+    gW[0].baddbmm_(qa.transpose(-1, -2), gz)
+    g_qf = None
+    if has_momentum:
+        g_qf = torch.bmm(gz, momentum[0].transpose(-1, -2))
+        gS[0].baddbmm_(qf.transpose(-1, -2), gz)
+    g_s0 = torch.bmm(gz, deltas[0].transpose(-1, -2)).neg_()
+    gD[0].baddbmm_(s0.transpose(-1, -2), gz, alpha=-1.0)
+    gq = gy if depth > 1 else None
+
+    grads = [gq, g_qa, g_qf, g_s0, gA, gf, gG, gg, ga, gp, gfr, ge, *gW]
+    if has_momentum:
+        grads += gS
+    grads += gH + gD
+    return grads
 
 
 def read_write_autograd(
