@@ -106,17 +106,6 @@ def end_terms(lr: Tensor, coef: dict[str, Tensor | None], last: int) -> dict[str
     return terms
 
 
-def _flat(args) -> list:
-    """Tensors in a tuple of tensors, lists of tensors and other values."""
-    out = []
-    for a in args:
-        if isinstance(a, (list, tuple)):
-            out.extend(a)
-        else:
-            out.append(a)
-    return out
-
-
 def _segment(
     weights: list[Tensor],
     momentum: list[Tensor] | None,
@@ -134,6 +123,7 @@ def _segment(
     decayed_gradient: bool = False,
     want_step: bool = False,
     inplace: bool = False,
+    differentiable: bool = True,
 ) -> tuple[Tensor, list[Tensor], list[Tensor] | None]:
     """One segment of c tokens of N memories.
 
@@ -149,6 +139,7 @@ def _segment(
         want_step: without momentum, return S_last = -theta_last u_last (the state's S).
         inplace: overwrite ``weights`` and ``momentum`` with the new state (no autograd, and
             nobody else holds them): saves fresh weight-sized allocations, and their page faults.
+        differentiable: whether autograd needs the segment (False: plain ops, no graph node).
 
     Returns:
         ``(y, new_weights, new_momentum)``: outputs ``(N, c, d)`` and the state after token
@@ -173,7 +164,7 @@ def _segment(
         f.unsqueeze(-1) if has_momentum else None, G, terms["g"], terms["a"],
         terms.get("p"), terms.get("f"), terms.get("e"), weights, momentum, inputs, deltas, activation,
     )
-    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in _flat(args)):
+    if differentiable:
         y, new_weights, new_momentum = read_write_autograd(*args)
     else:
         y, new_weights, new_momentum = read_write(*args, inplace=inplace)
@@ -254,7 +245,7 @@ def chunked_memory(
             weights, momentum, anchor, q_h, k_h, v[:, :head], lr_h[:, 0], coef,
             segment_terms(q_h, k_h, lr_h[:, 0], coef, head - 1), head - 1,
             activation, error_fn, None if par_h is None else par_h[:, 0], decayed_gradient,
-            want_step=head == T,
+            want_step=head == T, differentiable=not no_grad,
         )
         momentum, last_step = (step, None) if has_momentum else (momentum, step)
         owned = True
@@ -304,7 +295,7 @@ def chunked_memory(
                 y, weights, step = _segment(
                     weights, momentum, None, qs[j], ks[j], vs[j], lrs[j], coef, chunk_terms, last,
                     activation, error_fn, params[j], decayed_gradient, want_step=final,
-                    inplace=no_grad and owned and not final,
+                    inplace=no_grad and owned and not final, differentiable=not no_grad,
                 )
                 momentum, last_step = (step, None) if has_momentum else (momentum, step)
                 owned = True
