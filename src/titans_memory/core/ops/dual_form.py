@@ -129,21 +129,22 @@ def _add(acc: Tensor | None, x: Tensor) -> Tensor:
     return x if acc is None else acc.add_(x)
 
 
+def _unflatten(tensors: Sequence[Tensor | None], depth: int, has_momentum: bool) -> tuple:
+    """:class:`ReadWrite`'s flat inputs back as :func:`read_write`'s first 16 arguments."""
+    rest = list(tensors[12:])
+    weights = rest[:depth]
+    momentum = rest[depth : 2 * depth] if has_momentum else None
+    off = 2 * depth if has_momentum else depth
+    return (*tensors[:12], weights, momentum, rest[off : off + depth], rest[off + depth : off + 2 * depth])
+
+
 class ReadWrite(torch.autograd.Function):
     """:func:`read_write` as one autograd node (arguments flattened; see :func:`read_write_autograd`)."""
 
     @staticmethod
     def forward(ctx, activation: str, depth: int, has_momentum: bool, *tensors: Tensor):  # noqa: D102
-        q, qa, qf, s0, A, f, G, g, a, p, f_r, e = tensors[:12]
-        rest = list(tensors[12:])
-        weights = rest[:depth]
-        momentum = rest[depth : 2 * depth] if has_momentum else None
-        off = 2 * depth if has_momentum else depth
-        inputs, deltas = rest[off : off + depth], rest[off + depth : off + 2 * depth]
         saved: list = []
-        y, new_w, new_s = read_write(
-            q, qa, qf, s0, A, f, G, g, a, p, f_r, e, weights, momentum, inputs, deltas, activation, saved=saved
-        )
+        y, new_w, new_s = read_write(*_unflatten(tensors, depth, has_momentum), activation, saved=saved)
         ctx.activation, ctx.depth, ctx.has_momentum = activation, depth, has_momentum
         ctx.n_inputs = len(tensors)
         ctx.save_for_backward(*tensors, *[t for group in saved for t in group])  # None is allowed
@@ -180,12 +181,9 @@ def read_write_backward(
             the momentum (if any), the key path's inputs and deltas.
         saved: what :func:`read_write` put in ``saved``; gy, gW_out, gS_out: output gradients.
     """
-    q, qa, qf, s0, A, f, G, g, a, p, f_r, e = tensors[:12]
-    rest = tensors[12:]
-    weights = rest[:depth]
-    momentum = rest[depth : 2 * depth] if has_momentum else None
-    off = 2 * depth if has_momentum else depth
-    inputs, deltas = rest[off : off + depth], rest[off + depth : off + 2 * depth]
+    q, qa, qf, s0, A, f, G, g, a, p, f_r, e, weights, momentum, inputs, deltas = _unflatten(
+        tensors, depth, has_momentum
+    )
     act_backward = _FUSED_BACKWARD[activation]
 
     gW: list[Tensor | None] = [None] * depth
