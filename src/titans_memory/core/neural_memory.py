@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from titans_memory._tensors import all_finite
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.conv import causal_depthwise_conv
 from titans_memory.core.models import init_memory_weights
@@ -160,7 +161,7 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"x must have shape (batch, time, dim={cfg.dim}), got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("x must have batch size >= 1")
-        if not torch.isfinite(x).all():
+        if not all_finite(x):
             raise ValueError("x contains NaN or Inf")
         param_dtype = self.to_qkv.weight.dtype
         if x.dtype != param_dtype:

@@ -13,6 +13,8 @@ import numbers
 import torch
 from torch import Tensor
 
+from titans_memory._tensors import all_finite
+
 
 def positive_int(name: str, value: object) -> int:
     """``value`` as an ``int`` >= 1."""
@@ -71,6 +73,6 @@ def finite_tensor(name: str, x: object, last_dim: int, like: Tensor) -> Tensor:
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
     x = x.to(device=like.device, dtype=like.dtype)
-    if not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         raise ValueError(f"{name} contains NaN or Inf")
     return x
