@@ -41,7 +41,7 @@ def _segment_products(log_gate: Tensor) -> tuple[Tensor, Tensor]:
     c = log_gate.shape[-1]
     cum = log_gate.cumsum(-1)
     upper = torch.ones(c, c, dtype=torch.bool, device=log_gate.device).triu(1)
-    ratio = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill_(upper, float("-inf")).exp()  # fresh: in place
+    ratio = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill_(upper, float("-inf")).exp_()  # fresh: in place
     return cum.exp(), ratio
 
 
