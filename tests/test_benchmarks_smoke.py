@@ -56,3 +56,14 @@ def test_neural_memory_benchmark_quick() -> None:
     assert all(_positive(s) for s in out["scaling"]["seconds_one_call"].values())
     assert out["scaling"]["time_ratio_streamed"] > 0
     assert _positive(out["achieved_flops"]["achieved_gflop_per_s"])
+
+
+def test_ab_compare_quick() -> None:
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCH_DIR.parent, capture_output=True).returncode:
+        pytest.skip("not a git checkout: nothing to compare against")
+    out = _run("ab_compare.py")
+    assert {"machine", "base", "reps", "rows"} <= set(out) and out["base"] == "HEAD"
+    for row in out["rows"]:
+        # both versions got the same weights: their outputs are finite and comparable
+        assert math.isfinite(row["max_abs_output_diff"])
+        assert _positive(row["forward_base_over_new"]) and _positive(row["forward_backward_base_over_new"])
