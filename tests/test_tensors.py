@@ -32,7 +32,11 @@ def test_strided_views_and_scalars():
     assert not all_finite(torch.tensor(float("inf")))
 
 
-def test_empty_and_integer_tensors():
+def test_empty_integer_and_complex_tensors():
     assert all_finite(torch.empty(2, 0, 3))
+    z = torch.randn(3, dtype=torch.complex64)
+    assert all_finite(z)
+    z[1] = complex(0.0, float("nan"))
+    assert not all_finite(z)
     assert all_finite(torch.arange(5))
     assert all_finite(torch.tensor([True, False]))

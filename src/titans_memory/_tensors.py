@@ -15,6 +15,8 @@ def all_finite(x: Tensor) -> bool:
     """
     if x.numel() == 0:
         return True
+    if x.is_complex():
+        return bool(torch.isfinite(x).all())
     if not x.is_floating_point():  # integers and booleans are always finite
         return True
     lo, hi = torch.aminmax(x)
