@@ -2,7 +2,8 @@
 
 Prints one JSON document. Every comparison is made side by side in one process, alternating the
 contenders run by run, and reported as a ratio (medians). Run on an idle machine: a second busy
-process slows either side many-fold.
+process slows either side many-fold. Each comparison with the peer runs in a fresh process, in two
+allocator regimes (``ALLOCATORS``): its speed depends on page faults, ours does not.
 
     uv run --group bench python benchmarks/neural_memory.py            # the full set (~2 min)
     uv run python benchmarks/neural_memory.py --quick                  # a smoke run (seconds)
@@ -16,12 +17,18 @@ each chunk's start and reads every token with its own updated weights (the paper
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import os
+import resource
+import subprocess
+import sys
 import warnings
 
 import torch
 from _timing import machine_info, median_seconds  # benchmarks/_timing.py, beside this script
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from titans_memory.core import MemoryConfig, NeuralMemory
 
@@ -45,35 +52,94 @@ def _forward_backward(module, x):
     return run
 
 
-def vs_peer(batch: int, seq: int, dim: int, reps: int) -> list[dict]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from titans_pytorch import NeuralMemory as PeerMemory
-    except ImportError:
-        return [{"skipped": "titans-pytorch is not installed (uv run --group bench ...)"}]
+# Allocator regimes for the comparison with the peer. The peer allocates and frees large
+# temporaries on every call; under glibc's defaults blocks above the (adaptive) mmap threshold
+# are returned to the OS when freed, and every fresh page then costs a page fault. Whether that
+# happens depends on what the process allocated before (a larger earlier run raises the
+# threshold), so the same code measured 43 or 85 ms per four-head forward here. Each shape
+# therefore runs in a fresh process, once per regime: glibc's defaults, and with freed memory
+# kept in the heap (no page faults once warm: the peer's best case).
+ALLOCATORS: dict[str, dict[str, str]] = {
+    "default": {},
+    "heap_kept": {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**32)},
+}
+PEER_HEADS = (1, 4)  # head_dim = dim / heads
+
+
+class _MatmulFlops(TorchDispatchMode):
+    """Counts 2 x multiply-adds of every matrix product run under it (mm, bmm and their fused
+    add forms, which is what linear layers, einsum and matmul reach)."""
+
+    _OPS = {
+        torch.ops.aten.mm: 0, torch.ops.aten.bmm: 0, torch.ops.aten.addmm: 1,
+        torch.ops.aten.baddbmm: 1, torch.ops.aten.addmm_: 1, torch.ops.aten.baddbmm_: 1,
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        first = self._OPS.get(func.overloadpacket)
+        if first is not None:
+            a, b = args[first], args[first + 1]
+            self.flops += 2 * math.prod(a.shape) * b.shape[-1]
+        return func(*args, **(kwargs or {}))
+
+
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def peer_row(batch: int, seq: int, dim: int, heads: int, reps: int) -> dict:
+    """One shape, ours against titans-pytorch, alternating in this process."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from titans_pytorch import NeuralMemory as PeerMemory
+    head_dim = dim // heads
     x = torch.randn(batch, seq, dim)
-    rows = []
-    for heads, head_dim in ((1, dim), (4, dim // 4)):
-        ours = NeuralMemory(
-            MemoryConfig(dim=dim, heads=heads, head_dim=head_dim, depth=2, expansion=4, chunk_size=64)
-        )
-        peer = PeerMemory(dim=dim, chunk_size=64, heads=heads, dim_head=head_dim)
-        fwd = median_seconds({"ours": _forward(ours, x), "peer": _forward(peer, x)}, reps)
-        fb = median_seconds(
-            {"ours": _forward_backward(ours, x), "peer": _forward_backward(peer, x)}, reps
-        )
-        rows.append(
-            {
-                "shape": f"batch={batch} T={seq} dim={dim} heads={heads} head_dim={head_dim} depth=2 expansion=4 chunk=64",
-                "forward_s": {"ours": fwd["ours"], "peer": fwd["peer"]},
-                "forward_speedup": fwd["peer"] / fwd["ours"],
-                "forward_backward_s": {"ours": fb["ours"], "peer": fb["peer"]},
-                "forward_backward_speedup": fb["peer"] / fb["ours"],
-                "ours_tokens_per_s_forward": batch * seq / fwd["ours"],
-            }
-        )
-    return rows
+    ours = NeuralMemory(MemoryConfig(dim=dim, heads=heads, head_dim=head_dim, depth=2, expansion=4, chunk_size=64))
+    peer = PeerMemory(dim=dim, chunk_size=64, heads=heads, dim_head=head_dim)
+    row: dict[str, object] = {
+        "shape": f"batch={batch} T={seq} dim={dim} heads={heads} head_dim={head_dim} depth=2 expansion=4 chunk=64"
+    }
+    for kind, make in (("forward", _forward), ("forward_backward", _forward_backward)):
+        fns = {"ours": make(ours, x), "peer": make(peer, x)}
+        t = median_seconds(fns, reps)
+        faults = {}
+        for name, fn in fns.items():  # one more call each, warm: the page faults it takes
+            before = _minor_faults()
+            fn()
+            faults[name] = _minor_faults() - before
+        row[f"{kind}_s"] = t
+        row[f"{kind}_speedup"] = t["peer"] / t["ours"]
+        row[f"{kind}_minor_page_faults_per_call"] = faults
+        gflop = {}
+        for name, fn in fns.items():
+            with _MatmulFlops() as counter:
+                fn()
+            gflop[name] = counter.flops / 1e9
+        row[f"{kind}_matmul_gflop"] = gflop
+    row["ours_tokens_per_s_forward"] = batch * seq / row["forward_s"]["ours"]
+    return row
+
+
+def vs_peer(batch: int, seq: int, dim: int, reps: int) -> dict | list[dict]:
+    """Every shape in a fresh process, in each allocator regime (see ``ALLOCATORS``)."""
+    if importlib.util.find_spec("titans_pytorch") is None:
+        return [{"skipped": "titans-pytorch is not installed (uv run --group bench ...)"}]
+    out: dict[str, list[dict]] = {}
+    for regime, env_extra in ALLOCATORS.items():
+        rows = []
+        for heads in PEER_HEADS:
+            cmd = [sys.executable, __file__, "--peer-row", str(heads), "--reps", str(reps),
+                   "--shape", str(batch), str(seq), str(dim)]
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, check=True, env={**os.environ, **env_extra}
+            )
+            rows.append(json.loads(proc.stdout))
+        out[f"allocator_{regime}"] = rows
+    return out
 
 
 def vs_reference(batch: int, seq: int, dim: int, reps: int) -> dict:
@@ -191,8 +257,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
     parser.add_argument("--reps", type=int, default=None, help="timed runs per contender")
+    parser.add_argument("--peer-row", type=int, metavar="HEADS", help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--shape", type=int, nargs=3, metavar=("BATCH", "SEQ", "DIM"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
+    if args.peer_row is not None:  # one comparison row, for vs_peer's fresh process
+        row = peer_row(*args.shape, heads=args.peer_row, reps=args.reps)
+        print(json.dumps(row))
+        return row
     if args.quick:
         reps, batch, seq, dim = args.reps or 1, 1, 128, 32
         lengths, stream_total, piece = [128, 256, 512], 1024, 128
