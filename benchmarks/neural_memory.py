@@ -134,9 +134,9 @@ def vs_peer(batch: int, seq: int, dim: int, reps: int) -> dict | list[dict]:
         for heads in PEER_HEADS:
             cmd = [sys.executable, __file__, "--peer-row", str(heads), "--reps", str(reps),
                    "--shape", str(batch), str(seq), str(dim)]
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, check=True, env={**os.environ, **env_extra}
-            )
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env_extra})
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
             rows.append(json.loads(proc.stdout))
         out[f"allocator_{regime}"] = rows
     return out
