@@ -1,11 +1,11 @@
 """Speed of NeuralMemory: against the best-known peer, against its own reference, and in scale.
 
-Prints one JSON document. Every comparison is made side by side in one process, alternating the
-contenders run by run, and reported as a ratio (medians). Run on an idle machine: a second busy
-process slows either side many-fold. Each comparison with the peer runs in a fresh process, in two
-allocator regimes (``ALLOCATORS``): its speed depends on page faults, ours does not.
+Prints one JSON document. Every comparison alternates the contenders run by run in one process
+and is reported as a ratio (medians). Run on an idle machine: a second busy process slows either
+side many-fold. The comparisons with the peer run in fresh processes, one per shape and allocator
+regime (``ALLOCATORS``): the peer's speed depends on page faults, ours does not.
 
-    uv run --group bench python benchmarks/neural_memory.py            # the full set (~2 min)
+    uv run --group bench python benchmarks/neural_memory.py            # the full set (~4 min)
     uv run python benchmarks/neural_memory.py --quick                  # a smoke run (seconds)
 
 What the two implementations compute differs, in our disfavour: titans-pytorch (default
@@ -106,19 +106,17 @@ def peer_row(batch: int, seq: int, dim: int, heads: int, reps: int) -> dict:
     for kind, make in (("forward", _forward), ("forward_backward", _forward_backward)):
         fns = {"ours": make(ours, x), "peer": make(peer, x)}
         t = median_seconds(fns, reps)
-        faults = {}
-        for name, fn in fns.items():  # one more call each, warm: the page faults it takes
+        faults, gflop = {}, {}
+        for name, fn in fns.items():  # two more calls each, warm: its page faults, its matmul FLOPs
             before = _minor_faults()
             fn()
             faults[name] = _minor_faults() - before
-        row[f"{kind}_s"] = t
-        row[f"{kind}_speedup"] = t["peer"] / t["ours"]
-        row[f"{kind}_minor_page_faults_per_call"] = faults
-        gflop = {}
-        for name, fn in fns.items():
             with _MatmulFlops() as counter:
                 fn()
             gflop[name] = counter.flops / 1e9
+        row[f"{kind}_s"] = t
+        row[f"{kind}_speedup"] = t["peer"] / t["ours"]
+        row[f"{kind}_minor_page_faults_per_call"] = faults
         row[f"{kind}_matmul_gflop"] = gflop
     row["ours_tokens_per_s_forward"] = batch * seq / row["forward_s"]["ours"]
     return row
