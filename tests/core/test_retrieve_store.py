@@ -174,3 +174,35 @@ def test_state_format_1_still_loads(tmp_path: Path):
     torch.testing.assert_close(loaded.query_tail, state.query_tail, rtol=0, atol=0)
     torch.testing.assert_close(loaded.kv_tail, state.kv_tail, rtol=0, atol=0)
     torch.testing.assert_close(y_loaded, y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"chunk_size": 4}, {"chunk_size": 1, "depth": 1}, {"chunk_size": 3, "decayed_gradient": True, "objective": "huber"}],
+    ids=["c4", "c1-matrix", "c3-decayed-huber"],
+)
+def test_surprise_is_the_size_of_the_reference_step(overrides):
+    """theta_t ||u_t||_F with u_t the gradient the reference operator takes, token by token."""
+    from titans_memory.core.ops import recurrent_memory
+
+    mem = make(**overrides)
+    x = rand_x(2, 10)
+    with torch.no_grad():
+        _, start = mem(x[:, :3])  # begin mid-chunk
+        sizes, state = mem.surprise(x[:, 3:], start)
+        _, expect_state = mem(x[:, 3:], start)
+    assert sizes.shape == (2, 3, 7)
+    for a, b in zip(memory_tensors(state), memory_tensors(expect_state), strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+    # the reference: feed one token at a time; with momentum 0 and no decay, the first token's
+    # step S_1 = -theta u_1 is the state's momentum after one token
+    mem_plain = make(**{**overrides, "momentum": False, "forget": overrides.get("decayed_gradient", False)})
+    with torch.no_grad():
+        _, s = mem_plain(x[:, :3])
+        sizes_plain, _ = mem_plain.surprise(x[:, 3:], s)
+        for t in range(3, 10):
+            s_next = mem_plain.store(x[:, t : t + 1], s)
+            step = torch.stack([m.pow(2).sum((-2, -1)) for m in s_next.momentum]).sum(0).sqrt()  # (B, H)
+            torch.testing.assert_close(sizes_plain[:, :, t - 3], step, **TOL)
+            s = s_next
+    assert recurrent_memory is BACKENDS["recurrent"]

@@ -329,6 +329,54 @@ class NeuralMemory(nn.Module):
         new_state = state.with_op_state(op_state, T).replace(query_tail=query_tail, kv_tail=kv_tail)
         return self._output(y, x), new_state
 
+    def surprise(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
+        """The size of every token's surprise step, ``theta_t ||grad l(M; k_t, v_t)||``, and the
+        state after writing ``x``.
+
+        The gradient is the one the update uses (Titans eq. 12, at the chunk-start weights, or at
+        the decayed memory for a ``decayed_gradient`` rule); its norm is the Frobenius norm over
+        all memory weights. A diagnostic: it walks ``x`` chunk by chunk with :meth:`store`.
+
+        Args:
+            x: ``(batch, time, dim)``. state: as for :meth:`store`.
+
+        Returns:
+            ``(surprise, state)``: ``(batch, heads, time)``, and the state after the last token.
+        """
+        self._check_input(x, state)
+        if state is None:
+            state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
+        arch, B, T = self.rule.architecture, x.shape[0], x.shape[1]
+        k, v, _ = self._keys_values(x, state.kv_tail)
+        lr, log_retention, _, bias_param = self._op_gates(x)
+        sizes, start = [], 0
+        while start < T:
+            n = min(T - start, self.config.chunk_size - state.offset)  # up to the next chunk end
+            piece = slice(start, start + n)
+            anchor = state.to_op_state().anchor
+            param = None if bias_param is None else bias_param[:, piece, None]
+            decay = None
+            if self.rule.decayed_gradient:  # token j's gradient at the anchor times its decay
+                decay = log_retention[:, piece].cumsum(-1).exp().unsqueeze(-1)  # (B H, n, 1)
+            if arch.supports_dual_form:  # ||H_j^T Delta_j||_F = ||H_j|| ||Delta_j||, summed over layers
+                path = arch.key_path(anchor, k[:, piece], v[:, piece], self.rule.bias, param, decay)
+                squared = sum(h.pow(2).sum(-1) * d.pow(2).sum(-1) for h, d in zip(*path, strict=True))
+            else:
+                grads = [
+                    arch.token_gradients(
+                        anchor if decay is None else [w * decay[:, j, :, None] for w in anchor],
+                        k[:, piece][:, j : j + 1], v[:, piece][:, j : j + 1], self.rule.bias,
+                        None if param is None else param[:, j : j + 1],
+                    )
+                    for j in range(n)
+                ]
+                squared = torch.cat([sum(g.pow(2).sum((-2, -1)) for g in gj) for gj in grads], dim=1)
+            sizes.append(lr[:, piece] * squared.sqrt())  # (B H, n)
+            state = self.store(x[:, piece], state)
+            start += n
+        sizes = torch.cat(sizes, dim=1) if sizes else x.new_zeros(B * self.config.heads, 0)
+        return rearrange(sizes, "(b h) t -> b h t", b=B), state
+
     # --- checks --------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor, state: MemoryState | None) -> None:
         cfg = self.config

@@ -20,9 +20,10 @@ FAST = [name for name in BACKENDS if name != REFERENCE]
 reference = BACKENDS[REFERENCE]
 
 
-def _rule(depth: int, momentum: bool, forget: bool, chunk_size: int, activation: str = "gelu") -> UpdateRule:
+def _rule(depth: int, momentum: bool, forget: bool, chunk_size: int, activation: str = "gelu",
+          decayed_gradient: bool = False) -> UpdateRule:
     cfg = MemoryConfig(dim=D, depth=depth, expansion=HIDDEN / D, activation=activation,
-                       momentum=momentum, forget=forget, chunk_size=chunk_size)
+                       momentum=momentum, forget=forget, chunk_size=chunk_size, decayed_gradient=decayed_gradient)
     return UpdateRule.from_config(cfg)
 
 
@@ -66,8 +67,8 @@ def _state_tensors(state: MemoryOpState) -> list[torch.Tensor]:
     return [*state.weights, *state.momentum, *state.anchor]
 
 
-def _run(op, leaves, momentum, forget, chunk_size, activation, state=None, functional=None):
-    rule = _rule(sum(name.startswith("w") for name in leaves), momentum, forget, chunk_size, activation)
+def _run(op, leaves, momentum, forget, chunk_size, activation, state=None, functional=None, decayed=False):
+    rule = _rule(sum(name.startswith("w") for name in leaves), momentum, forget, chunk_size, activation, decayed)
     if state is None:
         state = fresh_op_state([leaves[name] for name in sorted(leaves) if name.startswith("w")])
     y, final = op(_op_inputs(leaves, momentum, forget), state, rule)
@@ -157,14 +158,18 @@ MID_CHUNK = [
 
 
 @pytest.mark.parametrize("backend", FAST)
-@pytest.mark.parametrize(("chunk_size", "offset", "T", "depth", "momentum", "forget"), MID_CHUNK)
+@pytest.mark.parametrize(
+    ("chunk_size", "offset", "T", "depth", "momentum", "forget", "decayed"),
+    # every case, and again with the gradient at the decayed memory where the rule forgets
+    [(*case, False) for case in MID_CHUNK] + [(*case, True) for case in MID_CHUNK if case[-1]],
+)
 def test_fast_path_equals_reference_from_mid_chunk_state(
-    backend, chunk_size, offset, T, depth, momentum, forget, random_functional
+    backend, chunk_size, offset, T, depth, momentum, forget, decayed, random_functional
 ):
     leaves = _inputs(T, depth, momentum, forget, seed=11)
     state = _mid_chunk_state(leaves, depth, offset)
-    rec = _run(reference, leaves, momentum, forget, chunk_size, "gelu", state, functional=random_functional)
-    chk = _run(BACKENDS[backend], leaves, momentum, forget, chunk_size, "gelu", state, functional=random_functional)
+    rec = _run(reference, leaves, momentum, forget, chunk_size, "gelu", state, random_functional, decayed)
+    chk = _run(BACKENDS[backend], leaves, momentum, forget, chunk_size, "gelu", state, random_functional, decayed)
     _assert_same(rec, chk)
     assert rec[1].offset == (offset + T) % chunk_size
     # the anchor matters: gradients reach it (it is where the first chunk's gradients are taken)

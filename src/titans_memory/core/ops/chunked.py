@@ -247,10 +247,10 @@ def chunked_memory(
             weights, anchor = retain(weights), None
             if reads:
                 y = reread_last(y, weights, q_h)
-        if reads:
-            outputs.append(y)
         elif rule.decayed_gradient:  # the anchor carries the decay since the chunk start
             anchor = [coef.decay[:, head - 1, None, None] * w for w in anchor]
+        if reads:
+            outputs.append(y)
 
     rest = T - head
     if rest:
