@@ -58,8 +58,7 @@ class MemoryConfig:
         if self.head_dim is None:
             if self.dim % self.heads:
                 raise ValueError(
-                    f"MemoryConfig.dim ({self.dim}) must be divisible by heads ({self.heads}) "
-                    "when head_dim is None"
+                    f"MemoryConfig.heads ({self.heads}) must divide dim ({self.dim}) when head_dim is None"
                 )
         else:
             _check_int("head_dim", self.head_dim)

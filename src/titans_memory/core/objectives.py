@@ -228,7 +228,7 @@ def register_bias(name: str, factory: BiasFactory, *, replace: bool = False) -> 
 def make_bias(config: MemoryConfig) -> AttentionalBias:
     """The attentional bias ``config.objective`` names."""
     if config.objective not in BIASES:
-        raise ValueError(f"unknown objective {config.objective!r}; registered: {', '.join(BIASES)}")
+        raise ValueError(f"MemoryConfig.objective: unknown objective {config.objective!r}; registered: {', '.join(BIASES)}")
     bias = BIASES[config.objective](config)
     if not isinstance(bias, AttentionalBias):
         raise TypeError(f"the factory of objective {config.objective!r} returned {type(bias).__name__}, "

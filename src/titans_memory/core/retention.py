@@ -162,7 +162,7 @@ def register_retention(name: str, factory: RetentionFactory, *, replace: bool = 
 def make_retention(config: MemoryConfig) -> Retention | None:
     """The chunk-end retention ``config.retention`` names (None for plain decay)."""
     if config.retention not in RETENTIONS:
-        raise ValueError(f"unknown retention {config.retention!r}; registered: {', '.join(RETENTIONS)}")
+        raise ValueError(f"MemoryConfig.retention: unknown retention {config.retention!r}; registered: {', '.join(RETENTIONS)}")
     rule = RETENTIONS[config.retention](config)
     if rule is not None and not isinstance(rule, Retention):
         raise TypeError(f"the factory of retention {config.retention!r} returned {type(rule).__name__}, "

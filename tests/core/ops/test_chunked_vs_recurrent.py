@@ -38,7 +38,7 @@ def _inputs(T: int, depth: int, momentum: bool, forget: bool, seed: int = 0):
     def rnd(*shape, scale=1.0, shift=0.0):
         return (torch.randn(*shape, generator=g, dtype=DT) * scale + shift).requires_grad_()
 
-    # pre-normalisation q, k (the operators expect unit keys: DESIGN section 2)
+    # pre-normalisation q, k (the operators expect unit keys: docs/design.md)
     q_raw, k_raw, v = rnd(N, T, D), rnd(N, T, D), rnd(N, T, D)
     lr_raw = rnd(N, T, scale=0.5)
     # gates in a stable regime (a diverging memory would make the comparison meaningless):
