@@ -195,7 +195,8 @@ def _matrix_op(op, q, k, v, lr, w0, *, chunk_size, objective="l2", log_retention
                decayed_gradient=False, bias_param=None, lr_gate=True):
     """One call of operator ``op`` on a matrix memory (no momentum; forgets iff log_retention)."""
     cfg = MemoryConfig(dim=q.shape[-1], depth=1, momentum=False, forget=log_retention is not None,
-                       objective=objective, decayed_gradient=decayed_gradient, chunk_size=chunk_size)
+                       objective=objective, decayed_gradient=decayed_gradient, chunk_size=chunk_size,
+                       max_step_norm=None)  # the closed forms are the rules without the step bound
     inputs = MemoryInputs(q, k, v, lr, log_retention, None, bias_param)
     return BACKENDS[op](inputs, fresh_op_state([w0]), UpdateRule.from_config(cfg))
 

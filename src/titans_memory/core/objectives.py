@@ -144,8 +144,8 @@ class LpBias(AttentionalBias):
 
 @dataclass(frozen=True)
 class HuberBias(AttentionalBias):
-    """Yaad's Huber bias (MIRAS eq. 17): an l2 step when ``||M(k) - v|| <= delta_t``, else a
-    delta_t-scaled l1 step.
+    """Yaad's Huber bias (MIRAS eqs. 14-16; Yaad, eq. 26): an l2 step when ``||M(k) - v|| <= delta_t``,
+    else a delta_t-scaled l1 step.
 
     ``error = 2 r`` if ``||r||_2 <= delta_t`` else ``delta_t * sign(r)`` (per token; delta_t > 0
     is data-dependent, ``softplus`` of a gate, shape ``(..., T, 1)``). An outlier therefore moves

@@ -10,13 +10,13 @@ paper does for parallel training; inside a chunk the update stays linear. Token 
 b tokens. A rule maps the list of weight tensors ``(N, d_in, d_out)`` (N = batch x heads) to
 another:
 
-* ``lq`` (Moneta, MIRAS eq. 24): rescale each weight matrix to a fixed q-norm radius rho,
+* ``lq`` (Moneta, MIRAS sec. 5.2 and eqs. 24-25): rescale each weight matrix to a fixed q-norm radius rho,
   ``W <- rho W / ||W||_q``. The paper writes Moneta with an accumulator ``A_t`` and reads
   ``W_t = A_t / ||A_t||_q^{q-2}``; that map is not idempotent, so applied to the weights
   themselves it would swing the scale chunk to chunk. Projecting the weights onto the q-sphere
   keeps the l_q geometry of the retention and keeps ``||W||_q = rho`` at every chunk end. rho is
   each layer's q-norm at initialisation (a *constant* of the rule, see :meth:`Retention.constants`).
-* ``kl`` (Memora, MIRAS eq. 21): the weights live on the scaled simplex ``{W >= 0, sum W = c}``;
+* ``kl`` (Memora, MIRAS eqs. 21 and 27): the weights live on the scaled simplex ``{W >= 0, sum W = c}``;
   at chunk ends ``W <- c softmax(a log W)`` over each matrix (the KL step with the gradient
   already applied linearly), ``a = 1 - strength`` pulling towards uniform; entries the linear
   steps pushed below 0 are clamped to a tiny positive value first.
