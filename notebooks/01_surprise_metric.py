@@ -36,13 +36,10 @@
 
 # %%
 # %matplotlib inline
-import matplotlib.pyplot as plt
 import torch
 
 from titans_memory import SurpriseMetric, generate_repeating_with_anomalies
-
-torch.manual_seed(42)
-plt.rcParams["figure.dpi"] = 100
+from titans_memory.viz import plot_traces
 
 # %% [markdown]
 # ## Familiar versus novel
@@ -96,7 +93,8 @@ anomalies = mask.nonzero().squeeze(-1).tolist()
 
 
 def surprise_trace(momentum=0.9, max_grad_norm=5.0, lr=0.01):
-    # Measure (raw and smoothed), then learn: one bounded predictor step per token.
+    # Measure (raw and smoothed), then learn: one bounded predictor step per token. This loop is
+    # what the notebook teaches, so it is written out here rather than taken from the library.
     torch.manual_seed(42)
     m = SurpriseMetric(input_dim=1, hidden_dim=16, momentum=momentum)
     m.reset_momentum()
@@ -116,24 +114,15 @@ print(f"ordinary tokens: median {ordinary.median():.4f}, max {ordinary.max():.4f
 assert raw[anomalies].min() > 10 * ordinary.max()
 
 # %%
-fig, (ax_in, ax_s) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
-ax_in.plot(seq.numpy(), color="tab:blue", lw=1, label="input")
-ax_in.scatter(anomalies, seq[anomalies].numpy(), color="tab:red", zorder=3, label="anomaly")
-ax_in.set_ylabel("value $x_t$")
-ax_in.set_title("Input: repeating pattern 1, 2, 3 with anomalies")
-ax_in.legend(loc="upper right")
-
-ax_s.plot(raw.numpy(), color="tab:orange", lw=1.2, label="raw surprise $s_t$")
-ax_s.plot(smooth.numpy(), color="tab:purple", lw=2, label=r"momentum $\bar s_t$ ($\beta=0.9$)")
-for i in anomalies:
-    ax_s.axvline(i, color="tab:red", ls="--", alpha=0.3)
-ax_s.set_yscale("log")
-ax_s.set_xlabel("timestep $t$")
-ax_s.set_ylabel("surprise (log scale)")
-ax_s.set_title("Surprise spikes at the anomalies; momentum keeps it raised for a while")
-ax_s.legend(loc="upper right")
-fig.tight_layout()
-plt.show()
+plot_traces(
+    {"raw surprise $s_t$": raw, r"momentum $\bar s_t$ ($\beta=0.9$)": smooth},
+    events=anomalies,
+    signal=seq,
+    event_label="anomaly",
+    log=True,
+    ylabel="surprise (log scale)",
+    title="Surprise spikes at the anomalies; momentum keeps it raised for a while",
+)
 
 # %% [markdown]
 # Three things to read off the plot:
@@ -162,39 +151,25 @@ print(
 )
 assert raw_unbounded[first + 1] > raw_unbounded[first]
 
-fig, ax = plt.subplots(figsize=(10, 3.5))
-ax.plot(raw_unbounded.numpy(), color="tab:red", lw=1.2, label="unbounded predictor step")
-ax.plot(raw.numpy(), color="tab:orange", lw=1.2, label="bounded step (max_grad_norm=5)")
-for i in anomalies:
-    ax.axvline(i, color="k", ls="--", alpha=0.2)
-ax.set_yscale("log")
-ax.set_xlabel("timestep $t$")
-ax.set_ylabel("raw surprise $s_t$ (log)")
-ax.set_title("Unbounded learning turns one anomaly into a lasting disturbance")
-ax.legend()
-fig.tight_layout()
-plt.show()
+plot_traces(
+    {"unbounded predictor step": raw_unbounded, "bounded step (max_grad_norm=5)": raw},
+    events=anomalies,
+    log=True,
+    ylabel="raw surprise $s_t$ (log)",
+    title="Unbounded learning turns one anomaly into a lasting disturbance",
+)
 
 # %% [markdown]
 # ## Effect of the momentum factor
 
 # %%
-fig, ax = plt.subplots(figsize=(10, 3.5))
-for beta, color in [
-    (0.0, "tab:orange"),
-    (0.5, "tab:green"),
-    (0.9, "tab:purple"),
-    (0.97, "tab:brown"),
-]:
-    _, curve = surprise_trace(momentum=beta)
-    ax.plot(curve.numpy(), color=color, lw=1.5, label=rf"$\beta = {beta}$")
-ax.set_yscale("log")
-ax.set_xlabel("timestep $t$")
-ax.set_ylabel(r"smoothed surprise $\bar s_t$ (log)")
-ax.set_title("Larger momentum: smoother surprise, longer memory of a spike")
-ax.legend(ncol=4)
-fig.tight_layout()
-plt.show()
+plot_traces(
+    {rf"$\beta = {beta}$": surprise_trace(momentum=beta)[1] for beta in (0.0, 0.5, 0.9, 0.97)},
+    events=anomalies,
+    log=True,
+    ylabel=r"smoothed surprise $\bar s_t$ (log)",
+    title="Larger momentum: smoother surprise, longer memory of a spike",
+)
 
 # %% [markdown]
 # ## Takeaways

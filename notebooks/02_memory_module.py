@@ -39,20 +39,10 @@ import numpy as np
 import torch
 
 from titans_memory import MemoryModule
+from titans_memory.viz import weight_norm, write_updates
 
 torch.manual_seed(42)
 plt.rcParams["figure.dpi"] = 100
-
-
-def weight_norm(snapshot):
-    # L2 norm of all the memory's parameters together.
-    return math.sqrt(sum(float(w.square().sum()) for w in snapshot))
-
-
-def total_abs_change(before, after):
-    # Sum over every weight and bias of |after - before|.
-    return sum(float((a - b).abs().sum()) for a, b in zip(after, before, strict=True))
-
 
 # %% [markdown]
 # ## The memory is a handful of numbers
@@ -119,12 +109,15 @@ levels = [0.0, 0.1, 0.5, 1.0, 0.0, 0.0, 2.0, 0.0]
 mem = MemoryModule(input_dim=1, memory_dim=8, write_lr=0.05, forget_rate=0.0)
 x = torch.tensor([3.14])
 
-changes, reads = [], []
+initial = mem.get_weight_snapshot()
+snapshots, reads = [], []
 for s in levels:
-    before = mem.get_weight_snapshot()
     mem.write(x, surprise_score=torch.tensor(s))
-    changes.append(total_abs_change(before, mem.get_weight_snapshot()))
+    snapshots.append(mem.get_weight_snapshot())
     reads.append(mem.read(x).item())
+# write_updates: |change| of every weight of one tensor (0: first layer), per write (no forgetting
+# here, so forget_rate=0); summed over all of the memory's tensors
+changes = sum(write_updates(snapshots, initial, 0.0, i).sum(axis=0) for i in range(len(initial)))
 
 for i, (s, c, r) in enumerate(zip(levels, changes, reads, strict=True)):
     print(f"write {i}: surprise {s:3.1f}   sum|dW| = {c:8.4f}   read M(x) = {r:7.4f}")

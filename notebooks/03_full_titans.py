@@ -39,11 +39,10 @@
 
 # %%
 # %matplotlib inline
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import display
 
 from titans_memory import (
     MemoryModule,
@@ -51,20 +50,22 @@ from titans_memory import (
     TitansMemoryLayer,
     generate_repeating_with_anomalies,
 )
+from titans_memory.viz import (
+    ScenarioRun,
+    plot_gate_curve,
+    plot_memory_activity,
+    plot_momentum_vs_raw,
+    plot_runs_side_by_side,
+    plot_traces,
+    run_stream,
+    trace_array,
+    weight_norm,
+    weight_norms,
+    write_norms,
+)
 
 torch.manual_seed(42)
 plt.rcParams["figure.dpi"] = 100
-
-
-def weight_norm(snapshot):
-    # L2 norm of all of the memory's parameters together.
-    return math.sqrt(sum(float(w.square().sum()) for w in snapshot))
-
-
-def as_array(trace):
-    # A list of 0-d or (d,) tensors from process_sequence -> numpy array of shape (T,).
-    return torch.stack(list(trace)).reshape(len(trace), -1).squeeze(-1).numpy()
-
 
 # The original demo's full-pipeline sequence: 1..5 repeated, a value of 50 at three positions.
 seq, mask = generate_repeating_with_anomalies(
@@ -94,28 +95,17 @@ torch.manual_seed(42)
 layer = TitansMemoryLayer(input_dim=1, memory_dim=16, hidden_dim=16, momentum=0.9, forget_rate=0.01)
 theta_0 = layer.memory.get_weight_snapshot()
 result = layer.process_sequence(seq.unsqueeze(-1))
+# the same run, packaged for the plotting functions of titans_memory.viz
+run = ScenarioRun(None, seq, mask, result, layer, theta_0, label="The bounded layer")
 
-y = as_array(result["outputs"])
-surprise = as_array(result["surprise_scores"])
-smoothed = as_array(result["surprise_momentum"])
-gates = as_array(result["write_gates"])
-c_prev = as_array(result["surprise_scale"])  # c_{t-1}: the scale the gate compared s_t with
-snapshots = [theta_0] + result["memory_snapshots"]
-norms = np.array([weight_norm(w) for w in snapshots])  # norms[0]: before step 0
+y = trace_array(result, "outputs")[:, 0]  # (T, 1) reads of 1-d tokens -> (T,)
+surprise = trace_array(result, "surprise_scores")
+gates = trace_array(result, "write_gates")
+c_prev = trace_array(result, "surprise_scale")  # c_{t-1}: the scale the gate compared s_t with
+norms = weight_norms([theta_0] + result["memory_snapshots"])  # norms[0]: before step 0
 # The write alone at step t: theta_t = (1 - alpha) (theta_{t-1} + w_t), so
-# w_t = theta_t / (1 - alpha) - theta_{t-1}.
-keep = 1.0 - layer.memory.forget_rate
-write_size = np.array(
-    [
-        math.sqrt(
-            sum(
-                float((a / keep - b).square().sum())
-                for a, b in zip(snapshots[i + 1], snapshots[i], strict=True)
-            )
-        )
-        for i in range(T)
-    ]
-)
+# w_t = theta_t / (1 - alpha) - theta_{t-1}; write_norms gives ||w_t||.
+write_size = write_norms(result["memory_snapshots"], theta_0, layer.memory.forget_rate)
 
 print("surprise at the anomalies:", surprise[anomalies].round(2))
 print("gate at the anomalies    :", gates[anomalies].round(3))
@@ -128,52 +118,22 @@ assert np.isfinite(norms).all() and ((gates >= 0) & (gates <= 1)).all()
 assert write_size.max() <= layer.memory.write_lr * layer.memory_max_grad_norm * (1 + 1e-4)
 
 # %%
-fig, axes = plt.subplots(3, 1, figsize=(11, 8.5), sharex=True)
+plot_momentum_vs_raw(run)
 
-ax = axes[0]
-ax.plot(t, x, color="tab:blue", lw=1, label="input $x_t$")
-ax.plot(t, y, color="tab:green", lw=1.5, label="memory read $y_t = M(x_t)$, before the write")
-ax.scatter(anomalies, x[anomalies], color="tab:red", zorder=3, label="anomaly")
-ax.set_ylabel("value")
-ax.set_title("① Input, and what the memory returns for it")
-ax.legend(loc="upper left", fontsize=8)
-
-ax = axes[1]
-ax.plot(t, surprise, color="tab:orange", lw=1.2, label="raw surprise $s_t$")
-ax.plot(t, smoothed, color="tab:purple", lw=2, label=r"smoothed $\bar s_t$ ($\beta = 0.9$)")
-ax.set_yscale("log")
-ax.set_ylabel("surprise (log)")
-ax.set_title("② Surprise")
-ax.legend(loc="upper right", fontsize=8)
-
-ax = axes[2]
-ax.bar(t, write_size, color="tab:red", alpha=0.7, label=r"write size $\|w_t\|$")
-ax.set_ylabel(r"$\|w_t\|$")
-ax.set_xlabel("timestep $t$")
-ax.set_title("③ Memory: size of each write (left axis) and the weight norm (right axis)")
-ax2 = ax.twinx()
-ax2.plot(np.arange(-1, T), norms, color="k", lw=1.5, label=r"weight norm $\|\theta_t\|$")
-ax2.set_ylabel(r"$\|\theta_t\|$")
-ax.legend(loc="upper left", fontsize=8)
-ax2.legend(loc="upper right", fontsize=8)
-for a in axes:
-    for i in anomalies:
-        a.axvline(i, color="tab:red", ls="--", alpha=0.25)
-fig.tight_layout()
-plt.show()
-
+# %%
+plot_memory_activity(run)
 
 # %% [markdown]
-# Reading the three panels:
+# Reading the two figures:
 #
-# * **② Surprise** spikes by orders of magnitude at each anomaly and stays small otherwise; the
+# * **Surprise** (the first) spikes by orders of magnitude at each anomaly and stays small otherwise; the
 #   smoothed curve carries each spike forward.
-# * **③ Memory.** Each write moves the weights by at most $\eta\,G$ =
+# * **Memory** (the second, bottom). Each write moves the weights by at most $\eta\,G$ =
 #   `write_lr * memory_max_grad_norm` (0.1 here), and comes close to it only where the gate is
 #   open: while the pattern is new, and at the anomalies. The weight norm drifts down: forgetting
 #   takes 1 % of the weights at every step, while most writes are small and do not point along
 #   $\theta$.
-# * **① Read.** The memory follows the pattern, below it: forgetting keeps pulling the weights
+# * **Read** (the second, top). The memory follows the pattern, below it: forgetting keeps pulling the weights
 #   towards 0. At an anomaly the read is far above the pattern but far below 50: the MLP
 #   *extrapolates* from the values it was trained on, and what the write of an earlier 50 added
 #   has partly faded.
@@ -292,58 +252,26 @@ print(
 )
 
 # %%
-fig, axes = plt.subplots(2, 2, figsize=(12, 6.5), sharex=True)
-ax = axes[0, 0]
-ax.plot(t, raw_orig, color="tab:red", lw=1.2, label="original rule")
-ax.plot(t, surprise, color="tab:orange", lw=1.2, label="bounded layer")
-ax.set_yscale("log")
-ax.set_ylabel("raw surprise $s_t$ (log)")
-ax.set_title("Surprise")
-ax.legend(fontsize=8)
-
-ax = axes[0, 1]
-ax.plot(t[finite], norm_orig[finite], "o-", color="tab:red", ms=3, label="original rule")
-ax.plot(t, norms[1:], color="tab:green", lw=1.5, label="bounded layer")
-if (~finite).any():
-    ax.axvspan(
-        t[~finite][0] - 0.5, T - 0.5, color="tab:red", alpha=0.12, label="original: inf / NaN"
+display(
+    plot_traces(
+        {"original rule": raw_orig, "bounded layer": surprise},
+        events=anomalies,
+        log=True,
+        ylabel="raw surprise $s_t$ (log)",
+        title="Surprise: original rule (gate = raw surprise) versus the bounded layer",
     )
-ax.set_yscale("log")
-ax.set_ylabel(r"weight norm $\|\theta_t\|$ (log)")
-ax.set_title("Memory weights")
-ax.legend(fontsize=8)
-
-ax = axes[1, 0]
-ax.plot(t, surprise, color="tab:orange", lw=1.2, label="raw surprise $s_t$")
-ax.plot(
-    t,
-    layer.gate_threshold * c_prev,
-    color="k",
-    ls="--",
-    lw=1,
-    label=r"half-open level $\tau\, c_{t-1}$",
 )
-ax.set_yscale("log")
-ax.set_xlabel("timestep $t$")
-ax.set_ylabel("surprise (log)")
-ax.set_title("Bounded layer: surprise against its running scale")
-ax.legend(fontsize=8)
-
-ax = axes[1, 1]
-ax.bar(t, gates, color="tab:blue", alpha=0.8, label="write gate $g_t$")
-ax.set_ylim(0, 1.05)
-ax.set_xlabel("timestep $t$")
-ax.set_ylabel("$g_t$")
-ax.set_title("The write gate actually used, in [0, 1]")
-ax.legend(fontsize=8)
-for a in axes.flat:
-    for i in anomalies:
-        a.axvline(i, color="tab:red", ls="--", alpha=0.25)
-fig.suptitle(
-    "Original rule (gate = raw surprise) versus the bounded layer: same data, settings, seed"
+display(
+    plot_traces(
+        {"original rule": norm_orig, "bounded layer": norms[1:]},
+        events=anomalies,
+        log=True,
+        ylabel=r"weight norm $\|\theta_t\|$ (log)",
+        title=f"Memory weights: the original rule's are inf / NaN from t = {first_bad} on",
+    )
 )
-fig.tight_layout()
-plt.show()
+# the bounded layer's surprise against the gate's half-open level, and the gate it used
+plot_runs_side_by_side({"The bounded layer: same data, settings, seed": run})
 
 # %% [markdown]
 # The gate is a saturating function of the ratio $r_t = s_t / c_{t-1}$ alone, $g = r / (r + \tau)$:
@@ -351,25 +279,7 @@ plt.show()
 # $(r_t, g_t)$ pairs on it:
 
 # %%
-ratio = surprise / c_prev
-r_grid = np.logspace(-4, 5, 200)
-fig, ax = plt.subplots(figsize=(7, 3.5))
-ax.plot(
-    r_grid,
-    r_grid / (r_grid + layer.gate_threshold),
-    color="k",
-    lw=1.5,
-    label=r"$g = r / (r + \tau)$, $\tau = 3$",
-)
-ax.scatter(ratio[ordinary], gates[ordinary], s=14, color="tab:blue", label="ordinary tokens")
-ax.scatter(ratio[anomalies], gates[anomalies], s=40, color="tab:red", zorder=3, label="anomalies")
-ax.set_xscale("log")
-ax.set_xlabel(r"relative surprise $r_t = s_t / c_{t-1}$ (log)")
-ax.set_ylabel("write gate $g_t$")
-ax.set_title("The gate saturates: no surprise can open it past 1")
-ax.legend(fontsize=8)
-fig.tight_layout()
-plt.show()
+plot_gate_curve(run)
 
 
 # %% [markdown]
@@ -390,56 +300,61 @@ plt.show()
 # write (lower is better), averaged over each period of 5 tokens.
 
 # %%
-def run(**overrides):
-    settings = dict(input_dim=1, memory_dim=16, hidden_dim=16, momentum=0.9, forget_rate=0.01)
-    settings.update(overrides)
-    torch.manual_seed(42)
-    lay = TitansMemoryLayer(**settings)
-    res = lay.process_sequence(seq.unsqueeze(-1))
-    res["read_error"] = np.abs(as_array(res["outputs"]) - x)
-    res["norm"] = np.array([weight_norm(w) for w in res["memory_snapshots"]])
-    return res
+SETTINGS = dict(memory_dim=16, hidden_dim=16, momentum=0.9, forget_rate=0.01)
 
 
-def per_period_error(res, period=5):
+def sweep_run(**overrides):
+    # The layer of section 1 (seeded alike) with some settings changed.
+    return run_stream(seq, anomalies, **{**SETTINGS, **overrides})
+
+
+def read_error(r):
+    # |y_t - x_t| per step: the memory's read before each write against the token.
+    return np.abs(trace_array(r.result, "outputs")[:, 0] - x)
+
+
+def per_period_error(r, period=5):
     # Mean read error on the ordinary tokens of each period of the pattern.
-    err = np.where(ordinary, res["read_error"], np.nan).reshape(-1, period)
+    err = np.where(ordinary, read_error(r), np.nan).reshape(-1, period)
     return np.nanmean(err, axis=1)
 
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-
-ax = axes[0]
-runs = {beta: run(momentum=beta) for beta in [0.0, 0.5, 0.9, 0.97]}
-for beta, res in runs.items():
-    ax.plot(t, as_array(res["surprise_momentum"]), lw=1.5, label=rf"$\beta$ = {beta}")
-    assert np.array_equal(res["norm"], runs[0.0]["norm"]), "momentum must not change the memory"
-ax.set_yscale("log")
-ax.set_xlabel("timestep $t$")
-ax.set_ylabel(r"$\bar s_t$ (log)")
-ax.set_title(r"momentum $\beta$: smoothed surprise")
-
-ax = axes[1]
-for a in [0.0, 0.003, 0.01, 0.05]:
-    ax.plot(t, run(forget_rate=a)["norm"], lw=1.5, label=rf"$\alpha$ = {a}")
-ax.set_xlabel("timestep $t$")
-ax.set_ylabel(r"$\|\theta_t\|$")
-ax.set_title(r"forget rate $\alpha$: weight norm")
-
-ax = axes[2]
-periods = np.arange(T // 5)
-for lr in [0.003, 0.01, 0.03, 0.1]:
-    ax.plot(
-        periods, per_period_error(run(write_lr=lr)), "o-", ms=3, lw=1.5, label=rf"$\eta$ = {lr}"
+by_beta = {beta: sweep_run(momentum=beta) for beta in [0.0, 0.5, 0.9, 0.97]}
+for r in by_beta.values():
+    assert np.array_equal(
+        weight_norms(r.result["memory_snapshots"]),
+        weight_norms(by_beta[0.0].result["memory_snapshots"]),
+    ), "momentum must not change the memory"
+display(
+    plot_traces(
+        {rf"$\beta$ = {b}": trace_array(r.result, "surprise_momentum") for b, r in by_beta.items()},
+        events=anomalies,
+        log=True,
+        ylabel=r"$\bar s_t$ (log)",
+        title=r"momentum $\beta$: smoothed surprise (the memory is the same for every $\beta$)",
     )
-ax.set_yscale("log")
-ax.set_xlabel("period (5 tokens)")
-ax.set_ylabel(r"mean $|y_t - x_t|$ (log)")
-ax.set_title(r"write lr $\eta$: read error, ordinary tokens")
-for a in axes:
-    a.legend(fontsize=8)
-fig.tight_layout()
-plt.show()
+)
+display(
+    plot_traces(
+        {
+            rf"$\alpha$ = {a}": weight_norms(sweep_run(forget_rate=a).result["memory_snapshots"])
+            for a in [0.0, 0.003, 0.01, 0.05]
+        },
+        events=anomalies,
+        ylabel=r"$\|\theta_t\|$",
+        title=r"forget rate $\alpha$: weight norm",
+    )
+)
+plot_traces(
+    {
+        rf"$\eta$ = {lr}": per_period_error(sweep_run(write_lr=lr))
+        for lr in [0.003, 0.01, 0.03, 0.1]
+    },
+    log=True,
+    xlabel="period (5 tokens)",
+    ylabel=r"mean $|y_t - x_t|$ (log)",
+    title=r"write lr $\eta$: read error, ordinary tokens",
+)
 
 # %% [markdown]
 # Writing and forgetting pull in opposite directions, so they are best chosen together. The mean
@@ -452,7 +367,7 @@ lrs = [0.003, 0.01, 0.03, 0.1, 0.3]
 alphas = [0.0, 0.003, 0.01, 0.03, 0.1]
 tail = ordinary & (t >= T - 10)
 grid = np.array(
-    [[run(write_lr=lr, forget_rate=a)["read_error"][tail].mean() for lr in lrs] for a in alphas]
+    [[read_error(sweep_run(write_lr=lr, forget_rate=a))[tail].mean() for lr in lrs] for a in alphas]
 )
 best = np.unravel_index(np.argmin(grid), grid.shape)
 print(

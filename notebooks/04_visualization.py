@@ -38,14 +38,16 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import display
 
-from titans_memory import TitansMemoryLayer, generate_frequency_shift
+from titans_memory import generate_frequency_shift
 from titans_memory.viz import (
     SCENARIOS,
-    DemoScenario,
-    ScenarioRun,
+    plot_forgetting_effect,
     plot_full_pipeline,
+    plot_runs_side_by_side,
     plot_surprise_over_time,
+    run_stream,
     trace_array,
     weight_norms,
 )
@@ -53,22 +55,8 @@ from titans_memory.viz import (
 torch.manual_seed(42)
 plt.rcParams["figure.dpi"] = 90
 
+# the layer of every run below (run_stream seeds torch with 42 before building it)
 LAYER = dict(memory_dim=16, hidden_dim=16, momentum=0.9, forget_rate=0.01)
-
-
-def run_stream(name, title, seq, events, seed=42, **overrides):
-    # Run the layer on any 1-d stream and package it as a ScenarioRun for the viz functions.
-    # `events` are the positions of the novelties (marked in red, like anomalies).
-    torch.manual_seed(seed)
-    layer = TitansMemoryLayer(input_dim=1, **{**LAYER, **overrides})
-    initial = layer.memory.get_weight_snapshot()
-    result = layer.process_sequence(seq.unsqueeze(-1))
-    mask = torch.zeros(len(seq))
-    mask[list(events)] = 1.0
-    scenario = DemoScenario(
-        name=name, title=title, pattern=(0.0,), repeats=1, anomaly_indices=(), anomaly_value=0.0
-    )
-    return ScenarioRun(scenario, seq, mask, result, layer, initial)
 
 
 # %% [markdown]
@@ -98,13 +86,13 @@ events_d = [30, 65, 100]
 seq_d[events_d] += 8.0
 
 streams = {
-    "A. anomalies": ("anomalies", seq_a, events_a),
-    "B. frequency shift": ("frequency_shift", seq_b, events_b),
-    "C. step change": ("step_change", seq_c, events_c),
-    "D. noisy pattern": ("noisy_pattern", seq_d, events_d),
+    "A. anomalies": (seq_a, events_a),
+    "B. frequency shift": (seq_b, events_b),
+    "C. step change": (seq_c, events_c),
+    "D. noisy pattern": (seq_d, events_d),
 }
 runs = {
-    title: run_stream(name, title, seq, events) for title, (name, seq, events) in streams.items()
+    title: run_stream(seq, events, title=title, **LAYER) for title, (seq, events) in streams.items()
 }
 for title, run in runs.items():
     gates = trace_array(run.result, "write_gates")
@@ -172,31 +160,9 @@ fig
 # $\tau\,c_{t-1}$, and the write gate. The red lines mark the events.
 
 # %%
-fig, axes = plt.subplots(3, 4, figsize=(16, 8), sharex="col")
-for col, (title, run) in enumerate(runs.items()):
-    t = np.arange(len(run.seq))
-    s = trace_array(run.result, "surprise_scores")
-    c = trace_array(run.result, "surprise_scale")
-    g = trace_array(run.result, "write_gates")
-    axes[0, col].plot(t, run.seq.numpy(), color="tab:blue", lw=1)
-    axes[0, col].set_title(title)
-    axes[1, col].semilogy(t, s, color="tab:orange", lw=1, label="$s_t$")
-    axes[1, col].semilogy(
-        t, run.layer.gate_threshold * c, color="k", ls="--", lw=1, label=r"$\tau c_{t-1}$"
-    )
-    axes[2, col].fill_between(t, g, step="mid", color="tab:green", alpha=0.4)
-    axes[2, col].set_ylim(0, 1.05)
-    axes[2, col].set_xlabel("timestep $t$")
-    for row in range(3):
-        for e in run.anomaly_indices:
-            axes[row, col].axvline(e, color="tab:red", ls="--", alpha=0.35)
-axes[0, 0].set_ylabel("input $x_t$")
-axes[1, 0].set_ylabel("surprise (log)")
-axes[1, 0].legend(fontsize=8)
-axes[2, 0].set_ylabel("write gate $g_t$")
+fig = plot_runs_side_by_side(runs)
 fig.suptitle("Four streams through the same layer", fontsize=13)
-fig.tight_layout()
-plt.show()
+fig
 
 # %% [markdown]
 # ## How the gate threshold $\tau$ changes what gets written
@@ -210,8 +176,8 @@ plt.show()
 taus = [1.0, 3.0, 10.0]
 fig, axes = plt.subplots(len(taus), 4, figsize=(16, 7), sharex="col", sharey=True)
 for row, tau in enumerate(taus):
-    for col, (title, (name, seq, events)) in enumerate(streams.items()):
-        run = run_stream(name, title, seq, events, gate_threshold=tau)
+    for col, (title, (seq, events)) in enumerate(streams.items()):
+        run = run_stream(seq, events, **{**LAYER, "gate_threshold": tau})
         g = trace_array(run.result, "write_gates")
         ax = axes[row, col]
         ax.fill_between(np.arange(len(g)), g, step="mid", color="tab:green", alpha=0.5)
@@ -244,28 +210,17 @@ plt.show()
 # %% [markdown]
 # ## How long does a memory last? Forget rate × scenario
 #
-# The weight norm $\lVert\theta_t\rVert$ per scenario for four forget rates. Without forgetting the
+# The weight norm $\lVert\theta_t\rVert$ per scenario for four forget rates (`plot_forgetting_effect`,
+# one figure per scenario). Without forgetting the
 # norm only moves with the writes. With forgetting it falls until writing and decay balance: where
 # the values are small (B, D) the writes are small too and the memory decays almost freely, while
 # the jump in C drives a burst of writes that lifts the norm again.
 
 # %%
 rates = [0.0, 0.005, 0.02, 0.05]
-fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
-for col, (title, (name, seq, events)) in enumerate(streams.items()):
-    ax = axes[col]
-    for rate in rates:
-        run = run_stream(name, title, seq, events, forget_rate=rate)
-        ax.plot(weight_norms(run.result["memory_snapshots"]), lw=1.5, label=rf"$\alpha$ = {rate:g}")
-    for e in events:
-        ax.axvline(e, color="tab:red", ls="--", alpha=0.35)
-    ax.set_title(title)
-    ax.set_xlabel("timestep $t$")
-axes[0].set_ylabel(r"weight norm $\|\theta_t\|$")
-axes[0].legend(fontsize=8)
-fig.suptitle("Memory weight norm for four forget rates", fontsize=13)
-fig.tight_layout()
-plt.show()
+for title, (seq, events) in streams.items():
+    sweep = [run_stream(seq, events, title=title, **{**LAYER, "forget_rate": r}) for r in rates]
+    display(plot_forgetting_effect(sweep))
 
 # %% [markdown]
 # ## Summary

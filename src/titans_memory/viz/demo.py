@@ -520,8 +520,10 @@ def plot_forgetting_effect(runs: Sequence[ScenarioRun] | None = None) -> Figure:
             _plot_norm(ax, run, label=f"forget_rate = {run.layer.memory.forget_rate:g}")
         _mark_anomalies(ax, runs[0].anomaly_indices, label=True)
         for idx in runs[0].anomaly_indices:
+            value = runs[0].seq[idx].item()
+            value = 0.0 if abs(value) < 1e-9 else value  # sin(2 pi k) is 1e-15, not worth showing
             ax.annotate(
-                f" x = {runs[0].seq[idx].item():g}",
+                f" x = {value:.4g}",
                 (idx, 1.0),
                 xycoords=("data", "axes fraction"),
                 va="top",
@@ -578,6 +580,7 @@ def plot_traces(
     title: str = "",
     xlabel: str = "timestep $t$",
     ylabel: str = "",
+    event_label: str = "event",
 ) -> Figure:
     """Several series over time on one axis, with dashed red lines at ``events``.
 
@@ -591,6 +594,7 @@ def plot_traces(
         signal: an input series ``(T,)``, drawn in a panel above with the events as red dots.
         log: log scale on the traces' y axis.
         title, xlabel, ylabel: of the traces' panel.
+        event_label: the legend entry of the events in the input panel (e.g. "anomaly").
     """
     if not isinstance(traces, Mapping) or not traces:
         raise ValueError("traces must be a non-empty mapping of label -> 1-d series")
@@ -616,7 +620,7 @@ def plot_traces(
             ax_in.plot(x, color=_COLORS["input"], linewidth=1.1, label="input $x_t$")
             if marks:
                 ax_in.scatter(
-                    marks, x[marks], color=_COLORS["anomaly"], s=30, zorder=5, label="event"
+                    marks, x[marks], color=_COLORS["anomaly"], s=30, zorder=5, label=event_label
                 )
             ax_in.set_ylabel("value $x_t$")
             ax_in.legend(loc="upper right")
