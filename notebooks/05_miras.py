@@ -31,16 +31,15 @@
 
 # %%
 # %matplotlib inline
+import numpy as np
 import torch
-import torch.nn.functional as F
 
-from titans_memory.core import PRESETS, NeuralMemory, preset
-from titans_memory.core.objectives import L2Bias
-from titans_memory.core.ops import chunked_memory, fresh_op_state
-from titans_memory.tasks.recall import outlier_burst
+from titans_memory import PRESETS, MemoryConfig, MemoryState, NeuralMemory, preset
+from titans_memory.tasks import outlier_burst, recall_vs_age
 from titans_memory.viz.miras import miras_results, plot_miras_comparison
 
 torch.manual_seed(0)
+print("presets:", ", ".join(PRESETS))
 
 # %% [markdown]
 # ## The four choices
@@ -84,10 +83,12 @@ torch.manual_seed(0)
 # Each preset is a dictionary of `MemoryConfig` fields on top of the Titans defaults:
 
 # %%
-fields = ["depth", "objective", "p", "retention", "q", "momentum", "forget", "decayed_gradient", "lr_init", "chunk_size"]
+fields = ["depth", "objective", "p", "retention", "q", "momentum", "forget"]
+fields += ["decayed_gradient", "lr_init", "chunk_size"]
 print(f"{'preset':17s}" + "".join(f"{f:>17s}" for f in fields))
 for name in PRESETS:
     cfg = preset(name)
+    assert isinstance(cfg, MemoryConfig)
     print(f"{name:17s}" + "".join(f"{str(getattr(cfg, f)):>17s}" for f in fields))
 print()
 print("overrides:", preset("moneta", dim=128, heads=4).replace(q=2.0).q)
@@ -105,30 +106,54 @@ print("overrides:", preset("moneta", dim=128, heads=4).replace(q=2.0).q)
 # | `gated_deltanet` | $M_t = a_t M_{t-1} - \beta_t (a_t M_{t-1}k_t - v_t)k_t^\top$, $a_t = 1-\alpha_t$ |
 # | `ttt_linear` | $M_t = M_{t-1} - \beta_t (M_{b}k_t - v_t)k_t^\top$, $M_b$ = weights at the start of $t$'s mini-batch |
 #
-# Here is DeltaNet written out token by token against the operator
-# (`tests/core/test_miras.py` checks all four, and flash-linear-attention's reference functions
-# when that package is installed). Note that DeltaNet is exact only token by token: with
-# `chunk_size = b > 1` the same preset takes its gradients at the chunk start, which is TTT's
-# mini-batch rule, not the delta rule.
+# These closed forms have consequences that can be read off a recall task. `recall_vs_age(name,
+# **overrides)` (from `titans_memory.tasks`, more in the last section) writes 96 random pairs with
+# unit keys straight into the preset's update rule, with constant gates, then reads each pair back;
+# its `RecallCurve` holds, per age (0 = the newest pair), the mean cosine of read and value and the
+# relative error $\lVert\mathcal M(k) - v\rVert / \lVert v\rVert$.
+#
+# * **DeltaNet with $\beta = 1$** ($\theta = 0.5$) overwrites exactly: for a unit key,
+#   $M_t k_t = M_{t-1}k_t - (M_{t-1}k_t - v_t)\,k_t^\top k_t = v_t$, whatever the memory held. The newest
+#   pair is recalled without error.
+# * **Gated DeltaNet** keeps that property because its gradient is taken at the *decayed* memory:
+#   $M_t k_t = a_t M_{t-1}k_t - (a_t M_{t-1}k_t - v_t) = v_t$. Titans' form, the gradient at the
+#   undecayed memory (`decayed_gradient=False`), misses by $\alpha_t M_{t-1}k_t$.
+# * **TTT-Linear** takes all the gradients of a mini-batch at its start, so no single pair is
+#   exact, and DeltaNet run with `chunk_size=16` *is* that rule: DeltaNet is the delta rule only
+#   token by token.
+# * **Linear attention** never overwrites: $M(k_i) = \sum_j (k_j^\top k_i)\, v_j$ mixes every pair
+#   alike, so its recall does not depend on age.
+#
+# (The library's tests check all four closed forms token by token against the update operator.)
 
 # %%
-N, T, D = 2, 12, 6
-g = torch.Generator().manual_seed(0)
-q = F.normalize(torch.randn(N, T, D, generator=g, dtype=torch.float64), dim=-1)
-k = F.normalize(torch.randn(N, T, D, generator=g, dtype=torch.float64), dim=-1)
-v = torch.randn(N, T, D, generator=g, dtype=torch.float64)
-theta = 0.5 * torch.rand(N, T, generator=g, dtype=torch.float64)
-w0 = torch.zeros(N, D, D, dtype=torch.float64)
+# theta = 0.5, so beta = 2 theta = 1; 16 independent streams per curve
+beta_one = dict(lr_init=0.5, max_lr=1.0, trials=16)
+curves = {
+    "deltanet, beta = 1": recall_vs_age("deltanet", **beta_one),
+    "gated_deltanet, beta = 1": recall_vs_age("gated_deltanet", **beta_one),
+    "  ... gradient at the undecayed memory": recall_vs_age(
+        "gated_deltanet", decayed_gradient=False, **beta_one
+    ),
+    "ttt_linear, beta = 1": recall_vs_age("ttt_linear", **beta_one),
+    "deltanet, beta = 1, chunk_size = 16": recall_vs_age("deltanet", chunk_size=16, **beta_one),
+    "deltanet (its init gates)": recall_vs_age("deltanet", trials=16),
+    "linear_attention": recall_vs_age("linear_attention", trials=16),
+}
+print(f"{'':40s} {'newest: rel. error':>19s} {'cosine, 16 newest':>18s} {'16 oldest':>10s}")
+for label, c in curves.items():
+    newest, oldest = c.cosine[:16].mean(), c.cosine[-16:].mean()
+    print(f"{label:40s} {c.relative_error[0]:19.2e} {newest:18.3f} {oldest:10.3f}")
 
-y, state = chunked_memory(q, k, v, theta, None, None, fresh_op_state([w0]), chunk_size=1, error_fn=L2Bias())
-
-W, ref = w0.clone(), []
-for t in range(T):  # W <- W - beta k^T (k W - v), beta = 2 theta; read y_t = q_t W_t
-    kt, vt, beta = k[:, t, None], v[:, t, None], 2 * theta[:, t, None, None]
-    W = W - beta * kt.transpose(1, 2) @ (kt @ W - vt)
-    ref.append(q[:, t, None] @ W)
-print("max |operator - closed form|, outputs:", (y - torch.cat(ref, 1)).abs().max().item())
-print("max |operator - closed form|, memory: ", (state.weights[0] - W).abs().max().item())
+assert curves["deltanet, beta = 1"].relative_error[0] < 1e-12
+assert curves["gated_deltanet, beta = 1"].relative_error[0] < 1e-12
+assert curves["  ... gradient at the undecayed memory"].relative_error[0] > 1e-4
+ttt, chunked = curves["ttt_linear, beta = 1"], curves["deltanet, beta = 1, chunk_size = 16"]
+assert ttt.relative_error[0] > 0.1
+assert np.allclose(ttt.cosine, chunked.cosine, rtol=0, atol=1e-12)  # the same rule
+flat = curves["linear_attention"].cosine
+delta = curves["deltanet (its init gates)"].cosine
+assert abs(flat[:16].mean() - flat[-16:].mean()) < 0.1 < delta[:16].mean() - delta[-16:].mean()
 
 # %% [markdown]
 # ## Chunked == recurrent, for a preset with every kind of choice
@@ -145,6 +170,7 @@ out = {}
 for backend in ("chunked", "recurrent"):
     mem.zero_grad()
     y, st = mem(x, backend=backend)
+    assert isinstance(st, MemoryState)
     (y.square().sum() + st.weights[0].sum()).backward()
     out[backend] = (y.detach(), st.weights, [p.grad.clone() for p in mem.parameters()])
 
@@ -156,7 +182,7 @@ print("gradients max |diff|:", max((a - b).abs().max().item() for a, b in zip(gc
 # %% [markdown]
 # ## Comparing the update rules: recall vs age, and an outlier burst
 #
-# `titans_memory.tasks.recall` feeds keys, values and queries **straight to the operator** — no
+# `titans_memory.tasks` feeds keys, values and queries **straight to the operator** — no
 # projections, no convolution, no learned gates — so only the update rules differ. Each preset runs
 # with constant gates at its config's initial values ($\theta$ = `lr_init`, $1-\alpha$ = 1 − `forget_init`,
 # $\eta$ = `momentum_init`, Huber $\delta$ = `huber_delta_init`), token by token except the TTT presets
@@ -178,7 +204,10 @@ fig
 
 # %%
 def row(label, b):
-    return f"{label:17s} {b.before:8.3f} {b.after_clean:10.3f} {b.after_burst:10.3f} {b.damage:8.3f}"
+    # damage: what the burst cost the old pairs beyond ordinary interference (control - burst)
+    damage = b.after_clean - b.after_burst
+    return f"{label:17s} {b.before:8.3f} {b.after_clean:10.3f} {b.after_burst:10.3f} {damage:8.3f}"
+
 
 print(f"{'':17s} {'before':>8s} {'control':>10s} {'burst':>10s} {'damage':>8s}")
 print("-- presets at their init gates")
@@ -188,6 +217,14 @@ for key, title in (("ablation_matrix", "matrix memory"), ("ablation_mlp", "MLP m
     print(f"-- only the bias changes, {title}, theta = 0.25  (nan: the memory diverged)")
     for label, b in results[key].items():
         print(row(label, b))
+
+# %%
+# what the text below says about B, checked on these numbers
+for name in ("deltanet", "gated_deltanet", "linear_attention", "ttt_linear"):
+    b = results["burst"][name]
+    assert b.before > 0.7 and b.after_clean > 0.6 and b.after_burst < 0.1, name
+yaad, titans = results["burst"]["yaad"], results["burst"]["titans"]
+assert abs(yaad.after_clean - yaad.after_burst) < 0.05 < titans.after_clean - titans.after_burst
 
 # %% [markdown]
 # B alone is weak evidence for the MLP presets, because at their small initial $\theta$ they hold little before the
@@ -216,7 +253,8 @@ for name in ("moneta", "yaad"):
 #   is weak evidence for them.
 # * **Only the bias changes (C, D).** Here the claim is tested cleanly. With bounded errors — Huber and
 #   $\ell_1$ ($\ell_p$ with $p = 1$) — the burst costs nothing beyond ordinary interference: the recall after
-#   the burst equals the control's. $\ell_2$ and the dot product are wiped out (matrix) or diverge (MLP).
+#   the burst equals the control's. $\ell_2$ and the dot product are wiped out (on the MLP memory
+#   $\ell_2$ even diverges).
 #   **$\ell_p$ with Moneta's $p = 3$ is *not* robust**: its error grows like $\lvert r\rvert^2$, so a
 #   100× outlier makes the memory diverge on both architectures. Robustness to outliers comes from a
 #   *bounded* error signal (Huber, or $\ell_p$ with $p$ near 1), not from $\ell_p$ as such.
