@@ -57,7 +57,7 @@ def test_registry_is_extensible(monkeypatch):
     cli.register(cli.Subcommand("echo", "test command", configure, run))
     assert cli.main(["echo", "--n", "5"]) == 3
     assert calls == [5]
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match=r"subcommand 'echo' is already registered"):
         cli.register(cli.Subcommand("echo", "again", configure, run))
 
 
