@@ -82,6 +82,21 @@ class AttentionalBias:
     def error(self, pred: Tensor, target: Tensor, param: Tensor | None = None) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} defines no error signal")
 
+    def error_vjp(
+        self, pred: Tensor, target: Tensor, param: Tensor | None, grad: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The error's vector-Jacobian product: ``grad`` ``(..., T, d)`` pulled back to
+        ``(pred, target, param)`` (the hand-written backward of the chunked operator's key path).
+
+        By default through ``torch.func.vjp`` of :meth:`error`, so a new bias needs nothing more;
+        a bias may override it with a closed form.
+        """
+        if param is None:
+            _, pull = torch.func.vjp(lambda p, t: self.error(p, t, None), pred, target)
+            return (*pull(grad), None)
+        _, pull = torch.func.vjp(self.error, pred, target, param)
+        return pull(grad)
+
     def __call__(self, pred: Tensor, target: Tensor, param: Tensor | None = None) -> Tensor:
         return self.error(pred, target, param)
 
@@ -100,6 +115,10 @@ class L2Bias(AttentionalBias):
 
     def error(self, pred, target, param=None):
         return 2.0 * (pred - target)
+
+    def error_vjp(self, pred, target, param, grad):
+        g = 2.0 * grad
+        return g, -g, None
 
 
 @dataclass(frozen=True)

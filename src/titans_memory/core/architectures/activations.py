@@ -32,6 +32,26 @@ def _tanh_grad(z: Tensor) -> Tensor:
     return 1.0 - torch.tanh(z) ** 2
 
 
+def _gelu_second(z: Tensor, h: Tensor) -> Tensor:
+    # d/dz [Phi(z) + z phi(z)] = phi(z) (2 - z^2)
+    return torch.exp(-0.5 * z * z) * (_INV_SQRT_2PI * (2.0 - z * z))
+
+
+def _silu_second(z: Tensor, h: Tensor) -> Tensor:
+    # d/dz [s + z s (1 - s)] = s (1 - s) (2 + z (1 - 2 s)),  s = sigmoid(z)
+    s = torch.sigmoid(z)
+    return s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+
+
+def _relu_second(z: Tensor, h: Tensor) -> Tensor:
+    return torch.zeros_like(z)
+
+
+def _tanh_second(z: Tensor, h: Tensor) -> Tensor:
+    # d/dz (1 - tanh^2) = -2 tanh (1 - tanh^2), with h = tanh(z)
+    return -2.0 * h * (1.0 - h * h)
+
+
 #: Hidden non-linearities: ``name -> (act, act')``.
 ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
     "gelu": (torch.nn.functional.gelu, _gelu_grad),
@@ -48,4 +68,14 @@ FUSED_BACKWARD: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     "silu": lambda grad, z, h: grad * _silu_grad(z),  # silu_backward has no double backward
     "relu": lambda grad, z, h: torch.ops.aten.threshold_backward(grad, z, 0),
     "tanh": lambda grad, z, h: torch.ops.aten.tanh_backward(grad, h),
+}
+
+#: ``act''(z)`` given z and h = act(z): what the hand-written backward of the key path needs (the
+#: error signal ``act'(z) * back`` depends on z through act'). An activation missing here runs
+#: the key path under autograd instead.
+SECOND_DERIVATIVE: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "gelu": _gelu_second,
+    "silu": _silu_second,
+    "relu": _relu_second,
+    "tanh": _tanh_second,
 }

@@ -119,6 +119,32 @@ class DualFormMemory(MemoryArchitecture):
         backward pass over the chunk's keys). ``row_scale`` ``(N, c, 1)``: token t's gradient at
         the weights scaled by ``row_scale_t`` (a decayed memory, Gated DeltaNet)."""
 
+    def bounded_key_path(
+        self,
+        anchor: Sequence[Tensor],
+        k: Tensor,
+        v: Tensor,
+        bias: AttentionalBias,
+        param: Tensor | None,
+        row_scale: Tensor | None,
+        max_step_norm: float | None,
+        *,
+        differentiable: bool = True,
+    ) -> KeyPath:
+        """:meth:`key_path` with every token's gradient bounded: ``u_t <- u_t min(1, tau / ||u_t||_F)``
+        (``tau = max_step_norm``; None: no bound), by scaling the error signals ``Delta_l[t]``.
+
+        ``||u_t||_F^2 = sum_l ||H_l[t]||^2 ||Delta_l[t]||^2``: the norm comes from the factors.
+        This default runs under autograd; an architecture may fuse it (``MLPMemory`` does).
+        """
+        path = self.key_path(anchor, k, v, bias, param, row_scale)
+        if max_step_norm is None:
+            return path
+        per_layer = [h.norm(dim=-1) * d.norm(dim=-1) for h, d in zip(*path, strict=True)]  # (N, c) each
+        norm = torch.stack(per_layer).norm(dim=0) if len(per_layer) > 1 else per_layer[0]
+        scale = max_step_norm / torch.clamp(norm, min=max_step_norm)
+        return path._replace(deltas=tuple(d * scale.unsqueeze(-1) for d in path.deltas))
+
     @abstractmethod
     def read_write(
         self,

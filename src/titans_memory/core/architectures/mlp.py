@@ -23,13 +23,18 @@ import torch
 from torch import Tensor
 
 from titans_memory.core.architectures import mlp_dual_form
-from titans_memory.core.architectures.activations import ACTIVATIONS, FUSED_BACKWARD
+from titans_memory.core.architectures.activations import (
+    ACTIVATIONS,
+    FUSED_BACKWARD,
+    SECOND_DERIVATIVE,
+)
 from titans_memory.core.architectures.base import (
     DualFormMemory,
     KeyPath,
     ReadCoefficients,
     WriteCoefficients,
 )
+from titans_memory.core.architectures.mlp_key_path import bounded_key_path
 from titans_memory.core.objectives import AttentionalBias
 
 
@@ -126,6 +131,20 @@ class MLPMemory(DualFormMemory):
             delta = act_backward(back, preacts[layer - 1], inputs[layer])  # back * act'(z)
             deltas.append(delta)
         deltas.reverse()
+        return KeyPath(tuple(inputs), tuple(deltas))
+
+    def bounded_key_path(
+        self, anchor, k, v, bias: AttentionalBias, param, row_scale, max_step_norm, *, differentiable=True
+    ) -> KeyPath:
+        """:meth:`key_path` and the step bound as one autograd node with a hand-written backward
+        (``mlp_key_path.py``); the generic autograd version for an activation without a known
+        second derivative."""
+        if self.activation not in SECOND_DERIVATIVE:
+            return super().bounded_key_path(anchor, k, v, bias, param, row_scale, max_step_norm)
+        inputs, deltas = bounded_key_path(
+            anchor, k, v, bias, param, row_scale, max_step_norm, self.activation, self.residual,
+            differentiable=differentiable,
+        )
         return KeyPath(tuple(inputs), tuple(deltas))
 
     def read_write(

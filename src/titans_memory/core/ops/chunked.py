@@ -31,7 +31,6 @@ from torch import Tensor
 
 from titans_memory.core.architectures import (
     DualFormMemory,
-    KeyPath,
     ReadCoefficients,
     WriteCoefficients,
 )
@@ -114,12 +113,6 @@ def read_coefficients(q: Tensor, k: Tensor, coef: ChunkCoefficients) -> ReadCoef
     )
 
 
-def _token_gradient_norms(key_path: KeyPath) -> Tensor:
-    """``||u_t||_F`` over all layers, ``(N, c)``: ``||H[t]^T Delta[t]||_F = ||H[t]|| ||Delta[t]||``."""
-    per_layer = [h.norm(dim=-1) * d.norm(dim=-1) for h, d in zip(*key_path, strict=True)]
-    return torch.stack(per_layer).norm(dim=0) if len(per_layer) > 1 else per_layer[0]
-
-
 def _segment(
     rule: UpdateRule,
     weights: list[Tensor],
@@ -162,14 +155,14 @@ def _segment(
     if anchor is None:
         anchor = weights
     # Key path at the anchor: layer inputs H_l (N, c, d_in) and error signals Delta_l (N, c, d_out).
-    key_path = arch.key_path(
+    # (with the step bound: u_t <- u_t min(1, tau / ||u_t||), by scaling every Delta_l[t])
+    key_path = arch.bounded_key_path(
         anchor, k, v, rule.bias,
         None if param is None else param.unsqueeze(-1),
-        row_scale=coef.decay.unsqueeze(-1) if rule.decayed_gradient else None,
+        coef.decay.unsqueeze(-1) if rule.decayed_gradient else None,
+        rule.max_step_norm,
+        differentiable=differentiable,
     )
-    scale = rule.step_scale(_token_gradient_norms(key_path))
-    if scale is not None:  # u_t <- u_t min(1, tau / ||u_t||): scaling every Delta_l[t] scales u_t
-        key_path = key_path._replace(deltas=tuple(d * scale.unsqueeze(-1) for d in key_path.deltas))
     if q is None:  # write only: the state after token `last`, no read
         y = None
         new_weights, new_momentum = arch.write(write, weights, momentum, key_path, inplace=inplace)
@@ -335,3 +328,4 @@ def chunked_memory(
     y = torch.cat(outputs, dim=1)[:, :T] if reads else None
     final_momentum = tuple(momentum) if has_momentum else tuple(last_step)
     return y, MemoryOpState(tuple(weights), final_momentum, tuple(weights) if anchor is None else tuple(anchor), offset)
+
