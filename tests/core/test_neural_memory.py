@@ -490,7 +490,7 @@ def test_non_finite_input(bad):
 
 
 def test_bad_backend():
-    with pytest.raises(ValueError, match=r"backend must be one of 'chunked', 'recurrent', got 'parallel'"):
+    with pytest.raises(ValueError, match=r"backend must be one of 'chunked', 'chunked_checkpoint', 'recurrent', got 'parallel'"):
         make()(rand_x(1, 3), backend="parallel")
 
 

@@ -18,15 +18,20 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from titans_memory._tensors import all_finite
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.conv import causal_depthwise_conv
+from titans_memory.core.finite import check_finite_mode, on_host, require_finite
 from titans_memory.core.ops import MemoryInputs, get_backend
 from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
 
 # eps of the input RMSNorm: small, so that scale invariance reaches tiny inputs (RMS >> 1e-6)
 _INPUT_NORM_EPS = 1e-12
+
+
+def _like(tail: Tensor | None, state: MemoryState) -> Tensor | None:
+    """A convolution tail in the state's dtype (under autocast the projections are in another)."""
+    return None if tail is None else tail.to(state.dtype)
 
 
 def _logit(p: float) -> float:
@@ -68,9 +73,15 @@ class NeuralMemory(nn.Module):
     Args:
         config: a :class:`MemoryConfig`; or leave it out and give its fields as keywords.
         check_finite: check every input ``x`` and every state handed in for NaN and Inf (a clear
-            ``ValueError`` instead of a memory that turns NaN for good). On a GPU each check reads
-            one value back to the host (a synchronisation); set ``mem.check_finite = False`` to
-            skip it, and a NaN in an input then spreads silently into the state.
+            error instead of a memory that turns NaN for good). ``True``: a ``ValueError`` on the
+            CPU; on a GPU a device-side assertion, without a host synchronisation, that fails a
+            later call instead. ``"sync"``: the ``ValueError`` on every device (a synchronisation
+            per call on a GPU); ``"async"``: the device-side assertion everywhere; ``False``: no
+            check, and a NaN in an input then spreads silently into the state and every later
+            output (``core/finite.py``).
+        backend: the operator :meth:`forward` and :meth:`store` use unless told otherwise (a name
+            in :data:`titans_memory.core.ops.BACKENDS`); ``"chunked_checkpoint"`` trades one more
+            forward of the memory in the backward for a fraction of the training memory.
 
     Example::
 
@@ -86,11 +97,21 @@ class NeuralMemory(nn.Module):
     ``mem(x)``, for any split (chunks are aligned to the stream position).
     """
 
-    def __init__(self, config: MemoryConfig | None = None, *, check_finite: bool = True, **overrides) -> None:
+    def __init__(
+        self,
+        config: MemoryConfig | None = None,
+        *,
+        check_finite: bool = True,
+        backend: str = "chunked",
+        **overrides,
+    ) -> None:
         super().__init__()
-        if not isinstance(check_finite, bool):
-            raise TypeError(f"check_finite must be True or False, got {check_finite!r}")
-        self.check_finite = check_finite
+        self.check_finite = check_finite_mode(check_finite)
+        get_backend(backend)  # a clear error for an unknown name, now
+        self.backend = backend
+        #: tokens per piece of a long call (None: automatic, see ``_in_pieces``); any value gives
+        #: the same results to rounding
+        self.piece_tokens: int | None = None
         if config is None:
             config = MemoryConfig(**overrides)
         elif overrides:
@@ -292,12 +313,15 @@ class NeuralMemory(nn.Module):
             state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
         if x.shape[1] == 0:
             return x.new_zeros(x.shape[0], 0, self.config.dim), state
+        return self._in_pieces(self._retrieve, x, state)
+
+    def _retrieve(self, x: Tensor, state: MemoryState) -> tuple[Tensor, MemoryState]:
         x = self._normalize(x)
         q, query_tail = self._queries(x, state.query_tail)
         y = self.rule.architecture.forward(state.to_op_state().weights, q)  # (B H, T, d)
-        return self._output(y, x), state.replace(query_tail=query_tail)
+        return self._output(y, x), state.replace(query_tail=_like(query_tail, state))
 
-    def store(self, x: Tensor, state: MemoryState | None = None, *, backend: str = "chunked") -> MemoryState:
+    def store(self, x: Tensor, state: MemoryState | None = None, *, backend: str | None = None) -> MemoryState:
         """Write the keys and values of ``x`` into the memory; no reads are computed.
 
         The same write as :meth:`forward` makes (Titans eqs. 9-14, chunk-aligned to the stream
@@ -307,24 +331,28 @@ class NeuralMemory(nn.Module):
         Args:
             x: ``(batch, time, dim)``; any length, shorter than a chunk included.
             state: from a previous call (None: start fresh).
-            backend: a name in :data:`titans_memory.core.ops.BACKENDS`.
+            backend: a name in :data:`titans_memory.core.ops.BACKENDS` (None: ``self.backend``).
 
         Returns:
             The state after the last token of ``x``.
         """
         self._check_input(x, state)
-        op = get_backend(backend)
+        op = get_backend(self.backend if backend is None else backend)
         if state is None:
             state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
         if x.shape[1] == 0:
             return state
-        x = self._normalize(x)
-        k, v, kv_tail = self._keys_values(x, state.kv_tail)
-        _, op_state = op(self._memory_inputs(None, k, v, x), state.to_op_state(), self.rule)
-        return state.with_op_state(op_state, x.shape[1]).replace(kv_tail=kv_tail)
+
+        def store(x: Tensor, state: MemoryState) -> tuple[None, MemoryState]:
+            x = self._normalize(x)
+            k, v, kv_tail = self._keys_values(x, state.kv_tail)
+            _, op_state = op(self._memory_inputs(None, k, v, x), state.to_op_state(), self.rule)
+            return None, state.with_op_state(op_state, x.shape[1]).replace(kv_tail=_like(kv_tail, state))
+
+        return self._in_pieces(store, x, state)[1]
 
     def forward(
-        self, x: Tensor, state: MemoryState | None = None, *, backend: str = "chunked"
+        self, x: Tensor, state: MemoryState | None = None, *, backend: str | None = None
     ) -> tuple[Tensor, MemoryState]:
         """Write and read the memory along ``x``: each token reads right after its own write.
 
@@ -332,24 +360,62 @@ class NeuralMemory(nn.Module):
             x: ``(batch, time, dim)``. ``time`` may be anything >= 0, shorter than a chunk included
                 (the memory is still updated).
             state: from a previous call, to continue the same streams; None starts fresh.
-            backend: a name in :data:`titans_memory.core.ops.BACKENDS`: ``"chunked"`` (fast,
-                default) or ``"recurrent"`` (the token-by-token reference).
+            backend: a name in :data:`titans_memory.core.ops.BACKENDS`: ``"chunked"`` (fast),
+                ``"chunked_checkpoint"`` (the same, recomputing per-chunk intermediates in the
+                backward: less memory in training) or ``"recurrent"`` (the token-by-token
+                reference); None: ``self.backend`` (``"chunked"`` unless given to the constructor).
 
         Returns:
             ``(y, state)``: ``y`` of shape ``(batch, time, dim)``, and the state after the last token.
         """
         self._check_input(x, state)
-        op = get_backend(backend)
+        op = get_backend(self.backend if backend is None else backend)
         B, T, _ = x.shape
         if state is None:
             state = self.init_state(B, dtype=x.dtype, device=x.device)
         if T == 0:
             return x.new_zeros(B, 0, self.config.dim), state
-        x = self._normalize(x)
-        q, k, v, query_tail, kv_tail = self._queries_keys_values(x, state)
-        y, op_state = op(self._memory_inputs(q, k, v, x), state.to_op_state(), self.rule)  # y: (B H, T, d)
-        new_state = state.with_op_state(op_state, T).replace(query_tail=query_tail, kv_tail=kv_tail)
-        return self._output(y, x), new_state
+
+        def forward(x: Tensor, state: MemoryState) -> tuple[Tensor, MemoryState]:
+            x = self._normalize(x)
+            q, k, v, query_tail, kv_tail = self._queries_keys_values(x, state)
+            y, op_state = op(self._memory_inputs(q, k, v, x), state.to_op_state(), self.rule)  # (B H, T, d)
+            new_state = state.with_op_state(op_state, x.shape[1]).replace(
+                query_tail=_like(query_tail, state), kv_tail=_like(kv_tail, state)
+            )
+            return self._output(y, x), new_state
+
+        return self._in_pieces(forward, x, state)
+
+    def _piece_length(self, x: Tensor) -> int:
+        """Tokens per piece of a long call: a multiple of the chunk size, at most 2048 tokens, and
+        small enough that the widest activation (q, k and v of every head) stays under 16 MiB."""
+        if self.piece_tokens is not None:
+            return self.piece_tokens
+        c = self.config.chunk_size
+        per_token = x.shape[0] * 3 * self.inner * x.element_size()
+        return max(c, min(2048, (16 * 2**20) // per_token) // c * c)
+
+    def _in_pieces(self, step, x: Tensor, state: MemoryState):
+        """``step(x, state) -> (y or None, state)`` over ``x`` in pieces (:meth:`_piece_length`).
+
+        One call at 16k tokens would allocate every projection of the whole sequence at once, far
+        above the size up to which the C allocator reuses freed memory: each call would then pay a
+        first-touch page fault for every page of them (21-22x the time of 1k tokens for 16x the
+        length). Streaming is exact for any split, so a long call is streamed through pieces of a
+        bounded size instead. Not while ``torch.compile`` traces (one graph for any length).
+        """
+        T = x.shape[1]
+        piece = self._piece_length(x)
+        if T <= piece or torch.compiler.is_compiling():
+            return step(x, state)
+        ys, start = [], 0
+        while start < T:
+            end = min(T, start + max(1, piece - (state.offset if start == 0 else 0)))  # later pieces start on chunk ends
+            y, state = step(x[:, start:end], state)
+            ys.append(y)
+            start = end
+        return (None if ys[0] is None else torch.cat(ys, dim=1)), state
 
     def surprise(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
         """How surprised the memory is by every token, ``theta_t ||grad l(M; k_t, v_t)||``, and the
@@ -412,8 +478,7 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"x must have shape (batch, time, dim={cfg.dim}), got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("x must have batch size >= 1")
-        if self.check_finite and not all_finite(x):
-            raise ValueError("x contains NaN or Inf")
+        require_finite(x, "x", self.check_finite)
         param_dtype = self.to_qkv.weight.dtype
         if x.dtype != param_dtype:
             raise TypeError(
@@ -424,7 +489,10 @@ class NeuralMemory(nn.Module):
             return
         if not isinstance(state, MemoryState):
             raise TypeError(f"state must be a MemoryState or None, got {type(state).__name__}")
-        state.validate(check_finite=self.check_finite)
+        state.validate(check_finite=on_host(self.check_finite, x) and self.check_finite is not False)
+        if self.check_finite is not False and not on_host(self.check_finite, x):
+            for name, t in state.tensors().items():
+                require_finite(t, f"MemoryState.{name}", self.check_finite)
         expected = [(x.shape[0], cfg.heads, a, b) for a, b in self.rule.architecture.layer_shapes]
         for name in ("weights", "momentum", "anchor"):
             got = [tuple(w.shape) for w in getattr(state, name)]

@@ -1,7 +1,10 @@
 """Memory update operators, one signature: ``op(inputs, state, rule) -> (outputs, final_state)``.
 
 * :func:`recurrent_memory` (``"recurrent"``): the reference, token by token (the spec);
-* :func:`chunked_memory` (``"chunked"``): the chunk-parallel fast path, exact to rounding.
+* :func:`chunked_memory` (``"chunked"``): the chunk-parallel fast path, exact to rounding;
+* :func:`chunked_checkpoint_memory` (``"chunked_checkpoint"``): the same with chunk-level
+  activation checkpointing (the backward recomputes each block of chunks: less memory, one
+  forward of the memory more).
 
 :data:`BACKENDS` is the one registry of operators: ``NeuralMemory(..., backend=name)`` and the
 tests look names up there. A device kernel registers itself with :func:`register_backend` and is
@@ -24,10 +27,22 @@ from titans_memory.core.ops.common import (
 from titans_memory.core.ops.recurrent import recurrent_memory
 from titans_memory.core.rule import UpdateRule
 
+
+def chunked_checkpoint_memory(
+    inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule
+) -> tuple[Tensor | None, MemoryOpState]:
+    """:func:`chunked_memory` with ``checkpoint=True``."""
+    return chunked_memory(inputs, state, rule, checkpoint=True)
+
+
 MemoryOperator = Callable[[MemoryInputs, MemoryOpState, UpdateRule], tuple[Tensor | None, MemoryOpState]]
 
 #: Operators by name. ``"recurrent"`` is the reference every other one is tested against.
-BACKENDS: dict[str, MemoryOperator] = {"chunked": chunked_memory, "recurrent": recurrent_memory}
+BACKENDS: dict[str, MemoryOperator] = {
+    "chunked": chunked_memory,
+    "chunked_checkpoint": chunked_checkpoint_memory,
+    "recurrent": recurrent_memory,
+}
 
 #: The reference operator's name.
 REFERENCE = "recurrent"
@@ -58,6 +73,7 @@ __all__ = [
     "MemoryOpState",
     "MemoryOperator",
     "check_op_inputs",
+    "chunked_checkpoint_memory",
     "chunked_memory",
     "fresh_op_state",
     "get_backend",

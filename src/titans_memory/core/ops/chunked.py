@@ -67,8 +67,25 @@ def _segment_products(log_gate: Tensor) -> tuple[Tensor, Tensor]:
     return cum.exp(), ratio
 
 
-def chunk_coefficients(lr: Tensor, log_retention: Tensor | None, log_momentum: Tensor | None) -> ChunkCoefficients:
-    """:class:`ChunkCoefficients` of segments with gates ``(..., c)`` (None: that gate is off)."""
+def chunk_coefficients(
+    lr: Tensor, log_retention: Tensor | None, log_momentum: Tensor | None, dtype: torch.dtype | None = None
+) -> ChunkCoefficients:
+    """:class:`ChunkCoefficients` of segments with gates ``(..., c)`` (None: that gate is off).
+
+    The cumulative sums of the log-gates and their products are taken in at least float32, then
+    the coefficients are cast to ``dtype`` (default: the gates' dtype): held in bfloat16, the
+    cumulative sum of 64 log-momenta near log(0.9) reaches -6.7, where bfloat16's spacing is 0.03,
+    and the ratios ``P[t, s] = exp(cum_t - cum_s)`` would be off by percents.
+    """
+    dtype = dtype or lr.dtype
+    acc = torch.promote_types(dtype, torch.float32)
+    if acc != lr.dtype or any(g is not None and g.dtype != acc for g in (log_retention, log_momentum)):
+        lr, log_retention, log_momentum = (None if g is None else g.to(acc) for g in (lr, log_retention, log_momentum))
+        return ChunkCoefficients(*(None if t is None else t.to(dtype) for t in _coefficients(lr, log_retention, log_momentum)))
+    return _coefficients(lr, log_retention, log_momentum)
+
+
+def _coefficients(lr: Tensor, log_retention: Tensor | None, log_momentum: Tensor | None) -> ChunkCoefficients:
     c = lr.shape[-1]
     if log_retention is None:
         retain = torch.ones_like(lr)
@@ -180,8 +197,93 @@ def _segment(
     return y, new_weights, new_momentum
 
 
+def _retain(rule: UpdateRule, weights: list[Tensor], constants) -> list[Tensor]:
+    """Chunk end: the non-linear retention of the weights (momentum untouched)."""
+    return weights if rule.retention is None else list(rule.retention.apply(weights, constants))
+
+
+def _reread_last(rule: UpdateRule, y: Tensor, weights: list[Tensor], q: Tensor) -> Tensor:
+    """A chunk's last token reads the memory after the chunk-end retention, ``M_t(q_t)`` (the dual
+    form read it before); without a retention nothing changes."""
+    if rule.retention is None:
+        return y
+    return torch.cat([y[:, :-1], rule.architecture.forward(weights, q[:, -1:])], dim=1)
+
+
+def _per_chunk(terms: tuple) -> list:
+    """A NamedTuple of ``(N, chunks, ...)`` tensors as one NamedTuple per chunk."""
+    cols = [t.unbind(1) if t is not None else None for t in terms]
+    count = len(next(c for c in cols if c is not None))
+    return [type(terms)(*(c[j] if c is not None else None for c in cols)) for j in range(count)]
+
+
+class _Run(NamedTuple):
+    """What every block of one call shares."""
+
+    rule: UpdateRule
+    constants: tuple[Tensor, ...] | None
+    segments: int  # chunks after the head segment
+    rest: int  # tokens after the head segment
+    reads: bool
+    no_grad: bool  # no autograd: plain ops, and in-place state updates where safe
+    work: torch.dtype  # the dtype of the chunk step (q, k, v, state, coefficients)
+
+
+def _block(
+    run: _Run,
+    first: int,
+    owned: bool,
+    weights: list[Tensor],
+    momentum: list[Tensor] | None,
+    q: Tensor | None,
+    k: Tensor,
+    v: Tensor,
+    lr: Tensor,
+    log_retention: Tensor | None,
+    log_momentum: Tensor | None,
+    param: Tensor | None,
+):
+    """Whole chunks ``first, first + 1, ...`` of the body: ``q, k, v`` ``(N, chunks, c, d)``, the
+    gates ``(N, chunks, c)``; the state at the first chunk's start.
+
+    Returns:
+        ``(outputs, weights, momentum, last_step, chunk_start, decay)``: the reads per chunk, the
+        state after the block (``last_step``: S_r of a rule without momentum, final chunk only),
+        the weights the last chunk started from and that chunk's cumulative decay ``(N, c)``.
+    """
+    rule, c = run.rule, run.rule.chunk_size
+    coef_k = chunk_coefficients(lr, log_retention, log_momentum, run.work)
+    lr = lr.to(run.work)
+    coefs = _per_chunk(coef_k)
+    count = len(coefs)
+    writes = _per_chunk(write_coefficients(lr, coef_k, c - 1))
+    reads = _per_chunk(read_coefficients(q, k, coef_k)) if run.reads else [None] * count
+    qs = q.unbind(1) if run.reads else [None] * count
+    ks, vs, lrs = k.unbind(1), v.unbind(1), lr.unbind(1)
+    params = param.unbind(1) if param is not None else [None] * count
+    outputs, last_step, chunk_start = [], None, weights
+    for j in range(count):
+        i = first + j
+        final = i == run.segments - 1
+        last = (run.rest - 1) - i * c if final else c - 1
+        chunk_start = weights  # every body chunk starts at a boundary: anchor = its weights
+        write = writes[j] if last == c - 1 else write_coefficients(lrs[j], coefs[j], last)  # ends inside
+        y, weights, step = _segment(
+            rule, weights, momentum, None, qs[j], ks[j], vs[j], lrs[j], coefs[j], reads[j], write, last,
+            params[j], want_step=final, inplace=run.no_grad and owned and not final, differentiable=not run.no_grad,
+        )
+        momentum, last_step = (step, None) if momentum is not None else (momentum, step)
+        owned = True
+        if last == c - 1:
+            weights = _retain(rule, weights, run.constants)
+            if run.reads:
+                y = _reread_last(rule, y, weights, qs[j])
+        outputs.append(y)
+    return outputs, weights, momentum, last_step, chunk_start, coefs[-1].decay
+
+
 def chunked_memory(
-    inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule
+    inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule, *, checkpoint: bool = False
 ) -> tuple[Tensor | None, MemoryOpState]:
     """Chunk-parallel twin of :func:`~titans_memory.core.ops.recurrent.recurrent_memory`.
 
@@ -189,6 +291,15 @@ def chunked_memory(
     absolute position (``state.offset``), so feeding a sequence in pieces of any sizes gives the
     same result as one call. With ``inputs.q = None`` only the write is computed (no dual-form
     read, and none of its backward).
+
+    Args:
+        checkpoint: with autograd, keep only each block of chunks' start state and inputs, and
+            recompute the block's intermediates in the backward (chunk-level activation
+            checkpointing: the memory of the per-chunk intermediates for one forward more).
+
+    Precision: q, k, v, the state and the per-chunk work run in the inputs' dtype, or under
+    ``torch.autocast`` in the autocast dtype (the state handed back keeps its own dtype); gate
+    products and their cumulative sums are accumulated in at least float32.
     """
     check_op_inputs(inputs, state, rule)
     if not isinstance(rule.architecture, DualFormMemory):
@@ -196,11 +307,46 @@ def chunked_memory(
             f"the chunked operator needs a DualFormMemory architecture; {type(rule.architecture).__name__} "
             "has no dual form (run it with the 'recurrent' backend)"
         )
+    device = inputs.k.device.type
+    work = _autocast_dtype(device)
+    if work is not None:
+        # run in the autocast dtype throughout (in-place matmuls do not autocast), then hand the
+        # state back in its own dtype
+        with torch.autocast(device, enabled=False):
+            y, out = chunked_memory(_cast_inputs(inputs, work), _cast_state(state, work), rule, checkpoint=checkpoint)
+        return y, _cast_state(out, state.weights[0].dtype)
+    return _chunked(inputs, state, rule, checkpoint)
+
+
+def _autocast_dtype(device: str) -> torch.dtype | None:
+    """The dtype of an active ``torch.autocast`` on ``device``, else None."""
+    if not torch.amp.is_autocast_available(device) or not torch.is_autocast_enabled(device):
+        return None
+    return torch.get_autocast_dtype(device)
+
+
+def _cast_inputs(inputs: MemoryInputs, dtype: torch.dtype) -> MemoryInputs:
+    """q, k, v and the bias' parameter in ``dtype``; the gates as they are (the coefficients are
+    accumulated in float32 at least)."""
+    q, k, v, *gates, param, constants = inputs
+    cast = [None if t is None else t.to(dtype) for t in (q, k, v)]
+    return MemoryInputs(*cast, *gates, None if param is None else param.to(dtype),
+                        None if constants is None else tuple(c.to(dtype) for c in constants))
+
+
+def _cast_state(state: MemoryOpState, dtype: torch.dtype) -> MemoryOpState:
+    return MemoryOpState(*(tuple(t.to(dtype) for t in group) for group in state[:3]), state.offset)
+
+
+def _chunked(
+    inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule, checkpoint: bool
+) -> tuple[Tensor | None, MemoryOpState]:
     q, k, v, lr, log_retention, log_momentum, param, constants = inputs
     chunk_size = rule.chunk_size
     n, T, _ = k.shape
     if T == 0:
         return (None if q is None else q.new_zeros(q.shape)), state
+    work = k.dtype
     reads = q is not None
     has_momentum = log_momentum is not None
     weights = list(state.weights)
@@ -217,17 +363,6 @@ def chunked_memory(
     anchor: list[Tensor] | None = list(state.anchor) if offset else None  # None: the weights
     last_step = None
 
-    def retain(ws: list[Tensor]) -> list[Tensor]:
-        """Chunk end: the non-linear retention of the weights (momentum untouched)."""
-        return ws if rule.retention is None else list(rule.retention.apply(ws, constants))
-
-    def reread_last(y: Tensor, ws: list[Tensor], q_c: Tensor) -> Tensor:
-        """A chunk's last token reads the memory after the chunk-end retention, M_t(q_t) (the dual
-        form read it before); without a retention nothing changes."""
-        if rule.retention is None:
-            return y
-        return torch.cat([y[:, :-1], rule.architecture.forward(ws, q_c[:, -1:])], dim=1)
-
     def grid(g: Tensor | None, lo: int, hi: int, pad: int, segments: int, c: int) -> Tensor | None:
         if g is None:
             return None
@@ -239,21 +374,22 @@ def chunked_memory(
     if offset:  # finish the chunk the stream stopped in: from (M_t, S_t), gradients at the anchor
         head = min(T, chunk_size - offset)
         lr_h, ret_h, mom_h, par_h = (grid(g, 0, head, 0, 1, head) for g in (lr, log_retention, log_momentum, param))
-        coef = chunk_coefficients(lr_h, ret_h, mom_h).pick(0)
+        coef = chunk_coefficients(lr_h, ret_h, mom_h, work).pick(0)
+        lr_h = lr_h[:, 0].to(work)
         q_h = q[:, :head] if reads else None
         read = read_coefficients(q_h, k[:, :head], coef) if reads else None
         y, weights, step = _segment(
-            rule, weights, momentum, anchor, q_h, k[:, :head], v[:, :head], lr_h[:, 0], coef, read,
-            write_coefficients(lr_h[:, 0], coef, head - 1), head - 1, None if par_h is None else par_h[:, 0],
+            rule, weights, momentum, anchor, q_h, k[:, :head], v[:, :head], lr_h, coef, read,
+            write_coefficients(lr_h, coef, head - 1), head - 1, None if par_h is None else par_h[:, 0],
             want_step=head == T, differentiable=not no_grad,
         )
         momentum, last_step = (step, None) if has_momentum else (momentum, step)
         owned = True
         offset = (offset + head) % chunk_size
         if offset == 0:
-            weights, anchor = retain(weights), None
+            weights, anchor = _retain(rule, weights, constants), None
             if reads:
-                y = reread_last(y, weights, q_h)
+                y = _reread_last(rule, y, weights, q_h)
         elif rule.decayed_gradient:  # the anchor carries the decay since the chunk start
             anchor = [coef.decay[:, head - 1, None, None] * w for w in anchor]
         if reads:
@@ -263,9 +399,7 @@ def chunked_memory(
     if rest:
         segments = -(-rest // chunk_size)
         pad = segments * chunk_size - rest
-        lr_b, ret_b, mom_b, par_b = (
-            grid(g, head, T, pad, segments, chunk_size) for g in (lr, log_retention, log_momentum, param)
-        )
+        gates = [grid(g, head, T, pad, segments, chunk_size) for g in (lr, log_retention, log_momentum, param)]
         q_b, k_b, v_b = (
             None if x is None else
             (F.pad(x[:, head:], (0, 0, 0, pad)) if pad else x[:, head:]).reshape(n, segments, chunk_size, -1)
@@ -275,57 +409,34 @@ def chunked_memory(
         # larger ops) but not for the whole sequence, so the temporaries stay cache-sized and the
         # cost linear in T. Inputs are split once, never sliced per chunk: a slice's backward
         # zero-fills the whole tensor, which made backprop quadratic in the number of chunks.
+        run = _Run(rule, constants, segments, rest, reads, no_grad, work)
         starts = range(0, segments, _CHUNK_BLOCK)
 
         def blocks(g: Tensor | None) -> list[Tensor | None]:
             return list(g.split(_CHUNK_BLOCK, dim=1)) if g is not None else [None] * len(starts)
 
-        def per_chunk(terms: tuple) -> list:
-            """A NamedTuple of ``(N, chunks, ...)`` tensors as one NamedTuple per chunk."""
-            cols = [t.unbind(1) if t is not None else None for t in terms]
-            count = len(next(c for c in cols if c is not None))
-            return [type(terms)(*(c[j] if c is not None else None for c in cols)) for j in range(count)]
-
-        for q_k, k_k, v_k, lr_k, ret_k, mom_k, par_k, first in zip(
-            *(blocks(g) for g in (q_b, k_b, v_b, lr_b, ret_b, mom_b, par_b)), starts, strict=True
-        ):
-            coef_k = chunk_coefficients(lr_k, ret_k, mom_k)
-            coefs = per_chunk(coef_k)
-            writes = per_chunk(write_coefficients(lr_k, coef_k, chunk_size - 1))
-            reads_k = per_chunk(read_coefficients(q_k, k_k, coef_k)) if reads else [None] * len(coefs)
-            qs = q_k.unbind(1) if reads else [None] * len(coefs)
-            ks, vs, lrs = k_k.unbind(1), v_k.unbind(1), lr_k.unbind(1)
-            params = par_k.unbind(1) if par_k is not None else [None] * len(coefs)
-            for j in range(len(coefs)):
-                i = first + j
-                final = i == segments - 1
-                last = (rest - 1) - i * chunk_size if final else chunk_size - 1
-                chunk_start = weights  # every body chunk starts at a boundary: anchor = its weights
-                coef = coefs[j]
-                write = writes[j]
-                if last != chunk_size - 1:  # the stream ends inside this chunk
-                    write = write_coefficients(lrs[j], coef, last)
-                y, weights, step = _segment(
-                    rule, weights, momentum, None, qs[j], ks[j], vs[j], lrs[j], coef, reads_k[j], write,
-                    last, params[j], want_step=final, inplace=no_grad and owned and not final,
-                    differentiable=not no_grad,
+        recompute = checkpoint and not no_grad
+        for first, *block in zip(starts, *(blocks(g) for g in (q_b, k_b, v_b, *gates)), strict=True):
+            if recompute:  # keep the block's inputs only; its forward runs again in the backward
+                out = torch.utils.checkpoint.checkpoint(
+                    _block, run, first, owned, weights, momentum, *block, use_reentrant=False,
+                    preserve_rng_state=False,
                 )
-                momentum, last_step = (step, None) if has_momentum else (momentum, step)
-                owned = True
-                if last == chunk_size - 1:
-                    weights = retain(weights)
-                    if reads:
-                        y = reread_last(y, weights, qs[j])
-                if reads:
-                    outputs.append(y)
+            else:
+                out = _block(run, first, owned, weights, momentum, *block)
+            ys, weights, momentum, step, chunk_start, decay = out
+            if not has_momentum:
+                last_step = step
+            owned = True
+            if reads:
+                outputs.extend(ys)
         offset = rest % chunk_size
         anchor = None
         if offset:  # the stream stops inside the last chunk: keep that chunk's start weights
             anchor = chunk_start
             if rule.decayed_gradient:
-                anchor = [coef.decay[:, offset - 1, None, None] * w for w in anchor]
+                anchor = [decay[:, offset - 1, None, None] * w for w in anchor]
 
     y = torch.cat(outputs, dim=1)[:, :T] if reads else None
     final_momentum = tuple(momentum) if has_momentum else tuple(last_step)
     return y, MemoryOpState(tuple(weights), final_momentum, tuple(weights) if anchor is None else tuple(anchor), offset)
-
