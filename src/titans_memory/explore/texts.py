@@ -1,0 +1,225 @@
+"""Every sentence the explorer shows, in English and Vietnamese, and its input errors.
+
+The page looks each string up by key with :func:`text`; switching the language re-renders every
+label and note from the other table. Both tables have the same keys (a test holds them to it).
+Messages about bad input are :class:`ExploreInputError`: a code and parameters, so the page can
+say them in either language, and a plain English ``str()`` for everyone else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+#: Languages of the page: code -> name shown on the switch.
+LANGUAGES: Mapping[str, str] = MappingProxyType({"en": "English", "vi": "Tiếng Việt"})
+
+_EN: dict[str, str] = {
+    # --- page --------------------------------------------------------------------------------
+    "title": "titans explore: a surprise-driven memory you can play with",
+    "intro": (
+        "A small network whose **weights are the memory** is written at test time, harder when "
+        "the input is **surprising**, and slowly **forgets**. Change anything on the left: "
+        "every panel is recomputed by the library itself."
+    ),
+    "tab_playground": "Playground (demo layer)",
+    "tab_text": "The core, on text",
+    "language": "Language",
+    # --- playground controls -----------------------------------------------------------------
+    "scenario": "Scenario (the five figures)",
+    "scenario_surprise_over_time": "Surprise over time (1 2 3, 99 at 14, 35, 50)",
+    "scenario_memory_update_heatmap": "Memory update heatmap (1-4, 50 at 20, 40)",
+    "scenario_momentum_vs_raw": "Momentum vs raw (1 2 3, 80 at 15, 30, 45)",
+    "scenario_forgetting_effect": "Forgetting effect (1 2 3, 50 at 10)",
+    "scenario_full_pipeline": "Full pipeline (1-5, 50 at 12, 30, 48)",
+    "base": "Sequence (numbers, commas or spaces)",
+    "anomalies": "Anomalies (timestep: height)",
+    "anomaly_height": "Height of a new anomaly",
+    "click_hint": "Click the input panel to place an anomaly at that step, or to remove one.",
+    "write_lr": "write_lr (step size of a write)",
+    "forget_rate": "forget_rate (forgetting per step)",
+    "momentum": "momentum (smoothing of the surprise)",
+    "memory_dim": "memory size (hidden width of the memory MLP)",
+    "seed": "seed (initial weights)",
+    "reset": "Reset to the scenario",
+    "status_ok": "{steps} steps, computed in {ms:.0f} ms.",
+    # --- playground panels -------------------------------------------------------------------
+    "panel_input": "1. Input",
+    "panel_raw": "2. Raw surprise s_t (log scale)",
+    "panel_smooth": "3. Smoothed surprise m_t (log scale)",
+    "panel_gate": "4. Write gate g_t",
+    "panel_norm": "5. Memory weight norm",
+    "panel_heat": "6. Write step on each first-layer weight",
+    "axis_step": "timestep t",
+    "axis_value": "value",
+    "axis_surprise": "surprise",
+    "axis_gate": "gate",
+    "axis_norm": "norm",
+    "axis_weight": "weight #",
+    "look_input": (
+        "The series fed to the layer, one value per step; red dots are the anomalies. "
+        "**Click** on this panel to place an anomaly at the nearest step, or to remove one."
+    ),
+    "look_raw": (
+        "How badly the predictor reconstructs x_t. Look for a **spike at every anomaly**, "
+        "and for the usual pattern growing less surprising as the predictor learns it."
+    ),
+    "look_smooth": (
+        "m_t = momentum · m_(t-1) + (1 - momentum) · s_t. Turn **momentum** up: each spike "
+        "is carried forward longer, and flattened."
+    ),
+    "look_gate": (
+        "g_t = s_t / (s_t + 3 c_t), c_t the usual surprise: how hard the memory writes, "
+        "**always in [0, 1]**. Near 1 at an anomaly, low on the usual pattern."
+    ),
+    "look_norm": (
+        "Size of all the memory weights. Each step multiplies them by 1 - forget_rate: raise "
+        "**forget_rate** and watch the norm decay; writes push it back up."
+    ),
+    "look_heat": (
+        "How much each write moved each weight (forgetting factored out). Bright columns are "
+        "the steps that were **written**: early, while the pattern is new, then at the "
+        "anomalies. Raise **write_lr** to brighten them."
+    ),
+    # --- input errors ------------------------------------------------------------------------
+    "error_prefix": "Cannot compute this",
+    "err_empty_sequence": "the sequence is empty: type at least one number",
+    "err_not_a_number": "{what}: {token!r} is not a number",
+    "err_not_finite": "{what}: {value} is not a finite number",
+    "err_out_of_range": "{what}: {value:g} is out of range (|value| <= {limit:g})",
+    "err_too_long": "the sequence has {count} values; at most {limit} are run",
+    "err_bad_anomaly": "anomaly {item!r}: expected 'timestep: height', e.g. '12: 50'",
+    "err_anomaly_step": "anomaly at t={t}: the sequence has timesteps 0 to {last}",
+    "err_anomaly_twice": "anomaly at t={t} is given twice",
+    "err_setting": "a setting is out of range: {detail}",
+    "err_unexpected": "unexpected error ({kind}): {detail}",
+    "what_value": "sequence value #{index}",
+    "what_anomaly": "anomaly at t={t}",
+    "what_height": "anomaly height",
+}
+
+_VI: dict[str, str] = {
+    # --- page --------------------------------------------------------------------------------
+    "title": "titans explore: chơi với một bộ nhớ vận hành bằng độ bất ngờ",
+    "intro": (
+        "Một mạng nơ-ron nhỏ mà **chính trọng số là bộ nhớ** được ghi ngay lúc chạy, ghi mạnh "
+        "hơn khi đầu vào **bất ngờ**, và **quên** dần. Thay đổi bất cứ thứ gì bên trái: mọi "
+        "biểu đồ được chính thư viện tính lại."
+    ),
+    "tab_playground": "Sân chơi (tầng demo)",
+    "tab_text": "Lõi, trên văn bản",
+    "language": "Ngôn ngữ",
+    # --- playground controls -----------------------------------------------------------------
+    "scenario": "Kịch bản (năm hình minh hoạ)",
+    "scenario_surprise_over_time": "Độ bất ngờ theo thời gian (1 2 3, 99 tại 14, 35, 50)",
+    "scenario_memory_update_heatmap": "Bản đồ nhiệt cập nhật bộ nhớ (1-4, 50 tại 20, 40)",
+    "scenario_momentum_vs_raw": "Quán tính và giá trị thô (1 2 3, 80 tại 15, 30, 45)",
+    "scenario_forgetting_effect": "Tác dụng của việc quên (1 2 3, 50 tại 10)",
+    "scenario_full_pipeline": "Toàn bộ quy trình (1-5, 50 tại 12, 30, 48)",
+    "base": "Chuỗi (các số, cách nhau bởi dấu phẩy hoặc dấu cách)",
+    "anomalies": "Điểm bất thường (bước: độ cao)",
+    "anomaly_height": "Độ cao của điểm bất thường mới",
+    "click_hint": "Bấm vào biểu đồ đầu vào để đặt một điểm bất thường tại bước đó, hoặc gỡ nó.",
+    "write_lr": "write_lr (cỡ bước của một lần ghi)",
+    "forget_rate": "forget_rate (mức quên mỗi bước)",
+    "momentum": "momentum (làm mượt độ bất ngờ)",
+    "memory_dim": "cỡ bộ nhớ (độ rộng lớp ẩn của MLP bộ nhớ)",
+    "seed": "seed (trọng số ban đầu)",
+    "reset": "Trở về kịch bản",
+    "status_ok": "{steps} bước, tính trong {ms:.0f} ms.",
+    # --- playground panels -------------------------------------------------------------------
+    "panel_input": "1. Đầu vào",
+    "panel_raw": "2. Độ bất ngờ thô s_t (thang log)",
+    "panel_smooth": "3. Độ bất ngờ đã làm mượt m_t (thang log)",
+    "panel_gate": "4. Cổng ghi g_t",
+    "panel_norm": "5. Chuẩn của trọng số bộ nhớ",
+    "panel_heat": "6. Bước ghi trên từng trọng số của lớp đầu",
+    "axis_step": "bước t",
+    "axis_value": "giá trị",
+    "axis_surprise": "độ bất ngờ",
+    "axis_gate": "cổng",
+    "axis_norm": "chuẩn",
+    "axis_weight": "trọng số #",
+    "look_input": (
+        "Chuỗi đưa vào tầng nhớ, mỗi bước một giá trị; chấm đỏ là các điểm bất thường. "
+        "**Bấm** vào biểu đồ này để đặt một điểm bất thường tại bước gần nhất, hoặc gỡ nó đi."
+    ),
+    "look_raw": (
+        "Mạng dự đoán tái tạo x_t kém đến đâu. Hãy tìm **đỉnh nhọn tại mỗi điểm bất thường**, "
+        "và thấy mẫu quen thuộc bớt bất ngờ dần khi mạng dự đoán học được nó."
+    ),
+    "look_smooth": (
+        "m_t = momentum · m_(t-1) + (1 - momentum) · s_t. Tăng **momentum**: mỗi đỉnh được "
+        "kéo dài hơn về sau, và thấp hơn."
+    ),
+    "look_gate": (
+        "g_t = s_t / (s_t + 3 c_t), c_t là độ bất ngờ thường gặp: bộ nhớ ghi mạnh đến đâu, "
+        "**luôn nằm trong [0, 1]**. Gần 1 tại điểm bất thường, thấp trên mẫu quen thuộc."
+    ),
+    "look_norm": (
+        "Độ lớn của toàn bộ trọng số bộ nhớ. Mỗi bước nhân chúng với 1 - forget_rate: tăng "
+        "**forget_rate** và xem chuẩn giảm dần; các lần ghi đẩy nó lên lại."
+    ),
+    "look_heat": (
+        "Mỗi lần ghi làm mỗi trọng số dịch chuyển bao nhiêu (đã loại phần quên). Các cột sáng "
+        "là những bước **được ghi**: lúc đầu, khi mẫu còn mới, rồi tại các điểm bất thường. "
+        "Tăng **write_lr** để chúng sáng hơn."
+    ),
+    # --- input errors ------------------------------------------------------------------------
+    "error_prefix": "Không tính được",
+    "err_empty_sequence": "chuỗi đang trống: hãy nhập ít nhất một số",
+    "err_not_a_number": "{what}: {token!r} không phải là một số",
+    "err_not_finite": "{what}: {value} không phải là một số hữu hạn",
+    "err_out_of_range": "{what}: {value:g} nằm ngoài khoảng cho phép (|giá trị| <= {limit:g})",
+    "err_too_long": "chuỗi có {count} giá trị; chỉ chạy tối đa {limit}",
+    "err_bad_anomaly": "điểm bất thường {item!r}: cần dạng 'bước: độ cao', ví dụ '12: 50'",
+    "err_anomaly_step": "điểm bất thường tại t={t}: chuỗi chỉ có các bước từ 0 đến {last}",
+    "err_anomaly_twice": "điểm bất thường tại t={t} bị nhập hai lần",
+    "err_setting": "một tham số nằm ngoài khoảng cho phép: {detail}",
+    "err_unexpected": "lỗi ngoài dự kiến ({kind}): {detail}",
+    "what_value": "giá trị thứ {index} của chuỗi",
+    "what_anomaly": "điểm bất thường tại t={t}",
+    "what_height": "độ cao điểm bất thường",
+}
+
+#: The tables, by language code.
+TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {"en": MappingProxyType(_EN), "vi": MappingProxyType(_VI)}
+)
+
+
+def text(lang: str, key: str, **params: Any) -> str:
+    """The string ``key`` in language ``lang``, formatted with ``params``.
+
+    Raises:
+        ValueError: unknown language.
+        KeyError: unknown key.
+    """
+    if lang not in TEXTS:
+        raise ValueError(f"lang must be one of {', '.join(TEXTS)}, got {lang!r}")
+    template = TEXTS[lang][key]
+    return template.format(**params) if params else template
+
+
+class ExploreInputError(ValueError):
+    """Bad input typed into the explorer: a message key and its parameters.
+
+    ``str(err)`` is the English message; :meth:`message` gives it in any language. Parameters
+    named ``what`` hold a ``(key, params)`` pair (the name of the offending field), translated
+    along with the message.
+    """
+
+    def __init__(self, code: str, **params: Any) -> None:
+        self.code = code
+        self.params = params
+        super().__init__(self.message("en"))
+
+    def message(self, lang: str) -> str:
+        """The message in language ``lang``."""
+        params = dict(self.params)
+        what = params.get("what")
+        if isinstance(what, tuple):
+            key, what_params = what
+            params["what"] = text(lang, key, **what_params)
+        return text(lang, self.code, **params)
