@@ -107,7 +107,7 @@ class Explorer:
         self._build_playground_widgets()
         self._build_playground_plots()
         self.language = pn.widgets.RadioButtonGroup(
-            options=list(LANGUAGES.values()), value=LANGUAGES[lang], button_type="default"
+            options=list(LANGUAGES.values()), value=LANGUAGES[lang]
         )
         self.language.param.watch(self._on_language, "value")
         self.title = pn.pane.Markdown(width=1000)
@@ -130,7 +130,7 @@ class Explorer:
         self.momentum = pn.widgets.FloatSlider(start=0.0, end=0.99, step=0.01, value=0.9, width=270)
         self.memory_dim = pn.widgets.DiscreteSlider(options=_MEMORY_DIMS, value=16, width=270)
         self.seed = pn.widgets.IntSlider(start=0, end=100, value=42, width=270)
-        self.reset = pn.widgets.Button(button_type="primary", width=280)
+        self.reset = pn.widgets.Button(width=280)
         self.status = pn.pane.Markdown(width=280, styles={"color": "#555"})
         self.error = pn.pane.Alert(alert_type="danger", visible=False, width=280)
         self.hidden_dim = 16  # the predictor's width: the scenario's, no slider
