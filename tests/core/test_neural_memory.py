@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import titans_memory
-import titans_memory.core.neural_memory as nm_module
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.neural_memory import NeuralMemory
-from titans_memory.core.ops import chunked_memory, fresh_op_state, recurrent_memory
+from titans_memory.core.ops import BACKENDS, MemoryInputs, fresh_op_state
+from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
 
 DT = torch.float64
@@ -338,7 +338,7 @@ def _delta_rule(q, k, v, theta, W0, chunk_size):
     return torch.cat(ys, dim=1), W
 
 
-@pytest.mark.parametrize("op", [recurrent_memory, chunked_memory], ids=["recurrent", "chunked"])
+@pytest.mark.parametrize("op", list(BACKENDS))
 @pytest.mark.parametrize("chunk_size", [1, 6])
 def test_deltanet_closed_form_operator(op, chunk_size):
     g = torch.Generator().manual_seed(0)
@@ -348,33 +348,32 @@ def test_deltanet_closed_form_operator(op, chunk_size):
     v = torch.randn(n, T, d, generator=g, dtype=DT)
     theta = 0.4 * torch.rand(n, T, generator=g, dtype=DT)
     W0 = 0.3 * torch.randn(n, d, d, generator=g, dtype=DT)
-    y, state = op(q, k, v, theta, None, None, fresh_op_state([W0]), chunk_size=chunk_size)
+    rule = UpdateRule.from_config(
+        MemoryConfig(dim=d, depth=1, momentum=False, forget=False, chunk_size=chunk_size)
+    )
+    y, state = BACKENDS[op](MemoryInputs(q, k, v, theta), fresh_op_state([W0]), rule)
     y_ref, W_ref = _delta_rule(q, k, v, theta, W0, chunk_size)
     torch.testing.assert_close(state.weights[0], W_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", ["chunked", "recurrent"])
+@pytest.mark.parametrize("backend", list(BACKENDS))
 def test_deltanet_closed_form_module(monkeypatch, backend):
     """The module's own q, k, v, theta (captured at the operator call) give DeltaNet's state."""
     captured = {}
-    target = "chunked_memory" if backend == "chunked" else "recurrent_memory"
-    original = getattr(nm_module, target)
+    original = BACKENDS[backend]
 
-    def spy(q, k, v, lr, log_retention, log_momentum, state, **kw):
-        captured.update(
-            q=q, k=k, v=v, lr=lr, ret=log_retention, mom=log_momentum, W0=state.weights[0]
-        )
-        return original(q, k, v, lr, log_retention, log_momentum, state, **kw)
+    def spy(inputs, state, rule):
+        captured.update(inputs=inputs, W0=state.weights[0])
+        return original(inputs, state, rule)
 
-    monkeypatch.setattr(nm_module, target, spy)
+    monkeypatch.setitem(BACKENDS, backend, spy)
     mem = make(depth=1, momentum=False, forget=False, chunk_size=1, heads=3)
     with torch.no_grad():
         _, state = mem(rand_x(2, 31), backend=backend)
-    assert captured["ret"] is None and captured["mom"] is None
-    _, W_ref = _delta_rule(
-        captured["q"], captured["k"], captured["v"], captured["lr"], captured["W0"], 1
-    )
+    inputs = captured["inputs"]
+    assert inputs.log_retention is None and inputs.log_momentum is None
+    _, W_ref = _delta_rule(inputs.q, inputs.k, inputs.v, inputs.lr, captured["W0"], 1)
     torch.testing.assert_close(state.weights[0].reshape(W_ref.shape), W_ref, rtol=1e-12, atol=1e-12)
     assert W_ref.abs().max() > 1e-3  # memory_init of a matrix memory is 0: the writes built it
 
@@ -536,7 +535,7 @@ def test_non_finite_input(bad):
 
 
 def test_bad_backend():
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(ValueError, match=r"backend must be one of 'chunked', 'recurrent', got 'parallel'"):
         make()(rand_x(1, 3), backend="parallel")
 
 
