@@ -6,8 +6,11 @@ the page would; the data sources must then hold what the playground functions co
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip(
     "panel",
@@ -17,8 +20,10 @@ pytest.importorskip(
 
 from bokeh.events import Tap  # noqa: E402
 
+from titans_memory import NeuralMemory, preset  # noqa: E402
+from titans_memory.explore import core_text as ct  # noqa: E402
 from titans_memory.explore import playground as pg  # noqa: E402
-from titans_memory.explore.app import PLAYGROUND_SOURCES, Explorer  # noqa: E402
+from titans_memory.explore.app import PLAYGROUND_SOURCES, TEXT_SOURCES, Explorer  # noqa: E402
 from titans_memory.explore.texts import TEXTS  # noqa: E402
 
 
@@ -160,3 +165,86 @@ def test_language_switch(explorer):
 def test_unknown_language():
     with pytest.raises(ValueError, match="lang must be one of en, vi"):
         Explorer("fr")
+
+
+# --- the core, on text ------------------------------------------------------------------------
+
+
+def _span_values(markup: str) -> list[float]:
+    return [float(v) for v in re.findall(r'data-value="([^"]+)"', markup)]
+
+
+def test_text_tab_colours_the_text_by_the_memory_s_signals(explorer):
+    assert explorer._text_signals is None  # nothing computed before the tab is opened
+    explorer.preset.value = "deltanet"  # a cheap preset; choosing it computes
+    explorer.text_input.value = "abcabc Việt"
+    assert not explorer.text_error.visible
+    signals = ct.text_signals(ct.preset_memory("deltanet"), "abcabc Việt")
+    values = ct.char_values("abcabc Việt", signals.surprise)
+    markup = explorer.signal_html["surprise"].object
+    assert _span_values(markup) == [v for _, v, _ in values]
+    assert len(_span_values(explorer.signal_html["lr"].object)) == len("abcabc Việt")
+    assert explorer.signal_html["forget"].object == ""  # DeltaNet never forgets
+    assert TEXTS["en"]["no_gate"] in explorer.signal_titles["forget"].object
+    assert "the gates are untrained" in explorer.gate_notice.object
+    curve = ct.recall_curve("deltanet")
+    np.testing.assert_array_equal(explorer.recall_source.data["cosine"], curve.cosine)
+    assert explorer.recall_source.name == TEXT_SOURCES["recall"]
+
+
+def test_opening_the_text_tab_computes_it(explorer):
+    explorer.section.value = "text"
+    assert explorer.sections["text"].visible and not explorer.sections["playground"].visible
+    assert explorer._text_signals is not None and explorer.loaded.label == "titans"
+    assert len(_span_values(explorer.signal_html["momentum"].object)) == len(
+        explorer.text_input.value
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("", "the text is empty"), ("é" * 400, "the text is 800 bytes")],
+)
+def test_bad_text_is_a_message(explorer, text, fragment):
+    explorer.preset.value = "deltanet"
+    before = explorer.signal_html["surprise"].object
+    explorer.text_input.value = text
+    assert explorer.text_error.visible and fragment in explorer.text_error.object
+    assert explorer.signal_html["surprise"].object == before
+    explorer.text_input.value = "ok"
+    assert not explorer.text_error.visible
+
+
+def test_checkpoints_in_the_page(explorer, tmp_path):
+    explorer.preset.value = "deltanet"
+    explorer.checkpoint.value = str(tmp_path / "missing")
+    explorer.load.clicks += 1
+    assert explorer.text_error.visible and "is not a directory" in explorer.text_error.object
+    assert "the gates are untrained" in explorer.gate_notice.object  # still the preset
+
+    torch.manual_seed(0)
+    memory = NeuralMemory(preset("gated_deltanet", dim=ct.TEXT_DIM)).eval()
+    folder = ct.save_checkpoint(tmp_path / "ckpt", memory)
+    explorer.checkpoint.value = str(folder)
+    explorer.load.clicks += 1
+    assert not explorer.text_error.visible
+    assert "Trained checkpoint" in explorer.gate_notice.object
+    want = ct.text_signals(ct.load_checkpoint(folder), explorer.text_input.value)
+    got = _span_values(explorer.signal_html["forget"].object)
+    assert got == [v for _, v, _ in ct.char_values(explorer.text_input.value, want.forget)]
+    explorer.use_preset.clicks += 1
+    assert "the gates are untrained" in explorer.gate_notice.object
+
+
+def test_text_tab_language(explorer):
+    explorer.preset.value = "deltanet"
+    explorer.text_input.value = ""
+    explorer.language.value = "Tiếng Việt"
+    assert "văn bản đang trống" in explorer.text_error.object
+    assert explorer.section.options == {
+        TEXTS["vi"]["tab_playground"]: "playground",
+        TEXTS["vi"]["tab_text"]: "text",
+    }
+    assert explorer.recall_fig.title.text == TEXTS["vi"]["recall_title"].format(name="deltanet")
+    explorer.text_input.value = "xin chào"
+    assert "chưa được huấn luyện" in explorer.gate_notice.object

@@ -126,13 +126,12 @@ def page(server, browser):
 
 def _wait_for(page, js_array: str, want: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
     """Wait until the array ``js_array`` in the page equals ``want``; return what it holds."""
+    check = (
+        "([want, rtol]) => { const got = " + js_array + "; return got.length === want.length && "
+        "got.every((g, i) => Math.abs(g - want[i]) <= rtol * Math.abs(want[i]) + 1e-300); }"
+    )
     page.wait_for_function(
-        """([want, rtol]) => {
-            const got = %s;
-            return got.length === want.length &&
-                got.every((g, i) => Math.abs(g - want[i]) <= rtol * Math.abs(want[i]) + 1e-300);
-        }"""
-        % js_array,
+        check,
         arg=[want.tolist(), rtol],
         timeout=TIMEOUT_MS,
     )

@@ -82,6 +82,46 @@ _EN: dict[str, str] = {
         "the steps that were **written**: early, while the pattern is new, then at the "
         "anomalies. Raise **write_lr** to brighten them."
     ),
+    # --- the core, on text -------------------------------------------------------------------
+    "text_input": "Text (type or paste)",
+    "preset": "Preset (a MIRAS update rule)",
+    "checkpoint": "Checkpoint directory (config.json + model.safetensors)",
+    "load": "Load the checkpoint",
+    "use_preset": "Back to the preset",
+    "run_text": "Colour the text",
+    "untrained": (
+        "**No trained checkpoint: the gates are untrained.** This is a fresh `{name}` memory: "
+        "its gate projections start small, so every byte's gates sit near the preset's initial "
+        "values and their small differences come from random weights, not from learning. The "
+        "surprise is real: the size of the memory's own gradient step on each byte."
+    ),
+    "trained": "**Trained checkpoint** `{path}`: the gates are the learned ones.",
+    "trained_random_embedding": " Its bytes go through the fixed random embedding.",
+    "tokens_note": (
+        "Tokens are the text's UTF-8 bytes (256 values) through a fixed random embedding "
+        "(seed 0, not learned). A character of several bytes shows their mean; hover for each "
+        "byte's value. {heads} head(s), averaged."
+    ),
+    "sig_surprise": "Surprise: size of the memory's gradient step, θ_t · ‖∇ℓ(M; k_t, v_t)‖",
+    "sig_lr": "Inner learning rate θ_t",
+    "sig_forget": "Forget rate α_t (the memory keeps 1 - α_t)",
+    "sig_momentum": "Momentum η_t (weight of past surprise)",
+    "no_gate": "this preset has no such gate",
+    "range": "white = {low:.4g}, full colour = {high:.4g}",
+    "look_text": (
+        "Look for: a word's first occurrence is more surprising than its repeats, as the memory "
+        "stores it; a rare character stands out."
+    ),
+    "recall_title": "Recall against age: {name}",
+    "recall_note": (
+        "96 random (key, value) pairs are written into the preset's memory at its initial gates, "
+        "then each is read back: the cosine of the read with the value (1 = perfect), by age "
+        "(0 = the last written), mean ± std over 32 streams. Forgetting and interference show "
+        "as the curve falling with age."
+    ),
+    "axis_age": "age (pairs written after it)",
+    "axis_cosine": "cosine(read, value)",
+    "status_text": "{count} bytes, computed in {ms:.0f} ms.",
     # --- input errors ------------------------------------------------------------------------
     "error_prefix": "Cannot compute this",
     "err_empty_sequence": "the sequence is empty: type at least one number",
@@ -94,6 +134,15 @@ _EN: dict[str, str] = {
     "err_anomaly_twice": "anomaly at t={t} is given twice",
     "err_setting": "a setting is out of range: {detail}",
     "err_unexpected": "unexpected error ({kind}): {detail}",
+    "err_empty_text": "the text is empty: type or paste some text",
+    "err_text_too_long": (
+        "the text is {count} bytes in UTF-8; at most {limit} are run, so that the page answers "
+        "within a few seconds"
+    ),
+    "err_ckpt_dir": "checkpoint {path!r} is not a directory",
+    "err_ckpt_files": "checkpoint {path!r} lacks {missing}",
+    "err_ckpt_config": "the checkpoint's config.json does not load: {detail}",
+    "err_ckpt_weights": "the checkpoint's model.safetensors does not load: {detail}",
     "what_value": "sequence value #{index}",
     "what_anomaly": "anomaly at t={t}",
     "what_height": "anomaly height",
@@ -166,6 +215,47 @@ _VI: dict[str, str] = {
         "là những bước **được ghi**: lúc đầu, khi mẫu còn mới, rồi tại các điểm bất thường. "
         "Tăng **write_lr** để chúng sáng hơn."
     ),
+    # --- the core, on text -------------------------------------------------------------------
+    "text_input": "Văn bản (gõ hoặc dán vào)",
+    "preset": "Cấu hình có sẵn (một luật cập nhật MIRAS)",
+    "checkpoint": "Thư mục checkpoint (config.json + model.safetensors)",
+    "load": "Nạp checkpoint",
+    "use_preset": "Quay lại cấu hình có sẵn",
+    "run_text": "Tô màu văn bản",
+    "untrained": (
+        "**Không có checkpoint đã huấn luyện: các cổng chưa được huấn luyện.** Đây là một bộ "
+        "nhớ `{name}` mới tạo: các phép chiếu của cổng bắt đầu rất nhỏ, nên cổng của mọi byte "
+        "đều ở gần giá trị ban đầu của cấu hình, và chênh lệch nhỏ giữa chúng đến từ trọng số "
+        "ngẫu nhiên chứ không phải từ việc học. Độ bất ngờ thì là thật: đó là độ lớn bước "
+        "gradient của chính bộ nhớ trên từng byte."
+    ),
+    "trained": "**Checkpoint đã huấn luyện** `{path}`: các cổng là cổng đã học.",
+    "trained_random_embedding": " Các byte đi qua phép nhúng ngẫu nhiên cố định.",
+    "tokens_note": (
+        "Token là các byte UTF-8 của văn bản (256 giá trị), qua một phép nhúng ngẫu nhiên cố "
+        "định (seed 0, không học). Một ký tự gồm nhiều byte hiển thị trung bình của chúng; rê "
+        "chuột để xem giá trị từng byte. {heads} đầu (head), lấy trung bình."
+    ),
+    "sig_surprise": "Độ bất ngờ: độ lớn bước gradient của bộ nhớ, θ_t · ‖∇ℓ(M; k_t, v_t)‖",
+    "sig_lr": "Tốc độ học bên trong θ_t",
+    "sig_forget": "Tỉ lệ quên α_t (bộ nhớ giữ lại 1 - α_t)",
+    "sig_momentum": "Quán tính η_t (trọng số của độ bất ngờ quá khứ)",
+    "no_gate": "cấu hình này không có cổng đó",
+    "range": "trắng = {low:.4g}, đậm nhất = {high:.4g}",
+    "look_text": (
+        "Hãy tìm: lần đầu một từ xuất hiện thì bất ngờ hơn các lần lặp lại, vì bộ nhớ đã ghi "
+        "nó; một ký tự hiếm sẽ nổi bật."
+    ),
+    "recall_title": "Khả năng nhớ lại theo tuổi: {name}",
+    "recall_note": (
+        "Ghi 96 cặp (khoá, giá trị) ngẫu nhiên vào bộ nhớ của cấu hình với các cổng ban đầu, "
+        "rồi đọc lại từng cặp: cosine giữa giá trị đọc được và giá trị gốc (1 = hoàn hảo), "
+        "theo tuổi (0 = cặp ghi cuối cùng), trung bình ± độ lệch chuẩn trên 32 luồng. Việc quên "
+        "và sự giao thoa hiện ra khi đường cong đi xuống theo tuổi."
+    ),
+    "axis_age": "tuổi (số cặp ghi sau nó)",
+    "axis_cosine": "cosine(đọc, giá trị)",
+    "status_text": "{count} byte, tính trong {ms:.0f} ms.",
     # --- input errors ------------------------------------------------------------------------
     "error_prefix": "Không tính được",
     "err_empty_sequence": "chuỗi đang trống: hãy nhập ít nhất một số",
@@ -178,6 +268,15 @@ _VI: dict[str, str] = {
     "err_anomaly_twice": "điểm bất thường tại t={t} bị nhập hai lần",
     "err_setting": "một tham số nằm ngoài khoảng cho phép: {detail}",
     "err_unexpected": "lỗi ngoài dự kiến ({kind}): {detail}",
+    "err_empty_text": "văn bản đang trống: hãy gõ hoặc dán một đoạn văn bản",
+    "err_text_too_long": (
+        "văn bản dài {count} byte UTF-8; chỉ chạy tối đa {limit} byte, để trang trả lời trong "
+        "vài giây"
+    ),
+    "err_ckpt_dir": "checkpoint {path!r} không phải là một thư mục",
+    "err_ckpt_files": "checkpoint {path!r} thiếu {missing}",
+    "err_ckpt_config": "không nạp được config.json của checkpoint: {detail}",
+    "err_ckpt_weights": "không nạp được model.safetensors của checkpoint: {detail}",
     "what_value": "giá trị thứ {index} của chuỗi",
     "what_anomaly": "điểm bất thường tại t={t}",
     "what_height": "độ cao điểm bất thường",
