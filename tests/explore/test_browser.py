@@ -15,7 +15,6 @@ The screenshots of README are taken here. To write them into ``figures/``::
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -36,8 +35,9 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser test needs playwright: uv sync (the dev group)"
 )
 
+from titans_memory.explore import core_text as ct  # noqa: E402
 from titans_memory.explore import playground as pg  # noqa: E402
-from titans_memory.explore.app import PLAYGROUND_SOURCES  # noqa: E402
+from titans_memory.explore.app import PLAYGROUND_SOURCES, TEXT_SOURCES  # noqa: E402
 
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 _NO_BROWSER = (
@@ -224,11 +224,64 @@ def test_language_switch(page):
     page.get_by_text("Playground (demo layer)").wait_for(timeout=TIMEOUT_MS)
 
 
-def test_screenshots(page, tmp_path):
+def _open_text_tab(page) -> None:
+    page.get_by_role("button", name="The core, on text").click()
+    # the first opening computes the default preset's recall curve too
+    page.locator("span.tok[data-signal=surprise]").first.wait_for(timeout=TIMEOUT_MS)
+
+
+def test_text_tab_colours_the_typed_text(page):
+    _open_text_tab(page)
+    assert page.get_by_text("No trained checkpoint: the gates are untrained.").count() == 1
+    typed = "abc abc abc. Xin chào!"
+    box = page.locator("textarea").nth(1)  # the playground's sequence is the first
+    box.fill(typed)
+    box.blur()
+    spans = page.locator("span.tok[data-signal=surprise]")
+    sync_api.expect(spans).to_have_count(len(typed), timeout=TIMEOUT_MS)
+    got = [float(v) for v in spans.evaluate_all("els => els.map(e => e.dataset.value)")]
+    signals = ct.text_signals(ct.preset_memory("titans"), typed)
+    want = [v for _, v, _ in ct.char_values(typed, signals.surprise)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    colours = spans.evaluate_all("els => els.map(e => getComputedStyle(e).backgroundColor)")
+    assert len(set(colours)) > 3  # coloured, not one flat shade
+    assert page.locator("span.tok[data-signal=forget]").count() == len(typed)
+    recall = page.evaluate(
+        f"() => Array.from(Bokeh.documents[0].get_model_by_name('{TEXT_SOURCES['recall']}')"
+        ".data['cosine'])"
+    )
+    np.testing.assert_allclose(recall, ct.recall_curve("titans").cosine, rtol=1e-12)
+
+
+def test_a_checkpoint_that_does_not_load_is_a_message(page, tmp_path):
+    _open_text_tab(page)
+    field = page.get_by_placeholder("runs/my-model")
+    field.fill(str(tmp_path))  # a directory without the two files
+    field.press("Enter")
+    page.get_by_role("button", name="Load the checkpoint").click()
+    page.get_by_text("lacks config.json, model.safetensors").wait_for(timeout=TIMEOUT_MS)
+    assert "Traceback" not in page.content()
+
+
+def _shots_dir(tmp_path: Path) -> Path:
     out = Path(os.environ.get("TITANS_EXPLORE_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "explore_playground.png"
-    page.screenshot(path=str(path), full_page=True)
+    return out
+
+
+def _check_png(path: Path) -> None:
     data = path.read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 20_000
-    (tmp_path / "shots.json").write_text(json.dumps([str(path)]))
+
+
+def test_screenshot_playground(page, tmp_path):
+    path = _shots_dir(tmp_path) / "explore_playground.png"
+    page.screenshot(path=str(path), full_page=True)
+    _check_png(path)
+
+
+def test_screenshot_text_tab(page, tmp_path):
+    _open_text_tab(page)
+    path = _shots_dir(tmp_path) / "explore_text.png"
+    page.screenshot(path=str(path), full_page=True)
+    _check_png(path)

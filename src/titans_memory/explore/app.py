@@ -572,7 +572,7 @@ class Explorer:
             self.gate_notice.alert_type = "warning"
         self.gate_notice.object = notice
         self.tokens_note.object = t("tokens_note", heads=signals.heads)
-        self.look_text.object = t("look_text")
+        self.look_text.object = t("look_text", chunk=loaded.memory.config.chunk_size)
         body = self._text_body
         for key, rgb in _SIGNAL_RGB.items():
             values = getattr(signals, key)

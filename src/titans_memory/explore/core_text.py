@@ -40,8 +40,9 @@ from titans_memory.core.presets import PRESETS, preset
 from titans_memory.explore.texts import ExploreInputError
 from titans_memory.tasks.recall import RecallCurve, recall_vs_age
 
-#: Longest text run, in UTF-8 bytes: the slowest preset (Moneta) walks ~150-300 bytes/s on one
-#: loaded laptop core, so this keeps an answer within a few seconds.
+#: Longest text run, in UTF-8 bytes. At 1,000 bytes the slowest presets (TTT-MLP, TTT-Linear,
+#: Titans) took 3-8 s on a busy 2-core machine (benchmarks/explore.py times the default text):
+#: 600 keeps an answer within a few seconds.
 MAX_TEXT_BYTES = 600
 
 #: Model width of the fresh memories (the byte embedding's width too).

@@ -71,7 +71,8 @@ _EN: dict[str, str] = {
     ),
     "look_gate": (
         "g_t = s_t / (s_t + 3 c_t), c_t the usual surprise: how hard the memory writes, "
-        "**always in [0, 1]**. Near 1 at an anomaly, low on the usual pattern."
+        "**always in [0, 1]**. Near 1 at an anomaly (and while the pattern is still new), low on "
+        "the usual pattern once it is learned."
     ),
     "look_norm": (
         "Size of all the memory weights. Each step multiplies them by 1 - forget_rate: raise "
@@ -109,8 +110,11 @@ _EN: dict[str, str] = {
     "no_gate": "this preset has no such gate",
     "range": "white = {low:.4g}, full colour = {high:.4g}",
     "look_text": (
-        "Look for: a word's first occurrence is more surprising than its repeats, as the memory "
-        "stores it; a rare character stands out."
+        "Look for: the bytes on which the memory takes its largest steps (hover for the values), "
+        "and how the presets differ: their steps differ by orders of magnitude. Gradients are "
+        "taken at the weights of the chunk's start ({chunk} bytes per chunk), so within a chunk "
+        "a repeat cannot look familiar yet. A fresh memory's projections are random: do not "
+        "expect it to find repeated words familiar; that takes training."
     ),
     "recall_title": "Recall against age: {name}",
     "recall_note": (
@@ -204,7 +208,8 @@ _VI: dict[str, str] = {
     ),
     "look_gate": (
         "g_t = s_t / (s_t + 3 c_t), c_t là độ bất ngờ thường gặp: bộ nhớ ghi mạnh đến đâu, "
-        "**luôn nằm trong [0, 1]**. Gần 1 tại điểm bất thường, thấp trên mẫu quen thuộc."
+        "**luôn nằm trong [0, 1]**. Gần 1 tại điểm bất thường (và khi mẫu còn mới), thấp trên "
+        "mẫu quen thuộc khi đã học được nó."
     ),
     "look_norm": (
         "Độ lớn của toàn bộ trọng số bộ nhớ. Mỗi bước nhân chúng với 1 - forget_rate: tăng "
@@ -243,8 +248,11 @@ _VI: dict[str, str] = {
     "no_gate": "cấu hình này không có cổng đó",
     "range": "trắng = {low:.4g}, đậm nhất = {high:.4g}",
     "look_text": (
-        "Hãy tìm: lần đầu một từ xuất hiện thì bất ngờ hơn các lần lặp lại, vì bộ nhớ đã ghi "
-        "nó; một ký tự hiếm sẽ nổi bật."
+        "Hãy tìm: những byte mà bộ nhớ thực hiện bước lớn nhất (rê chuột để xem giá trị), và sự khác "
+        "nhau giữa các cấu hình: cỡ bước của chúng chênh nhau nhiều bậc độ lớn. Gradient được "
+        "lấy tại trọng số ở đầu khúc ({chunk} byte mỗi khúc), nên trong cùng một khúc, một lần "
+        "lặp lại chưa thể trông quen thuộc. Các phép chiếu của một bộ nhớ mới tạo là ngẫu nhiên: "
+        "đừng mong nó thấy các từ lặp lại là quen; điều đó cần huấn luyện."
     ),
     "recall_title": "Khả năng nhớ lại theo tuổi: {name}",
     "recall_note": (
