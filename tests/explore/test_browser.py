@@ -47,6 +47,7 @@ _NO_BROWSER = (
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TIMEOUT_MS = 60_000  # a loaded 2-core machine can take a while for the first page
+pytestmark = pytest.mark.slow  # a server and a browser: ~1-2 minutes on 2 cores
 
 
 def _chromium() -> str | None:

@@ -26,9 +26,9 @@ from bokeh.events import Tap
 from bokeh.models import (
     ColorBar,
     ColumnDataSource,
+    FixedTicker,
     HoverTool,
     LinearColorMapper,
-    LogTicker,
     Range1d,
 )
 from bokeh.palettes import Magma256
@@ -90,8 +90,6 @@ def _figure(height: int, x_range: Range1d, **kwargs: Any) -> figure:
         toolbar_location="right",
         **kwargs,
     )
-    if kwargs.get("y_axis_type") == "log":
-        fig.yaxis.ticker = LogTicker(desired_num_ticks=4)  # a label per decade is too many
     fig.title.text_font_size = "12pt"
     fig.min_border_left = 60  # aligned y axes, so that the linked x axes line up
     return fig
@@ -105,6 +103,18 @@ def _hover(fig: figure, renderer: Any, label: str, field: str) -> None:
             mode="vline",
         )
     )
+
+
+def _decade_ticks(values: np.ndarray, most: int = 5) -> FixedTicker:
+    """Powers of ten spanning the positive ``values``, at most ``most`` of them (a label for each
+    of eight decades would not fit a short panel)."""
+    positive = values[values > 0]
+    if positive.size == 0:
+        return FixedTicker(ticks=[1.0])
+    low = int(np.floor(np.log10(positive.min())))
+    high = int(np.ceil(np.log10(positive.max())))
+    step = max(1, int(np.ceil((high - low + 1) / most)))
+    return FixedTicker(ticks=[10.0**k for k in range(high, low - 1, -step)])
 
 
 class Explorer:
@@ -373,6 +383,8 @@ class Explorer:
         }
         self.src["raw"].data = {"t": steps, "raw": data.raw_surprise}
         self.src["smooth"].data = {"t": steps, "smooth": data.smooth_surprise}
+        for key, values in (("raw", data.raw_surprise), ("smooth", data.smooth_surprise)):
+            self.figs[key].yaxis.ticker = _decade_ticks(values)
         self.src["gate"].data = {"t": steps, "gate": data.write_gate}
         self.src["norm"].data = {"t": data.norm_steps, "norm": data.weight_norm}
         heat = data.write_heatmap  # (n_weights, T)

@@ -76,7 +76,8 @@ _EN: dict[str, str] = {
     ),
     "look_norm": (
         "Size of all the memory weights. Each step multiplies them by 1 - forget_rate: raise "
-        "**forget_rate** and watch the norm decay; writes push it back up."
+        "**forget_rate** and watch the norm decay faster; set it to 0 to see what the writes "
+        "alone do."
     ),
     "look_heat": (
         "How much each write moved each weight (forgetting factored out). Bright columns are "
@@ -213,7 +214,8 @@ _VI: dict[str, str] = {
     ),
     "look_norm": (
         "Độ lớn của toàn bộ trọng số bộ nhớ. Mỗi bước nhân chúng với 1 - forget_rate: tăng "
-        "**forget_rate** và xem chuẩn giảm dần; các lần ghi đẩy nó lên lại."
+        "**forget_rate** và xem chuẩn giảm nhanh hơn; đặt nó bằng 0 để thấy riêng tác dụng của "
+        "các lần ghi."
     ),
     "look_heat": (
         "Mỗi lần ghi làm mỗi trọng số dịch chuyển bao nhiêu (đã loại phần quên). Các cột sáng "
