@@ -98,7 +98,7 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(server, browser):
+def page(browser, server):  # the browser first: without one, skip before starting a server
     """A fresh page on the explorer, loaded, with every request off this machine refused."""
     context = browser.new_context(viewport={"width": 1320, "height": 1480})
     page = context.new_page()

@@ -2,10 +2,11 @@
 
 This module holds the user interface only: widgets, plots, the language switch and the
 messages. Every number it shows comes from :mod:`~titans_memory.explore.playground` and
-:mod:`~titans_memory.explore.text`, which know nothing about the page.
+:mod:`~titans_memory.explore.core_text`, which know nothing about the page.
 
-Each plot's data lives in a named Bokeh ``ColumnDataSource`` (``PLAYGROUND_SOURCES``), so that a
-browser test can read, from the page itself, the numbers that were plotted.
+Each plot's data lives in a named Bokeh ``ColumnDataSource`` (:data:`PLAYGROUND_SOURCES`,
+:data:`TEXT_SOURCES`), and each coloured character carries its value (``data-value``), so that a
+browser test can read, from the page itself, the numbers that were shown.
 
 Run it with ``titans explore`` (see :func:`serve`).
 """
