@@ -36,13 +36,18 @@ def random_functional() -> Callable[..., Tensor]:
     return _random_functional
 
 
-def _assert_tensors_close(a: dict[str, Tensor], b: dict[str, Tensor], what: str = "", **tol) -> None:
-    assert a.keys() == b.keys(), (what, sorted(a), sorted(b))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], **tol, msg=lambda m, n=name: f"{what}{n}: {m}")
+def _assert_states_close(a, b, **tol) -> None:
+    """Two MemoryStates hold the same stream position and the same tensors (the message names the
+    tensor). Default tolerance: 1e-10 relative and absolute."""
+    tol = tol or {"rtol": 1e-10, "atol": 1e-10}
+    assert (a.position, a.chunk_size, a.offset) == (b.position, b.chunk_size, b.offset)
+    ta, tb = a.tensors(), b.tensors()
+    assert ta.keys() == tb.keys(), (sorted(ta), sorted(tb))
+    for name in ta:
+        torch.testing.assert_close(ta[name], tb[name], **tol, msg=lambda m, n=name: f"state {n}: {m}")
 
 
 @pytest.fixture
-def assert_tensors_close() -> Callable[..., None]:
-    """Compare two ``{name: tensor}`` dicts entry by entry (the message names the entry)."""
-    return _assert_tensors_close
+def assert_states_close() -> Callable[..., None]:
+    """Compare two MemoryStates tensor by tensor."""
+    return _assert_states_close

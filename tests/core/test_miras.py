@@ -59,33 +59,12 @@ def _state_tensors(state: MemoryState) -> list[torch.Tensor]:
     return [*state.weights, *state.momentum, *state.anchor]
 
 
-def _functional(y: torch.Tensor, state: MemoryState, seed: int = 7) -> torch.Tensor:
-    """A random linear functional of the output and the whole state."""
-    g = torch.Generator().manual_seed(seed)
-    total = (torch.randn(y.shape, generator=g, dtype=DT) * y).sum()
-    for t in _state_tensors(state):
-        total = total + (torch.randn(t.shape, generator=g, dtype=DT) * t).sum()
-    return total
-
-
-def _assert_states_close(a: MemoryState, b: MemoryState, **tol) -> None:
-    assert a.position == b.position and a.chunk_size == b.chunk_size
-    for name in ("weights", "momentum", "anchor"):
-        for ta, tb in zip(getattr(a, name), getattr(b, name), strict=True):
-            torch.testing.assert_close(ta, tb, **(tol or TOL), msg=lambda m, n=name: f"state.{n}: {m}")
-    for name in ("query_tail", "kv_tail"):
-        ta, tb = getattr(a, name), getattr(b, name)
-        assert (ta is None) == (tb is None), name
-        if ta is not None:
-            torch.testing.assert_close(ta, tb, **(tol or TOL))
-
-
 # ------------------------------------------------------------------------------------------
 # Module level, every preset
 # ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("chunk_size", [1, 3, 8])
 @pytest.mark.parametrize("case", list(CASES))
-def test_chunked_equals_recurrent_with_gradients(case: str, chunk_size: int) -> None:
+def test_chunked_equals_recurrent_with_gradients(case: str, chunk_size: int, random_functional, assert_states_close) -> None:
     mem = _memory(case, chunk_size)
     params = dict(mem.named_parameters())
     runs = {}
@@ -93,13 +72,13 @@ def test_chunked_equals_recurrent_with_gradients(case: str, chunk_size: int) -> 
         x = _x().requires_grad_()
         y, state = mem(x, backend=backend)
         grads = torch.autograd.grad(
-            _functional(y, state), [x, *params.values()], allow_unused=True, materialize_grads=True
+            random_functional([y, *_state_tensors(state)]), [x, *params.values()], allow_unused=True, materialize_grads=True
         )
         runs[backend] = (y, state, grads)
     (y_c, s_c, g_c), (y_r, s_r, g_r) = runs["chunked"], runs["recurrent"]
     assert torch.isfinite(y_r).all(), f"{case}: the reference diverged; the comparison would be empty"
     torch.testing.assert_close(y_c, y_r, **TOL)
-    _assert_states_close(s_c, s_r)
+    assert_states_close(s_c, s_r, **TOL)
     for name, gc, gr in zip(["input", *params], g_c, g_r, strict=True):
         torch.testing.assert_close(gc, gr, **TOL, msg=lambda m, n=name: f"{case}: grad of {n}: {m}")
     assert any(g.abs().sum() > 0 for g in g_r[1:]), "no parameter got a gradient at all"
@@ -125,7 +104,7 @@ def test_causal_and_batch_independent(case: str) -> None:
 
 @pytest.mark.parametrize("backend", ["chunked", "recurrent"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_streaming_in_uneven_pieces(case: str, backend: str) -> None:
+def test_streaming_in_uneven_pieces(case: str, backend: str, assert_states_close) -> None:
     mem = _memory(case, chunk_size=8)
     x = _x(T=37)
     with torch.no_grad():
@@ -136,7 +115,7 @@ def test_streaming_in_uneven_pieces(case: str, backend: str) -> None:
             pieces.append(y)
             start += size
     torch.testing.assert_close(torch.cat(pieces, dim=1), y_full, **TOL)
-    _assert_states_close(state, s_full)
+    assert_states_close(state, s_full, **TOL)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -216,7 +195,8 @@ def _matrix_op(op, q, k, v, lr, w0, *, chunk_size, objective="l2", log_retention
                decayed_gradient=False, bias_param=None, lr_gate=True):
     """One call of operator ``op`` on a matrix memory (no momentum; forgets iff log_retention)."""
     cfg = MemoryConfig(dim=q.shape[-1], depth=1, momentum=False, forget=log_retention is not None,
-                       objective=objective, decayed_gradient=decayed_gradient, chunk_size=chunk_size)
+                       objective=objective, decayed_gradient=decayed_gradient, chunk_size=chunk_size,
+                       max_step_norm=None)  # the closed forms are the rules without the step bound
     inputs = MemoryInputs(q, k, v, lr, log_retention, None, bias_param)
     return BACKENDS[op](inputs, fresh_op_state([w0]), UpdateRule.from_config(cfg))
 
@@ -498,5 +478,5 @@ def test_lp_tanh_sign_is_the_papers_smooth_form() -> None:
     y_c, s_c = mem(x)
     y_r, s_r = mem(x, backend="recurrent")
     torch.testing.assert_close(y_c, y_r, **TOL)
-    with pytest.raises(ValueError, match="sharpness"):
+    with pytest.raises(ValueError, match=r"LpBias.sharpness must be a finite number > 0 or None, got 0.0"):
         LpBias(sharpness=0.0)

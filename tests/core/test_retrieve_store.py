@@ -103,8 +103,9 @@ def test_retrieve_reads_without_writing():
     assert not torch.equal(after.query_tail, state.query_tail)
     torch.testing.assert_close(y, y_again, rtol=0, atol=0)  # reading twice reads the same
     # it is M_t(q): the memory's own forward on the queries, through the output path
-    q, _ = mem._queries(probe, state.query_tail)
-    expect = mem._output(mem.rule.architecture.forward(state.to_op_state().weights, q), probe)
+    probe_n = mem._normalize(probe)  # input_norm: the layer sees each token at unit RMS
+    q, _ = mem._queries(probe_n, state.query_tail)
+    expect = mem._output(mem.rule.architecture.forward(state.to_op_state().weights, q), probe_n)
     torch.testing.assert_close(y, expect, rtol=0, atol=0)
     # and a fresh memory reads differently from one that was written
     y_fresh, _ = mem.retrieve(probe)
@@ -124,7 +125,8 @@ def test_retrieve_and_store_take_different_inputs():
     torch.testing.assert_close(s.kv_tail, s_store_only.kv_tail, rtol=0, atol=0)
     # the query tail holds the last conv_kernel - 1 query-path inputs silu(x W_Q) of a
     w_q = mem.to_qkv.weight[: mem.inner]
-    torch.testing.assert_close(s.query_tail, torch.nn.functional.silu(a[:, -3:] @ w_q.T), rtol=1e-12, atol=1e-12)
+    a_n = torch.nn.functional.rms_norm(a, (12,), eps=mem.config.eps)
+    torch.testing.assert_close(s.query_tail, torch.nn.functional.silu(a_n[:, -3:] @ w_q.T), rtol=1e-12, atol=1e-12)
     assert h.shape == a.shape
 
 

@@ -51,6 +51,9 @@ class MemoryConfig:
     decayed_gradient: bool = False  # gradient at (1 - alpha_t) M instead of M (Gated DeltaNet)
     lr_gate: bool = True  # False: theta_t = lr_init for every token (no learned inner lr)
     architecture: str | None = None  # architectures.ARCHITECTURES; None: matrix if depth 1, else residual_mlp
+    # --- stability by construction (docs/design.md, "Stability") --------------------------------
+    input_norm: bool = True  # every token scaled to unit RMS before projections and gates
+    max_step_norm: float | None = 10.0  # per-token bound on ||grad l||_F (all layers); None: off
 
     def __post_init__(self) -> None:
         for name in ("dim", "heads", "depth", "chunk_size", "conv_kernel"):
@@ -58,12 +61,11 @@ class MemoryConfig:
         if self.head_dim is None:
             if self.dim % self.heads:
                 raise ValueError(
-                    f"MemoryConfig.dim ({self.dim}) must be divisible by heads ({self.heads}) "
-                    "when head_dim is None"
+                    f"MemoryConfig.heads ({self.heads}) must divide dim ({self.dim}) when head_dim is None"
                 )
         else:
             _check_int("head_dim", self.head_dim)
-        for name in ("momentum", "forget", "output_gate", "decayed_gradient", "lr_gate"):
+        for name in ("momentum", "forget", "output_gate", "decayed_gradient", "lr_gate", "input_norm"):
             value = getattr(self, name)
             if not isinstance(value, bool):  # "no" would be truthy: never guess
                 raise TypeError(f"MemoryConfig.{name} must be True or False, got {value!r}")
@@ -98,6 +100,8 @@ class MemoryConfig:
         _check_real("momentum_init", self.momentum_init, low=0.0, high=1.0)
         _check_real("forget_init", self.forget_init, low=0.0, high=1.0)
         _check_real("eps", self.eps, low=0.0)
+        if self.max_step_norm is not None:
+            _check_real("max_step_norm", self.max_step_norm, low=0.0)
         # the named parts exist (registered) and build from this config
         from titans_memory.core.rule import UpdateRule
 

@@ -25,6 +25,9 @@ from titans_memory.core.ops import MemoryInputs, get_backend
 from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
 
+# eps of the input RMSNorm: small, so that scale invariance reaches tiny inputs (RMS >> 1e-6)
+_INPUT_NORM_EPS = 1e-12
+
 
 def _logit(p: float) -> float:
     return math.log(p) - math.log1p(-p)
@@ -64,6 +67,10 @@ class NeuralMemory(nn.Module):
 
     Args:
         config: a :class:`MemoryConfig`; or leave it out and give its fields as keywords.
+        check_finite: check every input ``x`` and every state handed in for NaN and Inf (a clear
+            ``ValueError`` instead of a memory that turns NaN for good). On a GPU each check reads
+            one value back to the host (a synchronisation); set ``mem.check_finite = False`` to
+            skip it, and a NaN in an input then spreads silently into the state.
 
     Example::
 
@@ -79,8 +86,11 @@ class NeuralMemory(nn.Module):
     ``mem(x)``, for any split (chunks are aligned to the stream position).
     """
 
-    def __init__(self, config: MemoryConfig | None = None, **overrides) -> None:
+    def __init__(self, config: MemoryConfig | None = None, *, check_finite: bool = True, **overrides) -> None:
         super().__init__()
+        if not isinstance(check_finite, bool):
+            raise TypeError(f"check_finite must be True or False, got {check_finite!r}")
+        self.check_finite = check_finite
         if config is None:
             config = MemoryConfig(**overrides)
         elif overrides:
@@ -171,6 +181,15 @@ class NeuralMemory(nn.Module):
         )
 
     # --- the steps ---------------------------------------------------------------------------------
+    def _normalize(self, x: Tensor) -> Tensor:
+        """With ``input_norm``: every token scaled to unit RMS, ``x_t / sqrt(mean(x_t^2) + 1e-12)``, so
+        the layer sees the same input at any scale from about 1e-5 up (and an outlier token as an
+        ordinary one); else ``x`` itself. A token so large that its squares overflow (beyond ~1e19
+        in float32) is read as zero, never as NaN."""
+        if not self.config.input_norm:
+            return x
+        return F.rms_norm(x, (x.shape[-1],), eps=_INPUT_NORM_EPS)
+
     def _queries(self, x: Tensor, tail: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """``q = l2norm(conv(silu(x W_Q)))`` as ``(B H, T, d)``, and the new query-path tail."""
         inner = self.inner
@@ -224,7 +243,7 @@ class NeuralMemory(nn.Module):
     def gates(self, x: Tensor) -> MemoryGates:
         """The gates every token of ``x`` ``(batch, time, dim)`` gets, each ``(batch, heads, time)``."""
         self._check_input(x, None)
-        lr, log_retention, log_momentum, bias_param = self._op_gates(x)
+        lr, log_retention, log_momentum, bias_param = self._op_gates(self._normalize(x))
         heads = self.config.heads
 
         def unflat(t: Tensor | None) -> Tensor | None:
@@ -273,6 +292,7 @@ class NeuralMemory(nn.Module):
             state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
         if x.shape[1] == 0:
             return x.new_zeros(x.shape[0], 0, self.config.dim), state
+        x = self._normalize(x)
         q, query_tail = self._queries(x, state.query_tail)
         y = self.rule.architecture.forward(state.to_op_state().weights, q)  # (B H, T, d)
         return self._output(y, x), state.replace(query_tail=query_tail)
@@ -298,6 +318,7 @@ class NeuralMemory(nn.Module):
             state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
         if x.shape[1] == 0:
             return state
+        x = self._normalize(x)
         k, v, kv_tail = self._keys_values(x, state.kv_tail)
         _, op_state = op(self._memory_inputs(None, k, v, x), state.to_op_state(), self.rule)
         return state.with_op_state(op_state, x.shape[1]).replace(kv_tail=kv_tail)
@@ -324,18 +345,20 @@ class NeuralMemory(nn.Module):
             state = self.init_state(B, dtype=x.dtype, device=x.device)
         if T == 0:
             return x.new_zeros(B, 0, self.config.dim), state
+        x = self._normalize(x)
         q, k, v, query_tail, kv_tail = self._queries_keys_values(x, state)
         y, op_state = op(self._memory_inputs(q, k, v, x), state.to_op_state(), self.rule)  # y: (B H, T, d)
         new_state = state.with_op_state(op_state, T).replace(query_tail=query_tail, kv_tail=kv_tail)
         return self._output(y, x), new_state
 
     def surprise(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
-        """The size of every token's surprise step, ``theta_t ||grad l(M; k_t, v_t)||``, and the
+        """How surprised the memory is by every token, ``theta_t ||grad l(M; k_t, v_t)||``, and the
         state after writing ``x``.
 
         The gradient is the one the update uses (Titans eq. 12, at the chunk-start weights, or at
         the decayed memory for a ``decayed_gradient`` rule); its norm is the Frobenius norm over
-        all memory weights. A diagnostic: it walks ``x`` chunk by chunk with :meth:`store`.
+        all memory weights, before the step bound (the step taken is at most ``theta_t
+        max_step_norm``). A diagnostic: it walks ``x`` chunk by chunk with :meth:`store`.
 
         Args:
             x: ``(batch, time, dim)``. state: as for :meth:`store`.
@@ -347,8 +370,9 @@ class NeuralMemory(nn.Module):
         if state is None:
             state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
         arch, B, T = self.rule.architecture, x.shape[0], x.shape[1]
-        k, v, _ = self._keys_values(x, state.kv_tail)
-        lr, log_retention, _, bias_param = self._op_gates(x)
+        xn = self._normalize(x)
+        k, v, _ = self._keys_values(xn, state.kv_tail)
+        lr, log_retention, _, bias_param = self._op_gates(xn)
         sizes, start = [], 0
         while start < T:
             n = min(T - start, self.config.chunk_size - state.offset)  # up to the next chunk end
@@ -388,7 +412,7 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"x must have shape (batch, time, dim={cfg.dim}), got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("x must have batch size >= 1")
-        if not all_finite(x):
+        if self.check_finite and not all_finite(x):
             raise ValueError("x contains NaN or Inf")
         param_dtype = self.to_qkv.weight.dtype
         if x.dtype != param_dtype:
@@ -400,6 +424,7 @@ class NeuralMemory(nn.Module):
             return
         if not isinstance(state, MemoryState):
             raise TypeError(f"state must be a MemoryState or None, got {type(state).__name__}")
+        state.validate(check_finite=self.check_finite)
         expected = [(x.shape[0], cfg.heads, a, b) for a, b in self.rule.architecture.layer_shapes]
         for name in ("weights", "momentum", "anchor"):
             got = [tuple(w.shape) for w in getattr(state, name)]

@@ -144,8 +144,8 @@ class LpBias(AttentionalBias):
 
 @dataclass(frozen=True)
 class HuberBias(AttentionalBias):
-    """Yaad's Huber bias (MIRAS eq. 17): an l2 step when ``||M(k) - v|| <= delta_t``, else a
-    delta_t-scaled l1 step.
+    """Yaad's Huber bias (MIRAS eqs. 14-16; Yaad, eq. 26): an l2 step when ``||M(k) - v|| <= delta_t``,
+    else a delta_t-scaled l1 step.
 
     ``error = 2 r`` if ``||r||_2 <= delta_t`` else ``delta_t * sign(r)`` (per token; delta_t > 0
     is data-dependent, ``softplus`` of a gate, shape ``(..., T, 1)``). An outlier therefore moves
@@ -228,7 +228,7 @@ def register_bias(name: str, factory: BiasFactory, *, replace: bool = False) -> 
 def make_bias(config: MemoryConfig) -> AttentionalBias:
     """The attentional bias ``config.objective`` names."""
     if config.objective not in BIASES:
-        raise ValueError(f"unknown objective {config.objective!r}; registered: {', '.join(BIASES)}")
+        raise ValueError(f"MemoryConfig.objective: unknown objective {config.objective!r}; registered: {', '.join(BIASES)}")
     bias = BIASES[config.objective](config)
     if not isinstance(bias, AttentionalBias):
         raise TypeError(f"the factory of objective {config.objective!r} returned {type(bias).__name__}, "

@@ -10,13 +10,13 @@ paper does for parallel training; inside a chunk the update stays linear. Token 
 b tokens. A rule maps the list of weight tensors ``(N, d_in, d_out)`` (N = batch x heads) to
 another:
 
-* ``lq`` (Moneta, MIRAS eq. 24): rescale each weight matrix to a fixed q-norm radius rho,
+* ``lq`` (Moneta, MIRAS sec. 5.2 and eqs. 24-25): rescale each weight matrix to a fixed q-norm radius rho,
   ``W <- rho W / ||W||_q``. The paper writes Moneta with an accumulator ``A_t`` and reads
   ``W_t = A_t / ||A_t||_q^{q-2}``; that map is not idempotent, so applied to the weights
   themselves it would swing the scale chunk to chunk. Projecting the weights onto the q-sphere
   keeps the l_q geometry of the retention and keeps ``||W||_q = rho`` at every chunk end. rho is
   each layer's q-norm at initialisation (a *constant* of the rule, see :meth:`Retention.constants`).
-* ``kl`` (Memora, MIRAS eq. 21): the weights live on the scaled simplex ``{W >= 0, sum W = c}``;
+* ``kl`` (Memora, MIRAS eqs. 21 and 27): the weights live on the scaled simplex ``{W >= 0, sum W = c}``;
   at chunk ends ``W <- c softmax(a log W)`` over each matrix (the KL step with the gradient
   already applied linearly), ``a = 1 - strength`` pulling towards uniform; entries the linear
   steps pushed below 0 are clamped to a tiny positive value first.
@@ -88,6 +88,15 @@ class Retention:
         """The chunk-end map on ``(N, d_in, d_out)`` weights (one per layer)."""
         raise NotImplementedError(f"{type(self).__name__} defines no apply")
 
+    def norm_bound(self, layer_shapes: Sequence[tuple[int, int]], constants: Tensor | None) -> Tensor | None:
+        """What the map guarantees: a bound on ``||W||_F`` over all layers right after it, per head
+        (a tensor broadcastable to ``(heads,)``), or None for a map that never increases the norm.
+
+        Used by the stability envelope (``core/stability.py``). The default, None, claims the map
+        is non-expansive: a rule that can grow the weights must override it.
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class LqRetention(Retention):
@@ -103,6 +112,14 @@ class LqRetention(Retention):
         if constants is None:
             raise ValueError("lq retention needs one radius per layer (constants), got None")
         return [lq_normalize(w, self.q, r) for w, r in zip(weights, constants, strict=True)]
+
+    def norm_bound(self, layer_shapes, constants):
+        # ||W||_q = rho after the map, and ||x||_2 <= n^(1/2 - 1/q) ||x||_q for q >= 2 (else <= ||x||_q)
+        per_layer = [
+            radius * float(d_in * d_out) ** max(0.0, 0.5 - 1.0 / self.q)
+            for radius, (d_in, d_out) in zip(constants, layer_shapes, strict=True)
+        ]
+        return torch.stack(per_layer).norm(dim=0)
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,10 @@ class KLRetention(Retention):
 
     def apply(self, weights, constants):
         return [kl_simplex(w, self.scale(w), 1.0 - self.strength) for w in weights]
+
+    def norm_bound(self, layer_shapes, constants):
+        # entries >= 0 summing to c = d_out: ||W||_F <= ||W||_1 = c, per layer
+        return torch.tensor(sum(float(d_out) ** 2 for _, d_out in layer_shapes) ** 0.5, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -162,7 +183,7 @@ def register_retention(name: str, factory: RetentionFactory, *, replace: bool = 
 def make_retention(config: MemoryConfig) -> Retention | None:
     """The chunk-end retention ``config.retention`` names (None for plain decay)."""
     if config.retention not in RETENTIONS:
-        raise ValueError(f"unknown retention {config.retention!r}; registered: {', '.join(RETENTIONS)}")
+        raise ValueError(f"MemoryConfig.retention: unknown retention {config.retention!r}; registered: {', '.join(RETENTIONS)}")
     rule = RETENTIONS[config.retention](config)
     if rule is not None and not isinstance(rule, Retention):
         raise TypeError(f"the factory of retention {config.retention!r} returned {type(rule).__name__}, "

@@ -21,9 +21,9 @@ reference = BACKENDS[REFERENCE]
 
 
 def _rule(depth: int, momentum: bool, forget: bool, chunk_size: int, activation: str = "gelu",
-          decayed_gradient: bool = False) -> UpdateRule:
-    cfg = MemoryConfig(dim=D, depth=depth, expansion=HIDDEN / D, activation=activation,
-                       momentum=momentum, forget=forget, chunk_size=chunk_size, decayed_gradient=decayed_gradient)
+          decayed_gradient: bool = False, tau: float | None = 10.0) -> UpdateRule:
+    cfg = MemoryConfig(dim=D, depth=depth, expansion=HIDDEN / D, activation=activation, momentum=momentum,
+                       forget=forget, chunk_size=chunk_size, decayed_gradient=decayed_gradient, max_step_norm=tau)
     return UpdateRule.from_config(cfg)
 
 
@@ -38,7 +38,7 @@ def _inputs(T: int, depth: int, momentum: bool, forget: bool, seed: int = 0):
     def rnd(*shape, scale=1.0, shift=0.0):
         return (torch.randn(*shape, generator=g, dtype=DT) * scale + shift).requires_grad_()
 
-    # pre-normalisation q, k (the operators expect unit keys: DESIGN section 2)
+    # pre-normalisation q, k (the operators expect unit keys: docs/design.md)
     q_raw, k_raw, v = rnd(N, T, D), rnd(N, T, D), rnd(N, T, D)
     lr_raw = rnd(N, T, scale=0.5)
     # gates in a stable regime (a diverging memory would make the comparison meaningless):
@@ -67,8 +67,9 @@ def _state_tensors(state: MemoryOpState) -> list[torch.Tensor]:
     return [*state.weights, *state.momentum, *state.anchor]
 
 
-def _run(op, leaves, momentum, forget, chunk_size, activation, state=None, functional=None, decayed=False):
-    rule = _rule(sum(name.startswith("w") for name in leaves), momentum, forget, chunk_size, activation, decayed)
+def _run(op, leaves, momentum, forget, chunk_size, activation, state=None, functional=None, decayed=False,
+         tau=10.0):
+    rule = _rule(sum(name.startswith("w") for name in leaves), momentum, forget, chunk_size, activation, decayed, tau)
     if state is None:
         state = fresh_op_state([leaves[name] for name in sorted(leaves) if name.startswith("w")])
     y, final = op(_op_inputs(leaves, momentum, forget), state, rule)
@@ -118,6 +119,21 @@ def test_fast_path_equals_reference(backend, chunk_size, T, depth, momentum, for
     assert (rec[1].weights[-1] - leaves[f"w{depth - 1}"]).abs().max() > 1e-3
     for name in ("q", "k", "v", "lr", "w0"):
         assert chk[2][name].abs().max() > 0, name
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize(("chunk_size", "T", "depth", "momentum", "forget"), GRID[::4])
+@pytest.mark.parametrize("tau", [None, 0.5], ids=["unbounded", "bound-binds"])
+def test_fast_path_equals_reference_with_and_without_the_step_bound(
+    backend, chunk_size, T, depth, momentum, forget, tau, random_functional
+):
+    leaves = _inputs(T, depth, momentum, forget, seed=21)
+    rec = _run(reference, leaves, momentum, forget, chunk_size, "gelu", functional=random_functional, tau=tau)
+    chk = _run(BACKENDS[backend], leaves, momentum, forget, chunk_size, "gelu", functional=random_functional, tau=tau)
+    _assert_same(rec, chk)
+    if tau is not None:  # the bound really acts: without it the state differs
+        free = _run(reference, leaves, momentum, forget, chunk_size, "gelu", functional=random_functional, tau=None)
+        assert max((a - b).abs().max() for a, b in zip(free[1].weights, rec[1].weights, strict=True)) > 1e-6
 
 
 @pytest.mark.parametrize("backend", FAST)

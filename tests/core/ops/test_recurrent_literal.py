@@ -35,11 +35,13 @@ def mlp(weights: list[torch.Tensor], x: torch.Tensor, activation: str) -> torch.
 
 
 def literal_loop(
-    q, k, v, theta, alpha, eta, weights, momentum, anchor, offset, chunk_size, activation, memory=None
+    q, k, v, theta, alpha, eta, weights, momentum, anchor, offset, chunk_size, activation, memory=None,
+    tau=None,
 ):
     """One memory, token by token. q, k, v: (T, d); theta, alpha, eta: (T,) (alpha = forget rate).
 
-    ``memory(weights, x)`` is M (default: the MLP above with ``activation``)."""
+    ``memory(weights, x)`` is M (default: the MLP above with ``activation``); ``tau`` bounds each
+    gradient's Frobenius norm over all layers (``grad <- grad min(1, tau / ||grad||)``)."""
     if memory is None:
         memory = lambda ws, x: mlp(ws, x, activation)  # noqa: E731
     M = [w.clone() for w in weights]
@@ -50,6 +52,9 @@ def literal_loop(
         params = [a.detach().requires_grad_() for a in M_anchor]
         loss = ((memory(params, k[t]) - v[t]) ** 2).sum()
         grad = torch.autograd.grad(loss, params)
+        if tau is not None:
+            norm = torch.sqrt(sum((g**2).sum() for g in grad))
+            grad = [g * min(1.0, tau / float(norm)) for g in grad]
         S = [eta[t] * s - theta[t] * g for s, g in zip(S, grad, strict=True)]
         M = [(1 - alpha[t]) * m + s for m, s in zip(M, S, strict=True)]
         ys.append(memory(M, q[t]))
@@ -80,9 +85,9 @@ def _setup(T, depth, n=2, d=D, hidden=HIDDEN, seed=0):
     return q, k, v, theta, alpha, eta, w0
 
 
-def _rule(depth, chunk_size, activation="gelu", momentum=True, forget=True) -> UpdateRule:
+def _rule(depth, chunk_size, activation="gelu", momentum=True, forget=True, tau=None) -> UpdateRule:
     cfg = MemoryConfig(dim=D, depth=depth, expansion=HIDDEN / D, activation=activation,
-                       chunk_size=chunk_size, momentum=momentum, forget=forget)
+                       chunk_size=chunk_size, momentum=momentum, forget=forget, max_step_norm=tau)
     return UpdateRule.from_config(cfg)
 
 
@@ -93,7 +98,8 @@ def _rule(depth, chunk_size, activation="gelu", momentum=True, forget=True) -> U
 @pytest.mark.parametrize(
     ("momentum", "forget"), [(True, True), (False, False), (True, False), (False, True)]
 )
-def test_operator_equals_literal_equations(op, activation, depth, chunk_size, momentum, forget):
+@pytest.mark.parametrize("tau", [None, 0.3], ids=["", "bounded"])
+def test_operator_equals_literal_equations(op, activation, depth, chunk_size, momentum, forget, tau):
     T = 11
     q, k, v, theta, alpha, eta, w0 = _setup(T, depth)
     if not forget:
@@ -103,7 +109,7 @@ def test_operator_equals_literal_equations(op, activation, depth, chunk_size, mo
     inputs = MemoryInputs(
         q, k, v, theta, torch.log1p(-alpha) if forget else None, torch.log(eta) if momentum else None
     )
-    y, state = BACKENDS[op](inputs, fresh_op_state(w0), _rule(depth, chunk_size, activation, momentum, forget))
+    y, state = BACKENDS[op](inputs, fresh_op_state(w0), _rule(depth, chunk_size, activation, momentum, forget, tau))
     for i in range(q.shape[0]):
         y_ref, M, S, anchor, offset = literal_loop(
             q[i],
@@ -118,6 +124,7 @@ def test_operator_equals_literal_equations(op, activation, depth, chunk_size, mo
             0,
             chunk_size,
             activation,
+            tau=tau,
         )
         torch.testing.assert_close(y[i], y_ref, rtol=1e-11, atol=1e-12)
         for got, want in zip(state.weights, M, strict=True):

@@ -64,7 +64,7 @@ def make_architecture(config: MemoryConfig) -> MemoryArchitecture:
     """The memory architecture of ``config``."""
     name = architecture_name(config)
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(ARCHITECTURES)}")
+        raise ValueError(f"MemoryConfig.architecture: unknown architecture {name!r}; registered: {', '.join(ARCHITECTURES)}")
     arch = ARCHITECTURES[name](config)
     if not isinstance(arch, MemoryArchitecture):
         raise TypeError(f"the factory of architecture {name!r} returned {type(arch).__name__}, "

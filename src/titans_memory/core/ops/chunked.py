@@ -29,7 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from titans_memory.core.architectures import DualFormMemory, ReadCoefficients, WriteCoefficients
+from titans_memory.core.architectures import (
+    DualFormMemory,
+    KeyPath,
+    ReadCoefficients,
+    WriteCoefficients,
+)
 from titans_memory.core.ops.common import MemoryInputs, MemoryOpState, check_op_inputs
 from titans_memory.core.rule import UpdateRule
 
@@ -109,6 +114,12 @@ def read_coefficients(q: Tensor, k: Tensor, coef: ChunkCoefficients) -> ReadCoef
     )
 
 
+def _token_gradient_norms(key_path: KeyPath) -> Tensor:
+    """``||u_t||_F`` over all layers, ``(N, c)``: ``||H[t]^T Delta[t]||_F = ||H[t]|| ||Delta[t]||``."""
+    per_layer = [h.norm(dim=-1) * d.norm(dim=-1) for h, d in zip(*key_path, strict=True)]
+    return torch.stack(per_layer).norm(dim=0) if len(per_layer) > 1 else per_layer[0]
+
+
 def _segment(
     rule: UpdateRule,
     weights: list[Tensor],
@@ -156,6 +167,9 @@ def _segment(
         None if param is None else param.unsqueeze(-1),
         row_scale=coef.decay.unsqueeze(-1) if rule.decayed_gradient else None,
     )
+    scale = rule.step_scale(_token_gradient_norms(key_path))
+    if scale is not None:  # u_t <- u_t min(1, tau / ||u_t||): scaling every Delta_l[t] scales u_t
+        key_path = key_path._replace(deltas=tuple(d * scale.unsqueeze(-1) for d in key_path.deltas))
     if q is None:  # write only: the state after token `last`, no read
         y = None
         new_weights, new_momentum = arch.write(write, weights, momentum, key_path, inplace=inplace)

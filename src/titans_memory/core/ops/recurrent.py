@@ -3,6 +3,7 @@
 For each token t of each of N independent memories (Titans eqs. 9-15; docs/design.md)::
 
     u_t = grad_W l(W_anchor; k_t, v_t)        gradient at the chunk-start weights ("anchor")
+    u_t = u_t min(1, tau / ||u_t||)            the per-token bound on the step, if the rule has one
     S_t = eta_t * S_{t-1} - theta_t * u_t      surprise with momentum            (Titans eq. 10)
     M_t = (1 - alpha_t) * M_{t-1} + S_t        forgetting, then the write        (Titans eq. 13)
     M_t = retention(M_t)                       at chunk ends, a non-linear retention (MIRAS), if any
@@ -54,6 +55,9 @@ def recurrent_memory(
         # u_t: gradient of the attentional bias at the anchor, one (N, d_in, d_out) per layer
         p_t = None if param is None else param[:, t : t + 1, None]
         grads = [g[:, 0] for g in arch.token_gradients(anchor, k[:, t : t + 1], v[:, t : t + 1], rule.bias, p_t)]
+        scale = rule.step_scale(torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0))
+        if scale is not None:  # the per-token bound on the step: u_t <- u_t min(1, tau / ||u_t||)
+            grads = [g * scale[:, None, None] for g in grads]
 
         momentum = [eta * s - theta * g for s, g in zip(momentum, grads, strict=True)]  # S_t
         weights = [retain * w + s for w, s in zip(weights, momentum, strict=True)]  # M_t
