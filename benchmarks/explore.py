@@ -92,7 +92,8 @@ def browser_times(changes: int) -> dict[str, Any]:
             )
             page_s = time.perf_counter() - start
 
-            group = page.locator(".bk-input-group", has_text="forget_rate").first
+            handles = page.locator(".noUi-handle")
+            group = page.locator(".bk-input-group", has=handles, has_text="forget_rate").first
             handle = group.locator(".noUi-handle").first
             handle.focus()
             latencies = []

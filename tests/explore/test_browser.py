@@ -141,7 +141,8 @@ def _wait_for(page, js_array: str, want: np.ndarray, rtol: float = 1e-12) -> np.
 
 def _slider_handle(page, label: str):
     """The handle of the slider whose label starts with ``label``."""
-    group = page.locator(".bk-input-group", has_text=label).first
+    handles = page.locator(".noUi-handle")
+    group = page.locator(".bk-input-group", has=handles, has_text=label).first
     return group, group.locator(".noUi-handle").first
 
 

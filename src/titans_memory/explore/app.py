@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 import traceback
 import webbrowser
@@ -639,6 +640,14 @@ def create_page(lang: str = "en") -> pn.viewable.Viewable:
     return Explorer(lang).view()
 
 
+def _warm_up() -> None:
+    try:
+        ct.recall_curve("titans")
+        ct.text_signals(ct.preset_memory("titans"), _DEFAULT_TEXT)
+    except Exception:  # only a head start: the page computes it again if this failed
+        log.warning("titans explore: warm-up failed: %s", traceback.format_exc())
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -676,6 +685,9 @@ def serve(
         verbose=False,
     )
     url = f"http://127.0.0.1:{server.port}/"
+    # The text tab's first opening would compute the default preset's recall curve and pay
+    # torch's first-call costs (~2-3 s on 2 busy cores): do it now, while the learner reads.
+    threading.Thread(target=_warm_up, name="titans-explore-warm-up", daemon=True).start()
     server.start()
     if on_ready is not None:
         on_ready(url)
