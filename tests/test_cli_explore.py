@@ -20,6 +20,7 @@ def test_missing_extra_is_one_line_and_status_2(monkeypatch, capsys):
     assert cli.main(["explore", "--no-browser"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
+    assert err.startswith("titans explore: error: needs the 'explore' extra")
     assert "pip install 'titans-miras[explore]'" in err
     assert "uv run --extra explore titans explore" in err
 

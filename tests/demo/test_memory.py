@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 import torch
 from torch import nn
 
 from titans_memory.demo import MemoryModule
-
-
-def weights(mem: MemoryModule) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in mem.parameters()]
 
 
 def test_original_signature_and_defaults():
@@ -33,22 +30,22 @@ def test_memory_net_structure():
 
 
 @pytest.mark.parametrize("shape", [(4,), (3, 4)])
-def test_read_has_input_shape_no_grad_and_changes_nothing(shape):
+def test_read_has_input_shape_no_grad_and_changes_nothing(shape, param_copies, all_equal):
     torch.manual_seed(0)
     mem = MemoryModule(input_dim=4, memory_dim=16)
-    before = weights(mem)
+    before = param_copies(mem)
     y = mem.read(torch.randn(shape))
     assert y.shape == shape and not y.requires_grad
-    assert all(torch.equal(a, b) for a, b in zip(before, weights(mem), strict=True))
+    assert all_equal(before, param_copies(mem))
 
 
 @pytest.mark.parametrize("score", [torch.tensor(0.0), 0.0, torch.tensor(1e-9)])
-def test_write_with_zero_surprise_changes_nothing(score):
+def test_write_with_zero_surprise_changes_nothing(score, param_copies, all_equal):
     torch.manual_seed(1)
     mem = MemoryModule(input_dim=4, memory_dim=16)
-    before = weights(mem)
+    before = param_copies(mem)
     mem.write(torch.randn(4), surprise_score=score)
-    assert all(torch.equal(a, b) for a, b in zip(before, weights(mem), strict=True))
+    assert all_equal(before, param_copies(mem))
 
 
 def test_write_with_surprise_one_changes_the_read():
@@ -65,7 +62,9 @@ def test_write_with_surprise_one_changes_the_read():
 
 @pytest.mark.parametrize("shape", [(4,), (5, 4)])
 @pytest.mark.parametrize("max_norm", [None, 0.1])
-def test_write_is_one_step_with_lr_write_lr_times_surprise(shape, max_norm, reference_step, params_close):
+def test_write_is_one_step_with_lr_write_lr_times_surprise(
+    shape, max_norm, reference_step, params_close
+):
     torch.manual_seed(3)
     mem = MemoryModule(input_dim=4, memory_dim=8, write_lr=0.05)
     x = torch.randn(shape)
@@ -74,30 +73,30 @@ def test_write_is_one_step_with_lr_write_lr_times_surprise(shape, max_norm, refe
     assert params_close(mem.memory_net, ref)
 
 
-def test_write_step_scales_linearly_with_surprise():
+def test_write_step_scales_linearly_with_surprise(param_copies):
     x = torch.tensor([0.5, -1.0])
     deltas = []
     for score in (1.0, 3.0):
         torch.manual_seed(4)
         mem = MemoryModule(input_dim=2, memory_dim=8, write_lr=1e-3)
-        before = weights(mem)
+        before = param_copies(mem)
         mem.write(x, surprise_score=torch.tensor(score))
-        deltas.append([a - b for a, b in zip(weights(mem), before, strict=True)])
+        deltas.append([a - b for a, b in zip(param_copies(mem), before, strict=True)])
     for d1, d3 in zip(*deltas, strict=True):
         assert torch.allclose(3 * d1, d3, atol=1e-6)
 
 
 @pytest.mark.parametrize("rate", [0.01, 0.3])
-def test_forgetting_multiplies_every_weight_by_one_minus_rate(rate):
+def test_forgetting_multiplies_every_weight_by_one_minus_rate(rate, param_copies):
     torch.manual_seed(5)
     mem = MemoryModule(input_dim=3, memory_dim=8, forget_rate=rate)
-    before = weights(mem)
+    before = param_copies(mem)
     mem.apply_forgetting()
-    for a, b in zip(weights(mem), before, strict=True):
+    for a, b in zip(param_copies(mem), before, strict=True):
         assert torch.allclose(a, b * (1.0 - rate), rtol=1e-6, atol=0)
 
 
-def test_forgetting_shrinks_the_read_and_zero_rate_does_nothing():
+def test_forgetting_shrinks_the_read_and_zero_rate_does_nothing(param_copies, all_equal):
     torch.manual_seed(6)
     mem = MemoryModule(input_dim=4, memory_dim=16, forget_rate=0.1)
     x = torch.randn(4)
@@ -107,12 +106,12 @@ def test_forgetting_shrinks_the_read_and_zero_rate_does_nothing():
         mem.apply_forgetting()
     assert mem.read(x).norm() < y.norm()
     still = MemoryModule(input_dim=4, memory_dim=16, forget_rate=0.0)
-    before = weights(still)
+    before = param_copies(still)
     still.apply_forgetting()
-    assert all(torch.equal(a, b) for a, b in zip(before, weights(still), strict=True))
+    assert all_equal(before, param_copies(still))
 
 
-def test_snapshot_is_a_detached_copy():
+def test_snapshot_is_a_detached_copy(all_equal):
     torch.manual_seed(7)
     mem = MemoryModule(input_dim=2, memory_dim=4, forget_rate=0.5)
     snap = mem.get_weight_snapshot()
@@ -121,55 +120,67 @@ def test_snapshot_is_a_detached_copy():
     kept = [s.clone() for s in snap]
     mem.apply_forgetting()
     mem.write(torch.ones(2), surprise_score=torch.tensor(1.0))
-    assert all(torch.equal(a, b) for a, b in zip(snap, kept, strict=True))
+    assert all_equal(snap, kept)
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error", "name"),
+    ("kwargs", "error", "message"),
     [
-        ({"input_dim": 0}, ValueError, "input_dim"),
-        ({"input_dim": 1, "memory_dim": -1}, ValueError, "memory_dim"),
-        ({"input_dim": 1, "memory_dim": 2.0}, TypeError, "memory_dim"),
-        ({"input_dim": 1, "forget_rate": -0.01}, ValueError, "forget_rate"),
-        ({"input_dim": 1, "forget_rate": 1.0}, ValueError, "forget_rate"),
-        ({"input_dim": 1, "forget_rate": float("inf")}, ValueError, "forget_rate"),
-        ({"input_dim": 1, "write_lr": -0.01}, ValueError, "write_lr"),
+        ({"input_dim": 0}, ValueError, "input_dim must be a positive int, got 0"),
+        (
+            {"input_dim": 1, "memory_dim": -1},
+            ValueError,
+            "memory_dim must be a positive int, got -1",
+        ),
+        ({"input_dim": 1, "memory_dim": 2.0}, TypeError, "memory_dim must be an int, got float"),
+        (
+            {"input_dim": 1, "forget_rate": -0.01},
+            ValueError,
+            "forget_rate must be >= 0.0, got -0.01",
+        ),
+        ({"input_dim": 1, "forget_rate": 1.0}, ValueError, "forget_rate must be < 1.0, got 1.0"),
+        (
+            {"input_dim": 1, "forget_rate": float("inf")},
+            ValueError,
+            "forget_rate must be finite, got inf",
+        ),
+        ({"input_dim": 1, "write_lr": -0.01}, ValueError, "write_lr must be >= 0.0, got -0.01"),
     ],
 )
-def test_bad_constructor_arguments(kwargs, error, name):
-    with pytest.raises(error, match=name):
+def test_bad_constructor_arguments(kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
         MemoryModule(**kwargs)
 
 
 @pytest.mark.parametrize(
-    ("score", "error"),
+    ("score", "error", "message"),
     [
-        (torch.tensor(float("nan")), ValueError),
-        (torch.tensor(float("inf")), ValueError),
-        (float("nan"), ValueError),
-        (torch.tensor(-1.0), ValueError),
-        (torch.ones(2), ValueError),
-        ("high", TypeError),
+        (torch.tensor(float("nan")), ValueError, "surprise_score must be finite, got nan"),
+        (torch.tensor(float("inf")), ValueError, "surprise_score must be finite, got inf"),
+        (float("nan"), ValueError, "surprise_score must be finite, got nan"),
+        (torch.tensor(-1.0), ValueError, "surprise_score must be >= 0.0, got -1.0"),
+        (torch.ones(2), ValueError, "surprise_score must be a scalar, got shape (2,)"),
+        ("high", TypeError, "surprise_score must be a real number, got str"),
     ],
 )
-def test_bad_surprise_scores(score, error):
+def test_bad_surprise_scores(score, error, message):
     mem = MemoryModule(input_dim=1)
-    with pytest.raises(error, match="surprise_score"):
+    with pytest.raises(error, match=re.escape(message)):
         mem.write(torch.ones(1), surprise_score=score)
 
 
 @pytest.mark.parametrize(
-    ("x", "error"),
+    ("x", "error", "message"),
     [
-        (torch.tensor([1.0, float("nan")]), ValueError),
-        (torch.ones(3), ValueError),
-        (torch.ones(0, 2), ValueError),
-        ((1.0, 2.0), TypeError),
+        (torch.tensor([1.0, float("nan")]), ValueError, "x contains NaN or Inf"),
+        (torch.ones(3), ValueError, "x must have last dimension input_dim=2, got shape (3,)"),
+        (torch.ones(0, 2), ValueError, "x is empty (shape (0, 2))"),
+        ((1.0, 2.0), TypeError, "x must be a torch.Tensor, got tuple"),
     ],
 )
-def test_bad_inputs(x, error):
+def test_bad_inputs(x, error, message):
     mem = MemoryModule(input_dim=2)
-    with pytest.raises(error, match="x"):
+    with pytest.raises(error, match=re.escape(message)):
         mem.read(x)
-    with pytest.raises(error, match="x"):
+    with pytest.raises(error, match=re.escape(message)):
         mem.write(x, surprise_score=torch.tensor(1.0))

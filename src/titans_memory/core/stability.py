@@ -146,7 +146,8 @@ def stability_envelope(
     tokens, at a seeded random position, by ``factor`` (``bursts`` are combined with every scale,
     and each scale also runs without one). The stream is fed in pieces of ``piece`` tokens; after
     each piece the outputs and the state are checked for finiteness and ``||M_t||`` against
-    :class:`WeightNormBound`.
+    :class:`WeightNormBound`. A config without a step bound (``max_step_norm=None``) has no
+    documented bound: its rows report ``bound = inf`` (finiteness only).
     """
     layout = [(scale, None) for scale in scales] + [(scale, b) for scale in scales for b in bursts]
     g = torch.Generator().manual_seed(seed)
@@ -161,7 +162,7 @@ def stability_envelope(
         batch = len(layout)
         starts = [int(torch.randint(0, max(1, tokens - (b[0] if b else 0)), (1,), generator=g)) for _, b in layout]
         state = mem.init_state(batch, dtype=dtype)
-        tracker = WeightNormBound(mem, state)
+        tracker = WeightNormBound(mem, state) if config.max_step_norm is not None else None
         finite = torch.ones(batch, dtype=torch.bool)
         peak = torch.zeros(batch, dtype=torch.float64)
         ratio = torch.zeros(batch, dtype=torch.float64)
@@ -176,7 +177,7 @@ def stability_envelope(
                         if a < b:
                             x[i, a - lo : b - lo] *= burst[1]
                 y, state = mem(x, state)
-                bound = tracker.update(x)  # (batch, heads)
+                bound = tracker.update(x) if tracker is not None else torch.tensor(float("inf"))
                 finite &= torch.isfinite(y).flatten(1).all(1)
                 for t in state.tensors().values():
                     finite &= torch.isfinite(t).flatten(1).all(1)
@@ -186,7 +187,8 @@ def stability_envelope(
         for i, (scale, burst) in enumerate(layout):
             rows.append(EnvelopeRow(
                 config=name, regime=regime, scale=scale, burst=burst, finite=bool(finite[i]),
-                max_weight_norm=float(peak[i]), bound=float(tracker.weights[i].max()),
+                max_weight_norm=float(peak[i]),
+                bound=float(tracker.weights[i].max()) if tracker is not None else float("inf"),
                 max_ratio=float(ratio[i]),
             ))
     return rows
