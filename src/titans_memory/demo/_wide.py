@@ -1,10 +1,12 @@
 """Tokens too large for the networks' dtype: a proof that the plain step fits, or a wide step.
 
-The demo's networks compute in their parameters' dtype (float32). A squared error, an outer
-product or a sum of squares of a value above ~1.8e19 does not fit in float32, and a token near
-float32's maximum (3.4e38) overflows the first linear layer already. Once one of these is Inf,
-the write gate is ``Inf / Inf = NaN`` and the weights turn NaN for good. Rather than slow every
-step down, each step goes one of two ways:
+The demo's networks compute in their parameters' dtype (float32). The square of a value above
+~1.8e19 does not fit in float32 (a squared error, an outer product of an error and an
+activation), and a token near float32's maximum (3.4e38) overflows the first linear layer
+already. Once one of these is Inf, the write gate is ``Inf / Inf`` or the clipped step
+``Inf * 0``, NaN, and the weights turn NaN for good; from ~4e9 on, the squared gradient norm
+alone overflows, the clipping factor becomes 0 and the write is silently skipped. Rather than
+slow every step down, each step goes one of two ways:
 
 * the **plain** path, the usual arithmetic in the parameters' dtype, when :func:`plain_fits`
   proves, from the norms of the weights and the size of the input, that no intermediate value of
@@ -34,8 +36,9 @@ from titans_memory.demo import _mlp
 # The plain path must keep every intermediate value below max / _HEADROOM: the bounds below are
 # for exact arithmetic, and a 16x margin covers the rounding of any sum of a few thousand terms.
 _HEADROOM = 16.0
-# Float64 keeps steps exact enough for the wide path; its own range is never approached for
-# float32 (or float16/bfloat16) parameters and inputs, see the module docstring.
+# The wide path's dtype. With float32 (or float16/bfloat16) inputs and weights of sane size its
+# range is never approached; with weights already clamped at float32's maximum (after unclipped
+# steps) a surprise can overflow it too, and is clamped like any other.
 _WIDE = torch.float64
 
 
@@ -213,6 +216,8 @@ def step_(
     moves the weights by at most ``lr * gain * max_grad_norm``; an unclipped one can leave the
     dtype's range, and then the weights saturate.
     """
+    big = torch.finfo(_WIDE).max
+    grads64 = [g.clamp(-big, big) for g in grads64]  # no Inf, so that g / max|g| is defined
     scale = lr * gain
     if max_grad_norm is not None:
         peak = max(float(g.abs().max()) for g in grads64)
@@ -221,6 +226,6 @@ def step_(
         norm = peak * math.sqrt(sum(float((g / peak).square().sum()) for g in grads64))
         scale = scale * max_grad_norm / max(norm, max_grad_norm)
     # An unclipped step of an astronomical size: the largest float64 keeps 0 * scale at 0.
-    scale = min(scale, torch.finfo(_WIDE).max)
+    scale = min(scale, big)
     for p, p64, g in zip(params, params64, grads64, strict=True):
         p.copy_(saturate(p64 - scale * g, p.dtype))

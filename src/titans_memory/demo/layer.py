@@ -75,16 +75,19 @@ class TitansMemoryLayer(nn.Module):
       tokens are mostly below the thresholds.
     * **Inputs of any size.** Every output stays finite for every finite input up to the
       float32 maximum (3.4e38), and the weight bound above still holds. In plain float32
-      arithmetic the squared error overflows from ~1.8e19 on (then the gate is ``Inf / Inf``,
-      NaN, and so are the weights, for good), the squared gradient norm from ~1e9 on (the clip
-      factor becomes 0 and the write is silently skipped), and a linear layer near the maximum.
-      So every 64 steps the layer bounds, from the weight norms, every value a step can
-      compute (:mod:`titans_memory.demo._wide`); a token for which the bound exceeds 1/16 of
-      the float32 maximum (at the defaults, a token above ~5e6) is processed in float64, the
-      others in float32 as before, bit for bit. What float32 cannot hold is *saturated*,
-      returned as +-3.4e38: the surprise (and so its average and the running scale) and the
-      read. The gate is computed from the saturated surprise, so the formulas above hold for
-      the values returned; the clipped steps are exact.
+      arithmetic a square overflows from ~1.8e19 on (the error's, or an error times an
+      activation in the backward pass: the gate becomes ``Inf / Inf`` or the clipped step
+      ``Inf * 0``, NaN, and so do the weights, for good), the squared gradient norm from ~4e9
+      on (the clip factor becomes 0 and the write is silently skipped), and a linear layer near
+      the maximum. So every 64 steps the layer bounds, from the weight norms, every value a
+      step can compute (:mod:`titans_memory.demo._wide`); a token for which the bound exceeds
+      1/16 of the float32 maximum (at the defaults, a token above a few million) is processed
+      in float64, the others in float32, bit for bit as without the check. What float32 cannot
+      hold is *saturated*, returned as +-3.4e38: the surprise (and so its average and the
+      running scale) and the read. The gate is computed from the saturated surprise, so the
+      formulas above hold for the values returned; the clipped steps are exact. As ``c``
+      starts at the first surprise, a huge *first* token keeps the gate of the ordinary tokens
+      after it near 0 until ``c`` has decayed (by 0.9 per step: about 1,000 steps from 3.4e38).
 
     ``MemoryModule.write`` keeps the original rule ``effective_lr = write_lr * surprise_score``;
     the layer simply passes the gate ``g_t`` as the score. The smoothed surprise
