@@ -128,8 +128,12 @@ def _bound_steps(key_path: KeyPath, rule: UpdateRule) -> KeyPath:
     as it is (measured: the scaling otherwise costs ~5% of a forward + backward at four heads).
     """
     if key_path.deltas[0].device.type == "cpu":
-        with torch.no_grad():
-            if bool((_token_gradient_norms(key_path) <= rule.max_step_norm).all()):
+        with torch.no_grad():  # sum_l (||H_l[t]|| ||Delta_l[t]||)^2 = ||u_t||^2, in place: ~4x cheaper
+            squared = None
+            for h, d in zip(*key_path, strict=True):
+                term = torch.linalg.vector_norm(h, dim=-1).mul_(torch.linalg.vector_norm(d, dim=-1)).square_()
+                squared = term if squared is None else squared.add_(term)
+            if bool(squared.max() <= rule.max_step_norm**2):
                 return key_path
     scale = rule.step_scale(_token_gradient_norms(key_path))
     return key_path._replace(deltas=tuple(d * scale.unsqueeze(-1) for d in key_path.deltas))
