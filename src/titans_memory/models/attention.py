@@ -8,8 +8,12 @@
   segment's own tokens ``x_s``, both for ``s0 <= s <= t``.
 
 **Persistent memory** (Titans eq. 19, ``x_new = [p_1 .. p_Np] || x``): ``N_p`` learnable vectors in
-the layer's input space, projected to keys and values by the same ``W_K, W_V`` as the tokens. They
-have no position (no rotary), and no mask ever hides them, so every query may attend to them.
+the layer's input space, projected to keys and values by the same ``W_K, W_V`` as the tokens. No
+mask ever hides them, so every query may attend to them. They have no position: a query meets
+them un-rotated, so its score with a persistent token is the same at position 5 and at 50 000.
+(Rotating the queries but not the persistent keys, the usual shortcut, makes that score swing
+with the query's absolute position.) Both kinds of score go through one softmax by widening the
+head: ``q' = [rot(q) | q]``, token keys ``[rot(k) | 0]``, persistent keys ``[0 | k_p]``.
 
 **Rotary positions** use the absolute position of each token (``position`` of the first token of a
 call, carried by the cache), so a sequence fed in pieces sees exactly the angles of one call.
@@ -120,14 +124,15 @@ class Attention(nn.Module):
     def _heads(self, t: Tensor) -> Tensor:
         return rearrange(t, "b t (h d) -> b h t d", h=self.heads)
 
-    def project(self, x: Tensor, position: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Queries, keys, values of ``x`` ``(B, T, dim)`` at positions ``position ..``; each ``(B, H, T, d)``.
+    def project(self, x: Tensor, position: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Queries, keys, values of ``x`` ``(B, T, dim)`` at positions ``position ..``.
 
-        Queries and keys are rotated by their absolute positions.
+        Returns ``(q, k, v, q_raw)``, each ``(B, H, T, d)``: ``q`` and ``k`` rotated by their
+        absolute positions, ``q_raw`` the queries before the rotation (for the persistent tokens).
         """
         q, k, v = map(self._heads, self.to_qkv(x).chunk(3, dim=-1))
         pos = torch.arange(position, position + x.shape[1], device=x.device)
-        return rotary(q, pos, self.rope_base), rotary(k, pos, self.rope_base), v
+        return rotary(q, pos, self.rope_base), rotary(k, pos, self.rope_base), v, q
 
     def project_kv(self, x: Tensor, position: int) -> tuple[Tensor, Tensor]:
         """Keys (rotated) and values only; ``(B, H, T, d)`` each."""
@@ -149,6 +154,34 @@ class Attention(nn.Module):
     def _merge(self, out: Tensor) -> Tensor:
         return self.to_out(rearrange(out, "b h t d -> b t (h d)"))
 
+    def _attend(
+        self, q: Tensor, q_raw: Tensor, keys: Tensor, values: Tensor, mask: Tensor, batch: int
+    ) -> Tensor:
+        """Softmax attention of rotated queries over the token keys and the persistent tokens.
+
+        Args:
+            q, q_raw: ``(B, H, ..., Tq, d)`` the queries rotated and not.
+            keys, values: ``(B, H, ..., Tk, d)`` token keys (rotated) and values.
+            mask: ``(..., Tq, Tk)`` boolean, True = may attend; the persistent tokens are added
+                in front, visible to every query.
+        """
+        if not self.persistent_tokens:
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        pk, pv = self.persistent_kv(batch, q.dtype)  # (B, H, N_p, d)
+        extra = (1,) * (q.dim() - 4)  # the block axis of the sliding window, if any
+        lead = keys.shape[2:-2]
+        pk = pk.reshape(*pk.shape[:2], *extra, *pk.shape[2:]).expand(*pk.shape[:2], *lead, *pk.shape[2:])
+        pv = pv.reshape(*pv.shape[:2], *extra, *pv.shape[2:]).expand(*pv.shape[:2], *lead, *pv.shape[2:])
+        # widened head: rotated queries meet rotated keys, raw queries meet the persistent keys
+        q2 = torch.cat([q, q_raw], dim=-1)
+        k2 = torch.cat(
+            [torch.cat([torch.zeros_like(pk), pk], dim=-1), torch.cat([keys, torch.zeros_like(keys)], dim=-1)],
+            dim=-2,
+        )
+        v2 = torch.cat([pv, values], dim=-2)
+        mask = torch.cat([mask.new_ones(*mask.shape[:-1], self.persistent_tokens), mask], dim=-1)
+        return F.scaled_dot_product_attention(q2, k2, v2, attn_mask=mask, scale=self.head_dim**-0.5)
+
     # --- sliding window -------------------------------------------------------------------------
     def sliding(self, x: Tensor, cache: KVCache | None, position: int) -> tuple[Tensor, KVCache]:
         """Sliding-window attention of ``x`` ``(B, T, dim)``, the first token at ``position``.
@@ -158,7 +191,7 @@ class Attention(nn.Module):
         """
         B, T, _ = x.shape
         W = self.window
-        q, k, v = self.project(x, position)
+        q, k, v, q_raw = self.project(x, position)
         if cache is not None:
             k = torch.cat([cache.keys, k], dim=2)
             v = torch.cat([cache.values, v], dim=2)
@@ -174,12 +207,14 @@ class Attention(nn.Module):
         Q = min(T, W)  # queries per block
         nb = -(-T // Q)
         q = F.pad(q, (0, 0, 0, nb * Q - T))  # (B, H, nb Q, d)
+        q_raw = F.pad(q_raw, (0, 0, 0, nb * Q - T))
         k = F.pad(k, (0, 0, pad, nb * Q - T))  # (B, H, W - 1 + nb Q, d)
         v = F.pad(v, (0, 0, pad, nb * Q - T))
         span = Q + W - 1  # keys of one block of queries
         kb = k.unfold(2, span, Q).transpose(-1, -2)  # (B, H, nb, span, d)
         vb = v.unfold(2, span, Q).transpose(-1, -2)
         qb = rearrange(q, "b h (n q) d -> b h n q d", q=Q)
+        qb_raw = rearrange(q_raw, "b h (n q) d -> b h n q d", q=Q)
 
         r = torch.arange(Q, device=x.device)[:, None]
         c = torch.arange(span, device=x.device)[None, :]
@@ -187,13 +222,7 @@ class Attention(nn.Module):
         key_index = torch.arange(nb, device=x.device)[:, None] * Q + c  # padded index of each key
         mask = band[None] & (key_index >= pad)[:, None, :]  # (nb, Q, span)
 
-        n_p = self.persistent_tokens
-        if n_p:
-            pk, pv = self.persistent_kv(B, x.dtype)  # (B, H, N_p, d)
-            kb = torch.cat([pk[:, :, None].expand(-1, -1, nb, -1, -1), kb], dim=3)
-            vb = torch.cat([pv[:, :, None].expand(-1, -1, nb, -1, -1), vb], dim=3)
-            mask = torch.cat([mask.new_ones(nb, Q, n_p), mask], dim=2)
-        out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # (B, H, nb, Q, d)
+        out = self._attend(qb, qb_raw, kb, vb, mask, B)  # (B, H, nb, Q, d)
         out = rearrange(out, "b h n q d -> b h (n q) d")[:, :, :T]
         return self._merge(out), new_cache
 
@@ -221,7 +250,7 @@ class Attention(nn.Module):
             retrieved with that position's query (it carries that token's information).
         """
         B, n, _ = x.shape
-        q, k, v = self.project(x, position)
+        q, k, v, q_raw = self.project(x, position)
         hk, hv = self.project_kv(h, position)  # h_s sits at the position of x_s
         if cache is not None:
             hk = torch.cat([cache[0].keys, hk], dim=2)
@@ -230,13 +259,8 @@ class Attention(nn.Module):
             v = torch.cat([cache[1].values, v], dim=2)
         L = k.shape[2]  # tokens of the segment so far, this piece included
         causal = torch.arange(L, device=x.device)[None, :] <= torch.arange(L - n, L, device=x.device)[:, None]
-        keys, values, mask = [hk, k], [hv, v], [causal, causal]
-        if self.persistent_tokens:
-            pk, pv = self.persistent_kv(B, x.dtype)
-            keys, values = [pk, *keys], [pv, *values]
-            mask = [causal.new_ones(n, self.persistent_tokens), *mask]
-        keys, values, mask = torch.cat(keys, dim=2), torch.cat(values, dim=2), torch.cat(mask, dim=1)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        keys, values = torch.cat([hk, k], dim=2), torch.cat([hv, v], dim=2)
+        out = self._attend(q, q_raw, keys, values, torch.cat([causal, causal], dim=1), B)
         return self._merge(out), (KVCache(hk, hv), KVCache(k, v))
 
     def extra_repr(self) -> str:
