@@ -78,3 +78,23 @@ def test_ab_compare_quick() -> None:
         # both versions got the same weights: their outputs are finite and comparable
         assert math.isfinite(row["max_abs_output_diff"])
         assert _positive(row["forward_base_over_new"]) and _positive(row["forward_backward_base_over_new"])
+
+
+def test_models_benchmark_quick() -> None:
+    from titans_memory.models import ARCHS
+
+    out = _run("models.py")
+    assert {"machine", "device", "shape", "memory", "reps", "speed", "generation"} <= set(out)
+    assert set(out["generation"]) == set(ARCHS)
+    for arch, row in out["speed"].items():
+        assert _positive(row["forward_tokens_per_s"]) and _positive(row["forward_backward_tokens_per_s"]), arch
+        assert _positive(row["forward_vs_swa"]), arch
+    for arch, row in out["generation"].items():
+        if "skipped" in row:
+            assert arch == "mac"
+            continue
+        assert _positive(row["generation_tokens_per_s"]), arch
+        rows = row["generation_memory"]
+        assert [r["generated"] for r in rows] == [8, 16, 32, 64, 128]
+        # 16 + 64 and 16 + 128 tokens: past the window, at the same offset in segment and chunk
+        assert rows[-1]["cache_mib"] == rows[-2]["cache_mib"], arch

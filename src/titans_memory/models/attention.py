@@ -91,6 +91,14 @@ def reference_attention(
     return torch.softmax(scores, dim=-1) @ v
 
 
+def _additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """A boolean mask (True = may attend) as the additive 0 / -inf mask SDPA adds to the scores.
+
+    On CPU, SDPA's fused kernel takes an additive mask about twice as fast as a boolean one.
+    """
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
 def window_mask(queries: Tensor, keys: Tensor, window: int) -> Tensor:
     """``(Tq, Tk)`` boolean: the key at position ``s`` is visible from ``t`` iff ``t - window < s <= t``."""
     diff = queries[:, None] - keys[None, :]
@@ -166,7 +174,7 @@ class Attention(nn.Module):
                 in front, visible to every query.
         """
         if not self.persistent_tokens:
-            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=_additive(mask, q.dtype))
         pk, pv = self.persistent_kv(batch, q.dtype)  # (B, H, N_p, d)
         extra = (1,) * (q.dim() - 4)  # the block axis of the sliding window, if any
         lead = keys.shape[2:-2]
@@ -180,7 +188,9 @@ class Attention(nn.Module):
         )
         v2 = torch.cat([pv, values], dim=-2)
         mask = torch.cat([mask.new_ones(*mask.shape[:-1], self.persistent_tokens), mask], dim=-1)
-        return F.scaled_dot_product_attention(q2, k2, v2, attn_mask=mask, scale=self.head_dim**-0.5)
+        return F.scaled_dot_product_attention(
+            q2, k2, v2, attn_mask=_additive(mask, q.dtype), scale=self.head_dim**-0.5
+        )
 
     # --- sliding window -------------------------------------------------------------------------
     def sliding(self, x: Tensor, cache: KVCache | None, position: int) -> tuple[Tensor, KVCache]:
