@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from titans_memory.core.config import MemoryConfig
 
@@ -27,7 +28,7 @@ def test_defaults_are_the_documented_ones_and_valid():
     # the plain Titans memory: l2 attentional bias, decay retention, gradient at M (not decayed)
     assert cfg.objective == "l2" and cfg.retention == "decay"
     assert cfg.decayed_gradient is False and cfg.lr_gate is True
-    # a fresh forget gate must not wipe the memory (DESIGN section 2: "start it small")
+    # a fresh forget gate must not wipe the memory (docs/design.md: "start it small")
     assert cfg.forget_init < 0.05
     assert 0 < cfg.lr_init < cfg.max_lr
 
@@ -81,8 +82,45 @@ def test_frozen():
 )
 def test_invalid_field_raises_naming_it(changes, field):
     base = {"dim": 8, "heads": 2}
-    with pytest.raises(ValueError, match=rf"\b{field}\b"):
+    with pytest.raises(ValueError, match=rf"^MemoryConfig\.{field}\b"):
         MemoryConfig(**{**base, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"p": float("inf")}, {"q": float("nan")}, {"huber_delta_init": float("inf")}, {"max_lr": float("nan")},
+     {"retention_strength": float("inf")}, {"lp_sign_sharpness": float("inf")}, {"momentum_init": float("nan")}],
+    ids=lambda c: next(iter(c)),
+)
+def test_non_finite_numbers_are_rejected(changes):
+    field = next(iter(changes))
+    with pytest.raises(ValueError, match=rf"^MemoryConfig\.{field} must be a finite number"):
+        MemoryConfig(**changes)
+
+
+@pytest.mark.parametrize("field", ["momentum", "forget", "output_gate", "decayed_gradient", "lr_gate"])
+@pytest.mark.parametrize("value", ["no", "yes", 0, 1, None])
+def test_boolean_fields_accept_only_booleans(field, value):
+    """``momentum="no"`` used to switch momentum *on* (a non-empty string is truthy)."""
+    with pytest.raises(TypeError, match=rf"^MemoryConfig\.{field} must be True or False, got {value!r}"):
+        MemoryConfig(**{field: value})
+
+
+@pytest.mark.parametrize(("field", "value"), [("dim", "8"), ("max_lr", "0.1"), ("objective", 2), ("p", True)])
+def test_wrong_types_name_the_field(field, value):
+    with pytest.raises((TypeError, ValueError), match=rf"^MemoryConfig\.{field} must be"):
+        MemoryConfig(**{field: value})
+
+
+def test_large_huber_threshold_builds():
+    """``huber_delta_init = 1000`` used to overflow in math.expm1 while setting the gate's bias."""
+    from titans_memory.core import NeuralMemory
+
+    mem = NeuralMemory(MemoryConfig(dim=8, objective="huber", huber_delta_init=1000.0))
+    with torch.no_grad():
+        mem.to_gates.weight.zero_()
+        delta = mem.gates(torch.randn(1, 3, 8)).bias_param
+    torch.testing.assert_close(delta, torch.full_like(delta, 1000.0), rtol=1e-5, atol=0)
 
 
 def test_fixed_lr_may_exceed_max_lr():
@@ -93,7 +131,7 @@ def test_fixed_lr_may_exceed_max_lr():
 def test_replace_validates_again():
     cfg = MemoryConfig(dim=8)
     assert cfg.replace(chunk_size=5).chunk_size == 5
-    with pytest.raises(ValueError, match="chunk_size"):
+    with pytest.raises(ValueError, match=r"^MemoryConfig\.chunk_size must be an integer >= 1, got 0"):
         cfg.replace(chunk_size=0)
 
 
@@ -149,12 +187,12 @@ def test_dict_round_trip():
 def test_from_dict_unknown_field_raises():
     data = MemoryConfig(dim=8).to_dict()
     data["learning_rate"] = 0.1
-    with pytest.raises(ValueError, match="learning_rate"):
+    with pytest.raises(ValueError, match=r"MemoryConfig.from_dict: unknown fields \['learning_rate'\]"):
         MemoryConfig.from_dict(data)
 
 
 def test_from_dict_validates():
     data = MemoryConfig(dim=8).to_dict()
     data["chunk_size"] = 0
-    with pytest.raises(ValueError, match="chunk_size"):
+    with pytest.raises(ValueError, match=r"^MemoryConfig\.chunk_size must be an integer >= 1, got 0"):
         MemoryConfig.from_dict(data)

@@ -23,16 +23,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from titans_memory.core import PRESETS, MemoryState, NeuralMemory, preset
+from titans_memory.core import PRESETS, MemoryConfig, MemoryState, NeuralMemory, UpdateRule, preset
 from titans_memory.core.objectives import DotProductBias, HuberBias, L2Bias, LpBias
-from titans_memory.core.ops import MemoryOpState, chunked_memory, fresh_op_state, recurrent_memory
+from titans_memory.core.ops import BACKENDS, MemoryInputs, MemoryOpState, fresh_op_state
 from titans_memory.core.retention import make_retention, soft_threshold
 from titans_memory.tasks.recall import operator_setup, outlier_burst, recall_vs_age, write_memory
 
 DT = torch.float64
 TOL = {"rtol": 1e-9, "atol": 1e-10}
 NAMES = list(PRESETS)
-OPS = {"recurrent": recurrent_memory, "chunked": chunked_memory}
+OPS = list(BACKENDS)
 
 # every preset, plus the one retention no preset uses (elastic net), on Titans' other choices
 CASES: dict[str, tuple[str, dict]] = {name: (name, {}) for name in NAMES}
@@ -59,32 +59,12 @@ def _state_tensors(state: MemoryState) -> list[torch.Tensor]:
     return [*state.weights, *state.momentum, *state.anchor]
 
 
-def _functional(y: torch.Tensor, state: MemoryState, seed: int = 7) -> torch.Tensor:
-    """A random linear functional of the output and the whole state."""
-    g = torch.Generator().manual_seed(seed)
-    total = (torch.randn(y.shape, generator=g, dtype=DT) * y).sum()
-    for t in _state_tensors(state):
-        total = total + (torch.randn(t.shape, generator=g, dtype=DT) * t).sum()
-    return total
-
-
-def _assert_states_close(a: MemoryState, b: MemoryState, **tol) -> None:
-    assert a.position == b.position and a.chunk_size == b.chunk_size
-    for name in ("weights", "momentum", "anchor"):
-        for ta, tb in zip(getattr(a, name), getattr(b, name), strict=True):
-            torch.testing.assert_close(ta, tb, **(tol or TOL), msg=lambda m, n=name: f"state.{n}: {m}")
-    if a.conv_tail is None:
-        assert b.conv_tail is None
-    else:
-        torch.testing.assert_close(a.conv_tail, b.conv_tail, **(tol or TOL))
-
-
 # ------------------------------------------------------------------------------------------
 # Module level, every preset
 # ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("chunk_size", [1, 3, 8])
 @pytest.mark.parametrize("case", list(CASES))
-def test_chunked_equals_recurrent_with_gradients(case: str, chunk_size: int) -> None:
+def test_chunked_equals_recurrent_with_gradients(case: str, chunk_size: int, random_functional, assert_states_close) -> None:
     mem = _memory(case, chunk_size)
     params = dict(mem.named_parameters())
     runs = {}
@@ -92,13 +72,13 @@ def test_chunked_equals_recurrent_with_gradients(case: str, chunk_size: int) -> 
         x = _x().requires_grad_()
         y, state = mem(x, backend=backend)
         grads = torch.autograd.grad(
-            _functional(y, state), [x, *params.values()], allow_unused=True, materialize_grads=True
+            random_functional([y, *_state_tensors(state)]), [x, *params.values()], allow_unused=True, materialize_grads=True
         )
         runs[backend] = (y, state, grads)
     (y_c, s_c, g_c), (y_r, s_r, g_r) = runs["chunked"], runs["recurrent"]
     assert torch.isfinite(y_r).all(), f"{case}: the reference diverged; the comparison would be empty"
     torch.testing.assert_close(y_c, y_r, **TOL)
-    _assert_states_close(s_c, s_r)
+    assert_states_close(s_c, s_r, **TOL)
     for name, gc, gr in zip(["input", *params], g_c, g_r, strict=True):
         torch.testing.assert_close(gc, gr, **TOL, msg=lambda m, n=name: f"{case}: grad of {n}: {m}")
     assert any(g.abs().sum() > 0 for g in g_r[1:]), "no parameter got a gradient at all"
@@ -124,7 +104,7 @@ def test_causal_and_batch_independent(case: str) -> None:
 
 @pytest.mark.parametrize("backend", ["chunked", "recurrent"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_streaming_in_uneven_pieces(case: str, backend: str) -> None:
+def test_streaming_in_uneven_pieces(case: str, backend: str, assert_states_close) -> None:
     mem = _memory(case, chunk_size=8)
     x = _x(T=37)
     with torch.no_grad():
@@ -135,7 +115,7 @@ def test_streaming_in_uneven_pieces(case: str, backend: str) -> None:
             pieces.append(y)
             start += size
     torch.testing.assert_close(torch.cat(pieces, dim=1), y_full, **TOL)
-    _assert_states_close(state, s_full)
+    assert_states_close(state, s_full, **TOL)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -211,15 +191,24 @@ def _read(q_t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (q_t.unsqueeze(-2) @ w).squeeze(-2)
 
 
+def _matrix_op(op, q, k, v, lr, w0, *, chunk_size, objective="l2", log_retention=None,
+               decayed_gradient=False, bias_param=None, lr_gate=True):
+    """One call of operator ``op`` on a matrix memory (no momentum; forgets iff log_retention)."""
+    cfg = MemoryConfig(dim=q.shape[-1], depth=1, momentum=False, forget=log_retention is not None,
+                       objective=objective, decayed_gradient=decayed_gradient, chunk_size=chunk_size,
+                       max_step_norm=None)  # the closed forms are the rules without the step bound
+    inputs = MemoryInputs(q, k, v, lr, log_retention, None, bias_param)
+    return BACKENDS[op](inputs, fresh_op_state([w0]), UpdateRule.from_config(cfg))
+
+
 @pytest.mark.parametrize("chunk_size", [1, 4])
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", OPS)
 def test_linear_attention_closed_form(op: str, chunk_size: int) -> None:
     """``M_t = M_{t-1} + v_t k_t^T`` (row convention: ``W += k^T v``); theta = 1, dot-product bias.
     The error never looks at the memory, so any chunk size gives the same rule."""
     q, k, v, w0 = _qkv()
     lr = torch.ones(N, T, dtype=DT)
-    y, state = OPS[op](q, k, v, lr, None, None, fresh_op_state([w0]), chunk_size=chunk_size,
-                       error_fn=DotProductBias())
+    y, state = _matrix_op(op, q, k, v, lr, w0, chunk_size=chunk_size, objective="dot")
     w, ref = w0.clone(), []
     for t in range(T):
         w = w + _outer(k[:, t], v[:, t])
@@ -228,13 +217,12 @@ def test_linear_attention_closed_form(op: str, chunk_size: int) -> None:
     torch.testing.assert_close(state.weights[0], w, **TOL)
 
 
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", OPS)
 def test_deltanet_closed_form(op: str) -> None:
     """``M_t = M_{t-1} - beta_t (M_{t-1} k_t - v_t) k_t^T`` with ``beta = 2 theta``."""
     q, k, v, w0 = _qkv(1)
     theta = 0.5 * torch.rand(N, T, generator=torch.Generator().manual_seed(2), dtype=DT)
-    y, state = OPS[op](q, k, v, theta, None, None, fresh_op_state([w0]), chunk_size=1,
-                       error_fn=L2Bias())
+    y, state = _matrix_op(op, q, k, v, theta, w0, chunk_size=1)
     w, ref = w0.clone(), []
     for t in range(T):
         beta = 2 * theta[:, t, None, None]
@@ -244,15 +232,14 @@ def test_deltanet_closed_form(op: str) -> None:
     torch.testing.assert_close(state.weights[0], w, **TOL)
 
 
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", OPS)
 def test_gated_deltanet_closed_form(op: str) -> None:
     """``M_t = a_t M_{t-1} - beta_t (a_t M_{t-1} k_t - v_t) k_t^T``, ``a_t = exp(log_retention_t)``."""
     q, k, v, w0 = _qkv(3)
     g = torch.Generator().manual_seed(4)
     theta = 0.5 * torch.rand(N, T, generator=g, dtype=DT)
     log_a = torch.log(0.5 + 0.5 * torch.rand(N, T, generator=g, dtype=DT))  # a in (0.5, 1)
-    y, state = OPS[op](q, k, v, theta, log_a, None, fresh_op_state([w0]), chunk_size=1,
-                       error_fn=L2Bias(), decayed_gradient=True)
+    y, state = _matrix_op(op, q, k, v, theta, w0, chunk_size=1, log_retention=log_a, decayed_gradient=True)
     w, ref = w0.clone(), []
     for t in range(T):
         a, beta = log_a[:, t, None, None].exp(), 2 * theta[:, t, None, None]
@@ -262,15 +249,14 @@ def test_gated_deltanet_closed_form(op: str) -> None:
     torch.testing.assert_close(state.weights[0], w, **TOL)
 
 
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", OPS)
 def test_ttt_linear_minibatch_closed_form(op: str) -> None:
     """TTT-Linear with mini-batch b: every gradient in a batch at the batch-start weights W_b,
     ``W_t = W_{t-1} - beta_t k_t^T (k_t W_b - v_t)``, each token read with its own W_t."""
     b = 4  # T = 11: two full batches and a partial one
     q, k, v, w0 = _qkv(5)
     theta = 0.1 * torch.rand(N, T, generator=torch.Generator().manual_seed(6), dtype=DT)
-    y, state = OPS[op](q, k, v, theta, None, None, fresh_op_state([w0]), chunk_size=b,
-                       error_fn=L2Bias())
+    y, state = _matrix_op(op, q, k, v, theta, w0, chunk_size=b)
     w, ref = w0.clone(), []
     for t in range(T):
         if t % b == 0:
@@ -314,20 +300,19 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 FLA_TOL = {"rtol": 1e-5, "atol": 1e-5}  # fla's references compute in float32
 
 
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", OPS)
 def test_deltanet_matches_fla_reference(op: str) -> None:
     naive = _import_fla("fla.ops.delta_rule.naive")
     q, k, v, beta, _, s0 = _fla_inputs()
     # fla scales queries by D^-0.5 inside: undo it so both read M_t(q_t)
     o_ref, s_ref = naive.delta_rule_recurrence(q * D**0.5, k, v, beta, initial_state=s0.clone())
-    y, state = OPS[op](_flat(q), _flat(k), _flat(v), _flat(beta) / 2, None, None,
-                       fresh_op_state([_flat(s0)]), chunk_size=1, error_fn=L2Bias())
+    y, state = _matrix_op(op, _flat(q), _flat(k), _flat(v), _flat(beta) / 2, _flat(s0), chunk_size=1)
     torch.testing.assert_close(y, _flat(o_ref).to(DT), **FLA_TOL)
     torch.testing.assert_close(state.weights[0], _flat(s_ref).to(DT), **FLA_TOL)
 
 
 @pytest.mark.parametrize("reference", ["naive_recurrent_gated_delta_rule", "naive_chunk_gated_delta_rule"])
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", OPS)
 def test_gated_deltanet_matches_fla_reference(op: str, reference: str) -> None:
     naive = _import_fla("fla.ops.gated_delta_rule.naive")
     q, k, v, beta, log_a, s0 = _fla_inputs(9)
@@ -335,9 +320,8 @@ def test_gated_deltanet_matches_fla_reference(op: str, reference: str) -> None:
     fn = getattr(naive, reference)
     o_ref, s_ref = fn(bthd(q), bthd(k), bthd(v), beta=bthd(beta), g=bthd(log_a), scale=1.0,
                       initial_state=s0.clone(), output_final_state=True)
-    y, state = OPS[op](_flat(q), _flat(k), _flat(v), _flat(beta) / 2, _flat(log_a), None,
-                       fresh_op_state([_flat(s0)]), chunk_size=1, error_fn=L2Bias(),
-                       decayed_gradient=True)
+    y, state = _matrix_op(op, _flat(q), _flat(k), _flat(v), _flat(beta) / 2, _flat(s0), chunk_size=1,
+                          log_retention=_flat(log_a), decayed_gradient=True)
     torch.testing.assert_close(y, _flat(bthd(o_ref)).to(DT), **FLA_TOL)
     torch.testing.assert_close(state.weights[0], _flat(s_ref).to(DT), **FLA_TOL)
 
@@ -361,7 +345,7 @@ def test_huber_switches_branch_exactly_at_delta() -> None:
     torch.testing.assert_close(bias.error(target + r, target, param), 2 * r, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", OPS)
 def test_huber_branch_in_the_memory_update(op: str) -> None:
     """One write into a zero matrix memory: ``W_1 = -theta k^T e`` with the branch's error e."""
     delta, theta = 0.7, 0.1
@@ -369,9 +353,8 @@ def test_huber_branch_in_the_memory_update(op: str) -> None:
     direction = F.normalize(torch.tensor([[[0.2, -1.0, 0.4, 0.9]]], dtype=DT), dim=-1)
     for scale, inside in ((1 - 1e-9, True), (1 + 1e-9, False)):
         v = direction * delta * scale  # M_0 = 0, so the residual is r = -v
-        _, state = OPS[op](k, k, v, torch.full((1, 1), theta, dtype=DT), None, None,
-                           fresh_op_state([torch.zeros(1, 4, 4, dtype=DT)]), chunk_size=1,
-                           error_fn=HuberBias(), objective_param=torch.full((1, 1), delta, dtype=DT))
+        _, state = _matrix_op(op, k, k, v, torch.full((1, 1), theta, dtype=DT), torch.zeros(1, 4, 4, dtype=DT),
+                              chunk_size=1, objective="huber", bias_param=torch.full((1, 1), delta, dtype=DT))
         e = 2 * (-v[0]) if inside else delta * torch.sign(-v[0])
         torch.testing.assert_close(state.weights[0], -theta * _outer(k[0], e), rtol=1e-12, atol=1e-14)
 
@@ -433,13 +416,13 @@ def test_moneta_keeps_its_q_norm(backend: str) -> None:
     for i, state in enumerate(_stream_chunk_ends(mem, 3 * _x(T=20), backend)):
         for layer, w in enumerate(state.weights):
             norm = w.abs().pow(q).sum((-2, -1)).pow(1 / q)  # (batch, heads)
-            radius = mem.lq_radius[layer].to(DT).expand_as(norm)
+            radius = mem.retention_constants[layer].to(DT).expand_as(norm)
             torch.testing.assert_close(norm, radius, rtol=1e-12, atol=0, msg=f"chunk end {i}, layer {layer}")
     # and the radius is not a trivial fixed point: an unconstrained run drifts away from it
     free = _memory("moneta", 4, retention="decay")
     w_free = _stream_chunk_ends(free, 3 * _x(T=20), backend)[-1].weights[0]
     assert not torch.allclose(w_free.abs().pow(q).sum((-2, -1)).pow(1 / q),
-                              free.lq_radius[0].to(DT).expand(2, -1), rtol=1e-6)
+                              mem.retention_constants[0].to(DT).expand(2, -1), rtol=1e-6)
 
 
 def test_elastic_net_soft_threshold() -> None:
@@ -455,7 +438,7 @@ def test_elastic_net_soft_threshold() -> None:
     assert (w[~nz].abs() <= lam).all()
     # and the config's retention is that map with lambda = retention_strength
     cfg = preset("titans", retention="elastic_net", retention_strength=lam)
-    (out,) = make_retention(cfg)([w])
+    (out,) = make_retention(cfg).apply([w], None)
     assert torch.equal(out, x)
 
 
@@ -490,10 +473,10 @@ def test_lp_tanh_sign_is_the_papers_smooth_form() -> None:
     )
     # chosen through the config, and the chunked path equals the reference with it
     mem = _memory("moneta", 4, lp_sign_sharpness=10.0)
-    assert mem.objective == LpBias(p=3.0, sharpness=10.0)
+    assert mem.rule.bias == LpBias(p=3.0, sharpness=10.0)
     x = _x()
     y_c, s_c = mem(x)
     y_r, s_r = mem(x, backend="recurrent")
     torch.testing.assert_close(y_c, y_r, **TOL)
-    with pytest.raises(ValueError, match="sharpness"):
+    with pytest.raises(ValueError, match=r"LpBias.sharpness must be a finite number > 0 or None, got 0.0"):
         LpBias(sharpness=0.0)

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Literal
-
-Activation = Literal["gelu", "silu", "relu", "tanh"]
-Objective = Literal["l2", "lp", "huber", "dot"]
-Retention = Literal["decay", "lq", "kl", "elastic_net"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +29,7 @@ class MemoryConfig:
     head_dim: int | None = None  # channels per head; None means dim // heads
     depth: int = 2  # L: 1 = matrix memory M(x) = x W; L >= 2 = residual MLP x + MLP(x)
     expansion: float = 4.0  # hidden width of the MLP memory = expansion * head_dim
-    activation: Activation = "gelu"  # non-linearity inside the MLP memory
+    activation: str = "gelu"  # non-linearity inside the MLP memory
     chunk_size: int = 64  # b: tokens whose gradients share the chunk-start weights (sec. 3.2)
     conv_kernel: int = 4  # causal depthwise convolution on q, k, v; 1 disables it
     max_lr: float = 0.1  # theta_t = max_lr * sigmoid(.) lies in (0, max_lr]
@@ -46,72 +41,71 @@ class MemoryConfig:
     output_gate: bool = True  # y <- norm(y) * sigmoid(x W_g) before the output projection
     eps: float = 1e-6  # for the l2 norm of q, k and the output RMSNorm
     # --- MIRAS design space (arXiv 2504.13173); the defaults are Titans ----------------------
-    objective: Objective = "l2"  # attentional bias: l2, lp (Moneta), huber (Yaad), dot (lin. attn.)
+    objective: str = "l2"  # attentional bias (objectives.BIASES): l2, lp (Moneta), huber (Yaad), dot
     p: float = 3.0  # exponent of the lp bias
     lp_sign_sharpness: float | None = None  # lp: sign(x) ~ tanh(a x) if set, else x / |x|_smooth
     huber_delta_init: float = 1.0  # Huber threshold delta_t at initialisation (data-dependent)
-    retention: Retention = "decay"  # decay only, or a non-linear retention at chunk ends as well
+    retention: str = "decay"  # retention.RETENTIONS: decay only, or lq, kl, elastic_net at chunk ends
     q: float = 4.0  # exponent of the Lq retention (Moneta)
-    retention_strength: float = 1e-3  # elastic net: soft-threshold lambda; kl: scale c of the simplex
+    retention_strength: float = 1e-3  # elastic net: threshold lambda; kl: pull to uniform
     decayed_gradient: bool = False  # gradient at (1 - alpha_t) M instead of M (Gated DeltaNet)
     lr_gate: bool = True  # False: theta_t = lr_init for every token (no learned inner lr)
+    architecture: str | None = None  # architectures.ARCHITECTURES; None: matrix if depth 1, else residual_mlp
+    # --- stability by construction (docs/design.md, "Stability") --------------------------------
+    input_norm: bool = True  # every token scaled to unit RMS before projections and gates
+    max_step_norm: float | None = 10.0  # per-token bound on ||grad l||_F (all layers); None: off
 
     def __post_init__(self) -> None:
         for name in ("dim", "heads", "depth", "chunk_size", "conv_kernel"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"MemoryConfig.{name} must be an integer >= 1, got {value!r}")
+            _check_int(name, getattr(self, name))
         if self.head_dim is None:
             if self.dim % self.heads:
                 raise ValueError(
-                    f"MemoryConfig.dim ({self.dim}) must be divisible by heads ({self.heads}) "
-                    "when head_dim is None"
+                    f"MemoryConfig.heads ({self.heads}) must divide dim ({self.dim}) when head_dim is None"
                 )
-        elif not isinstance(self.head_dim, int) or self.head_dim < 1:
-            raise ValueError(f"MemoryConfig.head_dim must be an integer >= 1, got {self.head_dim!r}")
-        if not (self.expansion > 0 and math.isfinite(self.expansion)):
-            raise ValueError(f"MemoryConfig.expansion must be > 0, got {self.expansion!r}")
+        else:
+            _check_int("head_dim", self.head_dim)
+        for name in ("momentum", "forget", "output_gate", "decayed_gradient", "lr_gate", "input_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):  # "no" would be truthy: never guess
+                raise TypeError(f"MemoryConfig.{name} must be True or False, got {value!r}")
+        for name in ("activation", "objective", "retention"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"MemoryConfig.{name} must be a string, got {value!r}")
+        if self.architecture is not None and not isinstance(self.architecture, str):
+            raise TypeError(f"MemoryConfig.architecture must be a string or None, got {self.architecture!r}")
+        _check_real("expansion", self.expansion, low=0.0)
         if self.depth >= 2 and self.hidden_dim < 1:
             raise ValueError("MemoryConfig.expansion * head_dim must be >= 1")
-        if self.activation not in ("gelu", "silu", "relu", "tanh"):
+        from titans_memory.core.architectures import ACTIVATIONS
+
+        if self.activation not in ACTIVATIONS:
             raise ValueError(
-                f"MemoryConfig.activation must be one of gelu, silu, relu, tanh; got {self.activation!r}"
+                f"MemoryConfig.activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}"
             )
-        if not (0 < self.max_lr and math.isfinite(self.max_lr)):
-            raise ValueError(f"MemoryConfig.max_lr must be > 0, got {self.max_lr!r}")
-        if self.objective not in ("l2", "lp", "huber", "dot"):
-            raise ValueError(f"MemoryConfig.objective must be one of l2, lp, huber, dot; got {self.objective!r}")
-        if self.retention not in ("decay", "lq", "kl", "elastic_net"):
-            raise ValueError(
-                f"MemoryConfig.retention must be one of decay, lq, kl, elastic_net; got {self.retention!r}"
-            )
-        if self.lp_sign_sharpness is not None and not self.lp_sign_sharpness > 0:
-            raise ValueError(
-                f"MemoryConfig.lp_sign_sharpness must be > 0 or None, got {self.lp_sign_sharpness!r}"
-            )
-        if not self.p >= 1:
-            raise ValueError(f"MemoryConfig.p must be >= 1, got {self.p!r}")
-        if not self.q >= 1:
-            raise ValueError(f"MemoryConfig.q must be >= 1, got {self.q!r}")
-        if not self.huber_delta_init > 0:
-            raise ValueError(f"MemoryConfig.huber_delta_init must be > 0, got {self.huber_delta_init!r}")
-        if not self.retention_strength > 0:
-            raise ValueError(f"MemoryConfig.retention_strength must be > 0, got {self.retention_strength!r}")
+        _check_real("max_lr", self.max_lr, low=0.0)
+        if self.lp_sign_sharpness is not None:
+            _check_real("lp_sign_sharpness", self.lp_sign_sharpness, low=0.0)
+        _check_real("p", self.p, low=1.0, closed=True)
+        _check_real("q", self.q, low=1.0, closed=True)
+        _check_real("huber_delta_init", self.huber_delta_init, low=0.0)
+        _check_real("retention_strength", self.retention_strength, low=0.0)
         if self.decayed_gradient and not self.forget:
             raise ValueError("MemoryConfig.decayed_gradient needs forget=True (it decays by alpha_t)")
         if not self.lr_gate:
-            if not (0 < self.lr_init and math.isfinite(self.lr_init)):
-                raise ValueError(f"MemoryConfig.lr_init must be > 0, got {self.lr_init!r}")
-        elif not (0 < self.lr_init < self.max_lr):
-            raise ValueError(
-                f"MemoryConfig.lr_init must be in (0, max_lr={self.max_lr}), got {self.lr_init!r}"
-            )
-        if not (0 < self.momentum_init < 1):
-            raise ValueError(f"MemoryConfig.momentum_init must be in (0, 1), got {self.momentum_init!r}")
-        if not (0 < self.forget_init < 1):
-            raise ValueError(f"MemoryConfig.forget_init must be in (0, 1), got {self.forget_init!r}")
-        if not (self.eps > 0):
-            raise ValueError(f"MemoryConfig.eps must be > 0, got {self.eps!r}")
+            _check_real("lr_init", self.lr_init, low=0.0)
+        else:
+            _check_real("lr_init", self.lr_init, low=0.0, high=self.max_lr)
+        _check_real("momentum_init", self.momentum_init, low=0.0, high=1.0)
+        _check_real("forget_init", self.forget_init, low=0.0, high=1.0)
+        _check_real("eps", self.eps, low=0.0)
+        if self.max_step_norm is not None:
+            _check_real("max_step_norm", self.max_step_norm, low=0.0)
+        # the named parts exist (registered) and build from this config
+        from titans_memory.core.rule import UpdateRule
+
+        UpdateRule.from_config(self)
 
     @property
     def d_head(self) -> int:
@@ -126,10 +120,9 @@ class MemoryConfig:
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
         """(d_in, d_out) of each memory weight, in the row-vector convention ``h @ W``."""
-        d, h = self.d_head, self.hidden_dim
-        if self.depth == 1:
-            return [(d, d)]
-        return [(d, h)] + [(h, h)] * (self.depth - 2) + [(h, d)]
+        from titans_memory.core.rule import UpdateRule
+
+        return UpdateRule.from_config(self).architecture.layer_shapes
 
     def replace(self, **changes) -> MemoryConfig:
         """A copy with some fields changed (validated again)."""
@@ -145,3 +138,22 @@ class MemoryConfig:
         if unknown:
             raise ValueError(f"MemoryConfig.from_dict: unknown fields {sorted(unknown)}")
         return cls(**data)
+
+
+def _check_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"MemoryConfig.{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_real(
+    name: str, value: object, *, low: float, high: float | None = None, closed: bool = False
+) -> None:
+    """``value`` is a finite real number in ``(low, high)`` (``[low, ...`` when ``closed``)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"MemoryConfig.{name} must be a number, got {value!r}")
+    above = value >= low if closed else value > low
+    below = high is None or value < high
+    if not (math.isfinite(value) and above and below):
+        lo = f"[{low}" if closed else f"({low}"
+        hi = f"{high})" if high is not None else "inf)"
+        raise ValueError(f"MemoryConfig.{name} must be a finite number in {lo}, {hi}, got {value!r}")

@@ -1,9 +1,17 @@
-"""``NeuralMemory``: the neural long-term memory of Titans (arXiv 2501.00663) as a sequence layer."""
+"""``NeuralMemory``: the neural long-term memory of Titans (arXiv 2501.00663) as a sequence layer.
+
+Its steps can be used on their own (Titans sec. 4 composes them differently per architecture):
+
+* :meth:`NeuralMemory.retrieve` reads the memory with the queries of an input, no write;
+* :meth:`NeuralMemory.store` writes the keys and values of an input, no reads computed;
+* :meth:`NeuralMemory.forward` does both at once, exactly: every token reads the memory right
+  after its own write (the fused read-after-write of the chunk-parallel operator).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -13,23 +21,35 @@ from torch import Tensor, nn
 from titans_memory._tensors import all_finite
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.conv import causal_depthwise_conv
-from titans_memory.core.models import init_memory_weights
-from titans_memory.core.objectives import make_objective
-from titans_memory.core.ops import chunked_memory, recurrent_memory
-from titans_memory.core.retention import make_retention, simplex_scale
+from titans_memory.core.ops import MemoryInputs, get_backend
+from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
-
-Backend = Literal["chunked", "recurrent"]
 
 
 def _logit(p: float) -> float:
     return math.log(p) - math.log1p(-p)
 
 
+class MemoryGates(NamedTuple):
+    """The data-dependent gates of every token, each ``(batch, heads, time)`` (None: gate off).
+
+    Attributes:
+        lr: theta_t, the inner learning rate, in (0, max_lr] (constant ``lr_init`` without a gate).
+        momentum: eta_t in (0, 1), the weight of past surprise.
+        forget: alpha_t in (0, 1), Titans' forget rate (the memory keeps ``1 - alpha_t``).
+        bias_param: the attentional bias' parameter (Huber's delta_t > 0), or None.
+    """
+
+    lr: Tensor
+    momentum: Tensor | None
+    forget: Tensor | None
+    bias_param: Tensor | None
+
+
 class NeuralMemory(nn.Module):
     """A memory whose weights are written at test time by gradient steps on surprise.
 
-    Per head, for each token (DESIGN section 2; Titans eqs. 8-15)::
+    Per head, for each token (Titans eqs. 8-15; docs/design.md)::
 
         k_t = l2norm(conv(silu(x_t W_K)))   v_t = conv(silu(x_t W_V))   q_t = l2norm(conv(silu(x_t W_Q)))
         S_t = eta_t S_{t-1} - theta_t grad l(M; k_t, v_t)      l = ||M(k_t) - v_t||^2
@@ -52,6 +72,8 @@ class NeuralMemory(nn.Module):
         >>> y, state = mem(x)                                # y: (2, 100, 64)
         >>> y2, state = mem(torch.randn(2, 7, 64), state)    # continue the same two streams
         >>> state = state.detach()                           # truncate backprop here
+        >>> h, state = mem.retrieve(x, state)                # read only (Titans' MAC: M*(q))
+        >>> state = mem.store(x, state)                      # write only
 
     ``mem(x[:, :40])`` then ``mem(x[:, 40:], state)`` gives the same outputs and state as
     ``mem(x)``, for any split (chunks are aligned to the stream position).
@@ -62,95 +84,314 @@ class NeuralMemory(nn.Module):
         if config is None:
             config = MemoryConfig(**overrides)
         elif overrides:
+            if not isinstance(config, MemoryConfig):
+                raise TypeError(f"config must be a MemoryConfig, got {type(config).__name__}")
             config = config.replace(**overrides)
         if not isinstance(config, MemoryConfig):
             raise TypeError(f"config must be a MemoryConfig, got {type(config).__name__}")
         self.config = cfg = config
+        self.rule = rule = UpdateRule.from_config(cfg)
         heads, d_head = cfg.heads, cfg.d_head
-        inner = heads * d_head
+        self.inner = inner = heads * d_head
 
+        # rows [0, inner) make queries, [inner, 3 inner) keys and values: one matmul in forward,
+        # slices of it in retrieve and store
         self.to_qkv = nn.Linear(cfg.dim, 3 * inner, bias=False)
         # depthwise causal convolution over time on q, k, v: one filter of conv_kernel taps per
         # channel (nn.Conv1d's default initialisation; tap -1 multiplies the current token)
         bound = 1.0 / math.sqrt(cfg.conv_kernel)
         self.conv_weight = nn.Parameter(torch.empty(3 * inner, cfg.conv_kernel).uniform_(-bound, bound))
 
-        # data-dependent gates per head: theta (inner lr), eta (momentum), alpha (forget) and
-        # Huber's threshold delta, each where the config asks for it
-        self._gate_names = (
-            (["lr"] if cfg.lr_gate else [])
-            + (["momentum"] if cfg.momentum else [])
-            + (["forget"] if cfg.forget else [])
-            + (["huber_delta"] if cfg.objective == "huber" else [])
-        )
+        # data-dependent gates per head: theta (inner lr), eta (momentum), alpha (forget) and the
+        # attentional bias' parameter, each where the rule asks for it
+        init = {
+            "lr": _logit(cfg.lr_init / cfg.max_lr) if cfg.lr_gate else 0.0,  # theta = max_lr sigmoid(.)
+            "momentum": _logit(cfg.momentum_init),
+            "forget": _logit(cfg.forget_init),
+        }
+        if rule.bias.param_init is not None:
+            init["bias_param"] = rule.bias.raw_from_param(rule.bias.param_init)
+        wanted = {"lr": cfg.lr_gate, "momentum": rule.momentum, "forget": rule.forget, "bias_param": "bias_param" in init}
+        self._gate_names = tuple(name for name, on in wanted.items() if on)
         self.to_gates = None
         if self._gate_names:
             self.to_gates = nn.Linear(cfg.dim, len(self._gate_names) * heads)
             with torch.no_grad():
                 # small weights: at initialisation the biases decide, so gates start at *_init
                 self.to_gates.weight.mul_(0.1)
-                bias = {
-                    "lr": _logit(cfg.lr_init / cfg.max_lr) if cfg.lr_gate else 0.0,
-                    "momentum": _logit(cfg.momentum_init),
-                    "forget": _logit(cfg.forget_init),
-                    "huber_delta": math.log(math.expm1(cfg.huber_delta_init)),  # softplus^-1
-                }
-                self.to_gates.bias.copy_(
-                    torch.tensor([bias[n] for n in self._gate_names]).repeat_interleave(heads)
-                )
+                self.to_gates.bias.copy_(torch.tensor([init[n] for n in self._gate_names]).repeat_interleave(heads))
 
         # the memory's initial weights M_0, learned by the outer loop, one set per head
-        self.memory_init = nn.ParameterList(
-            nn.Parameter(w) for w in init_memory_weights(cfg.layer_shapes, heads)
-        )
-        self.objective = make_objective(cfg)
-        if cfg.retention == "kl":  # Memora: the memory starts on the scaled simplex (uniform)
-            with torch.no_grad():
-                for w in self.memory_init:
-                    w.fill_(simplex_scale(*w.shape[-2:]) / (w.shape[-2] * w.shape[-1]))
-        # Moneta: each weight matrix is kept at the q-norm its initial memory has now
-        radius = [w.detach().abs().pow(cfg.q).sum((-2, -1)).pow(1 / cfg.q) for w in self.memory_init]
-        self.register_buffer("lq_radius", torch.stack(radius, 0), persistent=True)  # (L, H)
+        weights = rule.architecture.init_weights(heads)
+        if rule.retention is not None:  # e.g. Memora starts uniform on its simplex
+            weights = rule.retention.init_memory(weights)
+        self.memory_init = nn.ParameterList(nn.Parameter(w) for w in weights)
+        constants = None if rule.retention is None else rule.retention.constants(weights)
+        # (layers, heads): the chunk-end retention's constants (Moneta's q-norm radius), if any
+        self.register_buffer("retention_constants", constants, persistent=constants is not None)
 
         self.out_norm_weight = nn.Parameter(torch.ones(heads, d_head))  # RMSNorm per head
         self.to_out_gate = nn.Linear(cfg.dim, inner, bias=False) if cfg.output_gate else None
         self.to_out = nn.Linear(inner, cfg.dim, bias=False)
 
-    # ------------------------------------------------------------------------------------------
+    # --- state ---------------------------------------------------------------------------------------
     def init_state(self, batch_size: int, *, dtype: torch.dtype | None = None, device=None) -> MemoryState:
         """A fresh state for ``batch_size`` streams: the learned initial memory, zero momentum.
 
         It stays attached to ``memory_init``, so the initial memory is trained end to end.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         ref = self.memory_init[0]
         dtype = dtype or ref.dtype
         device = device or ref.device
         weights = tuple(
-            w.to(dtype=dtype, device=device).unsqueeze(0).expand(batch_size, *w.shape)
-            for w in self.memory_init
+            w.to(dtype=dtype, device=device).unsqueeze(0).expand(batch_size, *w.shape) for w in self.memory_init
         )
-        retention = self._retention(batch_size, dtype, device)
-        if retention is not None:  # a fresh memory already satisfies the retention's constraint
-            flat = retention([w.reshape(-1, *w.shape[2:]) for w in weights])
+        if self.rule.retention is not None:  # a fresh memory already satisfies the retention's constraint
+            flat = self.rule.retention.apply(
+                [w.reshape(-1, *w.shape[2:]) for w in weights], self._retention_constants(batch_size, dtype, device)
+            )
             weights = tuple(w.reshape(batch_size, -1, *w.shape[1:]) for w in flat)
         momentum = tuple(torch.zeros_like(w) for w in weights)
-        k = self.config.conv_kernel
-        tail = None
-        if k > 1:
-            tail = torch.zeros(batch_size, k - 1, self.conv_weight.shape[0], dtype=dtype, device=device)
-        return MemoryState(weights, momentum, weights, tail, 0, self.config.chunk_size)
+        query_tail = kv_tail = None
+        if self.config.conv_kernel > 1:
+            k = self.config.conv_kernel - 1
+            query_tail = torch.zeros(batch_size, k, self.inner, dtype=dtype, device=device)
+            kv_tail = torch.zeros(batch_size, k, 2 * self.inner, dtype=dtype, device=device)
+        return MemoryState(weights, momentum, weights, query_tail, kv_tail, 0, self.config.chunk_size)
 
-    def _retention(self, batch_size: int, dtype, device):
-        """The chunk-end retention for ``batch_size`` streams (None for plain decay)."""
-        radii = None
-        if self.config.retention == "lq":
-            radii = [
-                r.to(dtype=dtype, device=device).repeat(batch_size).view(-1, 1, 1) for r in self.lq_radius
-            ]  # (B H, 1, 1), batch-major like the flattened state
-        return make_retention(self.config, radii)
+    def _retention_constants(self, batch_size: int, dtype, device) -> tuple[Tensor, ...] | None:
+        """The retention's constants as one ``(batch * heads, 1, 1)`` tensor per layer."""
+        if self.retention_constants is None:
+            return None
+        return tuple(
+            c.to(dtype=dtype, device=device).repeat(batch_size).view(-1, 1, 1)  # batch-major, like the state
+            for c in self.retention_constants
+        )
 
+    # --- the steps ---------------------------------------------------------------------------------
+    def _normalize(self, x: Tensor) -> Tensor:
+        """With ``input_norm``: every token scaled to unit RMS, ``x_t / sqrt(mean(x_t^2) + eps)``, so
+        the layer sees the same input at any scale (and an outlier token as an ordinary one); else
+        ``x`` itself. A token so large that its squares overflow (beyond ~1e19 in float32) is read
+        as zero, never as NaN."""
+        if not self.config.input_norm:
+            return x
+        return F.rms_norm(x, (x.shape[-1],), eps=self.config.eps)
+
+    def _queries(self, x: Tensor, tail: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """``q = l2norm(conv(silu(x W_Q)))`` as ``(B H, T, d)``, and the new query-path tail."""
+        inner = self.inner
+        u = F.silu(F.linear(x, self.to_qkv.weight[:inner]))  # (B, T, H D)
+        u, tail = causal_depthwise_conv(u, self.conv_weight[:inner], tail)
+        q = rearrange(u, "b t (h d) -> (b h) t d", h=self.config.heads)
+        return F.normalize(q, dim=-1, eps=self.config.eps), tail
+
+    def _keys_values(self, x: Tensor, tail: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``k = l2norm(conv(silu(x W_K)))``, ``v = conv(silu(x W_V))``, ``(B H, T, d)`` each."""
+        inner = self.inner
+        u = F.silu(F.linear(x, self.to_qkv.weight[inner:]))  # (B, T, 2 H D)
+        u, tail = causal_depthwise_conv(u, self.conv_weight[inner:], tail)
+        k, v = rearrange(u, "b t (two h d) -> two (b h) t d", two=2, h=self.config.heads)
+        return F.normalize(k, dim=-1, eps=self.config.eps), v, tail
+
+    def _queries_keys_values(self, x: Tensor, state: MemoryState) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+        """Both paths in one matmul and one convolution (``forward``); same values as the two above."""
+        qkv = F.silu(self.to_qkv(x))  # (B, T, 3 H D)
+        tail = None if state.query_tail is None else torch.cat([state.query_tail, state.kv_tail], dim=-1)
+        qkv, tail = causal_depthwise_conv(qkv, self.conv_weight, tail)
+        q, k, v = rearrange(qkv, "b t (three h d) -> three (b h) t d", three=3, h=self.config.heads)
+        q = F.normalize(q, dim=-1, eps=self.config.eps)  # l2-normalised keys and queries keep steps stable
+        k = F.normalize(k, dim=-1, eps=self.config.eps)
+        q_tail = kv_tail = None
+        if tail is not None:
+            q_tail, kv_tail = tail[..., : self.inner], tail[..., self.inner :]
+        return q, k, v, q_tail, kv_tail
+
+    def _gate_logits(self, x: Tensor) -> dict[str, Tensor]:
+        """Raw gate values by name, each ``(B H, T)``."""
+        if self.to_gates is None:
+            return {}
+        gates = rearrange(self.to_gates(x), "b t (g h) -> g (b h) t", h=self.config.heads)
+        return dict(zip(self._gate_names, gates, strict=True))
+
+    def _op_gates(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """``(lr, log_retention, log_momentum, bias_param)`` as the operators take them, ``(B H, T)``."""
+        cfg, rule = self.config, self.rule
+        raw = self._gate_logits(x)
+        if cfg.lr_gate:
+            lr = cfg.max_lr * torch.sigmoid(raw["lr"])  # theta_t in (0, max_lr]
+        else:
+            B, T = x.shape[:2]
+            lr = x.new_full((B * cfg.heads, T), cfg.lr_init)
+        log_momentum = F.logsigmoid(raw["momentum"]) if rule.momentum else None  # log eta_t
+        log_retention = F.logsigmoid(-raw["forget"]) if rule.forget else None  # log(1 - alpha_t)
+        bias_param = rule.bias.param_from_raw(raw["bias_param"]) if "bias_param" in raw else None
+        return lr, log_retention, log_momentum, bias_param
+
+    def gates(self, x: Tensor) -> MemoryGates:
+        """The gates every token of ``x`` ``(batch, time, dim)`` gets, each ``(batch, heads, time)``."""
+        self._check_input(x, None)
+        lr, log_retention, log_momentum, bias_param = self._op_gates(self._normalize(x))
+        heads = self.config.heads
+
+        def unflat(t: Tensor | None) -> Tensor | None:
+            return None if t is None else rearrange(t, "(b h) t -> b h t", h=heads)
+
+        return MemoryGates(
+            lr=unflat(lr),
+            momentum=unflat(None if log_momentum is None else log_momentum.exp()),
+            forget=unflat(None if log_retention is None else -torch.expm1(log_retention)),  # alpha = 1 - e^log(1-alpha)
+            bias_param=unflat(bias_param),
+        )
+
+    def _output(self, y: Tensor, x: Tensor) -> Tensor:
+        """The output path: per-head RMSNorm, the output gate, the output projection."""
+        cfg = self.config
+        y = rearrange(y, "(b h) t d -> b t h d", b=x.shape[0])
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + cfg.eps) * self.out_norm_weight
+        y = rearrange(y, "b t h d -> b t (h d)")
+        if self.to_out_gate is not None:
+            y = y * torch.sigmoid(self.to_out_gate(x))
+        return self.to_out(y)
+
+    def _memory_inputs(self, q: Tensor | None, k: Tensor, v: Tensor, x: Tensor) -> MemoryInputs:
+        lr, log_retention, log_momentum, bias_param = self._op_gates(x)
+        return MemoryInputs(
+            q, k, v, lr, log_retention, log_momentum, bias_param,
+            self._retention_constants(x.shape[0], x.dtype, x.device),
+        )
+
+    def retrieve(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
+        """Read the memory with the queries of ``x``; nothing is written.
+
+        ``y_t = W_O (norm(M(q_t)) * sigmoid(x_t W_G))`` with M the state's current weights for every
+        token (Titans eq. 15 without the write: MAC's ``h = M*(q)``, eq. 21).
+
+        Args:
+            x: ``(batch, time, dim)``.
+            state: the memory to read (None: the fresh, learned initial memory).
+
+        Returns:
+            ``(y, state)``: ``y`` ``(batch, time, dim)``; the state with only its query-path
+            convolution tail advanced.
+        """
+        self._check_input(x, state)
+        if state is None:
+            state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
+        if x.shape[1] == 0:
+            return x.new_zeros(x.shape[0], 0, self.config.dim), state
+        x = self._normalize(x)
+        q, query_tail = self._queries(x, state.query_tail)
+        y = self.rule.architecture.forward(state.to_op_state().weights, q)  # (B H, T, d)
+        return self._output(y, x), state.replace(query_tail=query_tail)
+
+    def store(self, x: Tensor, state: MemoryState | None = None, *, backend: str = "chunked") -> MemoryState:
+        """Write the keys and values of ``x`` into the memory; no reads are computed.
+
+        The same write as :meth:`forward` makes (Titans eqs. 9-14, chunk-aligned to the stream
+        position), so ``store(x, s)`` ends in the state ``forward(x, s)`` ends in (its query tail
+        aside, which only reads advance).
+
+        Args:
+            x: ``(batch, time, dim)``; any length, shorter than a chunk included.
+            state: from a previous call (None: start fresh).
+            backend: a name in :data:`titans_memory.core.ops.BACKENDS`.
+
+        Returns:
+            The state after the last token of ``x``.
+        """
+        self._check_input(x, state)
+        op = get_backend(backend)
+        if state is None:
+            state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
+        if x.shape[1] == 0:
+            return state
+        x = self._normalize(x)
+        k, v, kv_tail = self._keys_values(x, state.kv_tail)
+        _, op_state = op(self._memory_inputs(None, k, v, x), state.to_op_state(), self.rule)
+        return state.with_op_state(op_state, x.shape[1]).replace(kv_tail=kv_tail)
+
+    def forward(
+        self, x: Tensor, state: MemoryState | None = None, *, backend: str = "chunked"
+    ) -> tuple[Tensor, MemoryState]:
+        """Write and read the memory along ``x``: each token reads right after its own write.
+
+        Args:
+            x: ``(batch, time, dim)``. ``time`` may be anything >= 0, shorter than a chunk included
+                (the memory is still updated).
+            state: from a previous call, to continue the same streams; None starts fresh.
+            backend: a name in :data:`titans_memory.core.ops.BACKENDS`: ``"chunked"`` (fast,
+                default) or ``"recurrent"`` (the token-by-token reference).
+
+        Returns:
+            ``(y, state)``: ``y`` of shape ``(batch, time, dim)``, and the state after the last token.
+        """
+        self._check_input(x, state)
+        op = get_backend(backend)
+        B, T, _ = x.shape
+        if state is None:
+            state = self.init_state(B, dtype=x.dtype, device=x.device)
+        if T == 0:
+            return x.new_zeros(B, 0, self.config.dim), state
+        x = self._normalize(x)
+        q, k, v, query_tail, kv_tail = self._queries_keys_values(x, state)
+        y, op_state = op(self._memory_inputs(q, k, v, x), state.to_op_state(), self.rule)  # y: (B H, T, d)
+        new_state = state.with_op_state(op_state, T).replace(query_tail=query_tail, kv_tail=kv_tail)
+        return self._output(y, x), new_state
+
+    def surprise(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
+        """How surprised the memory is by every token, ``theta_t ||grad l(M; k_t, v_t)||``, and the
+        state after writing ``x``.
+
+        The gradient is the one the update uses (Titans eq. 12, at the chunk-start weights, or at
+        the decayed memory for a ``decayed_gradient`` rule); its norm is the Frobenius norm over
+        all memory weights, before the step bound (the step taken is at most ``theta_t
+        max_step_norm``). A diagnostic: it walks ``x`` chunk by chunk with :meth:`store`.
+
+        Args:
+            x: ``(batch, time, dim)``. state: as for :meth:`store`.
+
+        Returns:
+            ``(surprise, state)``: ``(batch, heads, time)``, and the state after the last token.
+        """
+        self._check_input(x, state)
+        if state is None:
+            state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
+        arch, B, T = self.rule.architecture, x.shape[0], x.shape[1]
+        xn = self._normalize(x)
+        k, v, _ = self._keys_values(xn, state.kv_tail)
+        lr, log_retention, _, bias_param = self._op_gates(xn)
+        sizes, start = [], 0
+        while start < T:
+            n = min(T - start, self.config.chunk_size - state.offset)  # up to the next chunk end
+            piece = slice(start, start + n)
+            anchor = state.to_op_state().anchor
+            param = None if bias_param is None else bias_param[:, piece, None]
+            decay = None
+            if self.rule.decayed_gradient:  # token j's gradient at the anchor times its decay
+                decay = log_retention[:, piece].cumsum(-1).exp().unsqueeze(-1)  # (B H, n, 1)
+            if arch.supports_dual_form:  # ||H_j^T Delta_j||_F = ||H_j|| ||Delta_j||, summed over layers
+                path = arch.key_path(anchor, k[:, piece], v[:, piece], self.rule.bias, param, decay)
+                squared = sum(h.pow(2).sum(-1) * d.pow(2).sum(-1) for h, d in zip(*path, strict=True))
+            else:
+                grads = [
+                    arch.token_gradients(
+                        anchor if decay is None else [w * decay[:, j, :, None] for w in anchor],
+                        k[:, piece][:, j : j + 1], v[:, piece][:, j : j + 1], self.rule.bias,
+                        None if param is None else param[:, j : j + 1],
+                    )
+                    for j in range(n)
+                ]
+                squared = torch.cat([sum(g.pow(2).sum((-2, -1)) for g in gj) for gj in grads], dim=1)
+            sizes.append(lr[:, piece] * squared.sqrt())  # (B H, n)
+            state = self.store(x[:, piece], state)
+            start += n
+        sizes = torch.cat(sizes, dim=1) if sizes else x.new_zeros(B * self.config.heads, 0)
+        return rearrange(sizes, "(b h) t -> b h t", b=B), state
+
+    # --- checks --------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor, state: MemoryState | None) -> None:
         cfg = self.config
         if not isinstance(x, Tensor):
@@ -173,7 +414,7 @@ class NeuralMemory(nn.Module):
             return
         if not isinstance(state, MemoryState):
             raise TypeError(f"state must be a MemoryState or None, got {type(state).__name__}")
-        expected = [(x.shape[0], cfg.heads, a, b) for a, b in cfg.layer_shapes]
+        expected = [(x.shape[0], cfg.heads, a, b) for a, b in self.rule.architecture.layer_shapes]
         for name in ("weights", "momentum", "anchor"):
             got = [tuple(w.shape) for w in getattr(state, name)]
             if got != expected:
@@ -181,81 +422,21 @@ class NeuralMemory(nn.Module):
                     f"state does not fit this memory: {name} {got}, expected {expected} "
                     "(a state from a different config or batch size)"
                 )
-        tail = None
-        if cfg.conv_kernel > 1:
-            tail = (x.shape[0], cfg.conv_kernel - 1, self.conv_weight.shape[0])
-        got_tail = None if state.conv_tail is None else tuple(state.conv_tail.shape)
-        if got_tail != tail:
-            raise ValueError(
-                f"state.conv_tail has shape {got_tail}, expected {tail} "
-                f"(a state from a memory with another conv_kernel; this one has {cfg.conv_kernel})"
-            )
+        for name, channels in (("query_tail", self.inner), ("kv_tail", 2 * self.inner)):
+            want = None if cfg.conv_kernel == 1 else (x.shape[0], cfg.conv_kernel - 1, channels)
+            tail = getattr(state, name)
+            got = None if tail is None else tuple(tail.shape)
+            if got != want:
+                raise ValueError(
+                    f"state.{name} has shape {got}, expected {want} "
+                    f"(a state from a memory with another conv_kernel; this one has {cfg.conv_kernel})"
+                )
         if state.chunk_size != cfg.chunk_size:
             raise ValueError(f"state.chunk_size={state.chunk_size} but config.chunk_size={cfg.chunk_size}")
         if state.dtype != x.dtype:
             raise ValueError(f"state dtype {state.dtype} does not match x dtype {x.dtype}")
         if state.device != x.device:
             raise ValueError(f"state is on {state.device} but x is on {x.device}")
-
-    # ------------------------------------------------------------------------------------------
-    def forward(
-        self, x: Tensor, state: MemoryState | None = None, *, backend: Backend = "chunked"
-    ) -> tuple[Tensor, MemoryState]:
-        """Read and write the memory along ``x``.
-
-        Args:
-            x: ``(batch, time, dim)``. ``time`` may be anything >= 0, shorter than a chunk included
-                (the memory is still updated).
-            state: from a previous call, to continue the same streams; None starts fresh.
-            backend: ``"chunked"`` (fast, default) or ``"recurrent"`` (the token-by-token reference).
-
-        Returns:
-            ``(y, state)``: ``y`` of shape ``(batch, time, dim)``, and the state after the last token.
-        """
-        self._check_input(x, state)
-        if backend not in ("chunked", "recurrent"):
-            raise ValueError(f"backend must be 'chunked' or 'recurrent', got {backend!r}")
-        cfg = self.config
-        B, T, _ = x.shape
-        if state is None:
-            state = self.init_state(B, dtype=x.dtype, device=x.device)
-        if T == 0:
-            return x.new_zeros(B, 0, cfg.dim), state
-
-        # projections, SiLU, causal depthwise conv carried across calls through conv_tail
-        qkv = F.silu(self.to_qkv(x))  # (B, T, 3 H D)
-        qkv, tail = causal_depthwise_conv(qkv, self.conv_weight, state.conv_tail)
-        q, k, v = rearrange(qkv, "b t (three h d) -> three (b h) t d", three=3, h=cfg.heads)
-        q = F.normalize(q, dim=-1, eps=cfg.eps)  # l2-normalised keys and queries keep steps stable
-        k = F.normalize(k, dim=-1, eps=cfg.eps)
-
-        named = {}
-        if self.to_gates is not None:
-            gates = rearrange(self.to_gates(x), "b t (g h) -> g (b h) t", h=cfg.heads)
-            named = dict(zip(self._gate_names, gates, strict=True))
-        if cfg.lr_gate:
-            lr = cfg.max_lr * torch.sigmoid(named["lr"])  # theta_t in (0, max_lr]
-        else:
-            lr = q.new_full(q.shape[:2], cfg.lr_init)
-        log_momentum = F.logsigmoid(named["momentum"]) if cfg.momentum else None  # log eta_t
-        log_retention = F.logsigmoid(-named["forget"]) if cfg.forget else None  # log(1 - alpha_t)
-        huber_delta = F.softplus(named["huber_delta"]) if cfg.objective == "huber" else None
-
-        op = chunked_memory if backend == "chunked" else recurrent_memory
-        y, op_state = op(
-            q, k, v, lr, log_retention, log_momentum, state.to_op_state(),
-            chunk_size=cfg.chunk_size, activation=cfg.activation, error_fn=self.objective,
-            objective_param=huber_delta, decayed_gradient=cfg.decayed_gradient,
-            chunk_end_retention=self._retention(B, x.dtype, x.device),
-        )  # y: (B H, T, D)
-
-        y = rearrange(y, "(b h) t d -> b t h d", b=B)
-        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + cfg.eps) * self.out_norm_weight
-        y = rearrange(y, "b t h d -> b t (h d)")
-        if self.to_out_gate is not None:
-            y = y * torch.sigmoid(self.to_out_gate(x))
-        new_state = MemoryState.from_op_state(op_state, B, tail, state.position + T, cfg.chunk_size)
-        return self.to_out(y), new_state
 
     def extra_repr(self) -> str:
         c = self.config

@@ -36,7 +36,6 @@ Two tasks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,11 +44,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from titans_memory.core.config import MemoryConfig
-from titans_memory.core.models import memory_forward
 from titans_memory.core.neural_memory import NeuralMemory
-from titans_memory.core.ops import MemoryOpState, chunked_memory
-from titans_memory.core.presets import PRESETS, preset
-from titans_memory.core.retention import make_retention
+from titans_memory.core.ops import MemoryInputs, MemoryOpState, chunked_memory
+from titans_memory.core.presets import preset
+from titans_memory.core.rule import UpdateRule
 
 # presets whose mini-batch (gradients at the batch start) is part of the rule itself
 MINIBATCH_PRESETS = ("ttt_linear", "ttt_mlp")
@@ -62,45 +60,52 @@ class OperatorSetup:
     Attributes:
         name: preset name.
         config: the preset's :class:`MemoryConfig` (``dim = head_dim``, one head).
-        chunk_size: tokens whose gradients share the chunk-start weights.
+        rule: its update rule (built from the config, with the chunk size chosen here).
         theta: constant inner learning rate.
         retention: constant ``1 - alpha`` (None: no forgetting).
         momentum: constant ``eta`` (None: no momentum).
-        huber_delta: constant Huber threshold (None unless the bias is Huber).
+        bias_param: constant parameter of the attentional bias (Huber's delta; None if it has none).
         initial_weights: the fresh memory, one ``(1, d_in, d_out)`` tensor per layer (a fresh
             :class:`NeuralMemory`'s initial memory, on the retention's constraint set already).
-        error_fn: the attentional bias' error signal.
-        chunk_end_retention: the non-linear retention at chunk ends, or None.
+        retention_constants: the retention's constants, one ``(1, 1, 1)`` tensor per layer, or None.
     """
 
     name: str
     config: MemoryConfig
-    chunk_size: int
+    rule: UpdateRule
     theta: float
     retention: float | None
     momentum: float | None
-    huber_delta: float | None
+    bias_param: float | None
     initial_weights: tuple[Tensor, ...]
-    error_fn: Callable[..., Tensor]
-    chunk_end_retention: Callable[[list[Tensor]], list[Tensor]] | None
+    retention_constants: tuple[Tensor, ...] | None
+
+    @property
+    def chunk_size(self) -> int:
+        return self.rule.chunk_size
 
     def fresh_state(self, trials: int) -> MemoryOpState:
         """``trials`` independent copies of the fresh memory, zero momentum."""
         weights = tuple(w.expand(trials, *w.shape[1:]).clone() for w in self.initial_weights)
         return MemoryOpState(weights, tuple(torch.zeros_like(w) for w in weights), weights, 0)
 
-    def gates(self, trials: int, steps: int) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-        """Constant ``(lr, log_retention, log_momentum, objective_param)``, each ``(trials, steps)``."""
+    def inputs(self, keys: Tensor, values: Tensor, queries: Tensor | None = None) -> MemoryInputs:
+        """Operator inputs with constant gates, for ``(trials, steps, d)`` keys and values."""
+        trials, steps = keys.shape[:2]
         dtype = self.initial_weights[0].dtype
 
-        def full(value: float) -> Tensor:
-            return torch.full((trials, steps), value, dtype=dtype)
+        def full(value: float | None, log: bool = False) -> Tensor | None:
+            if value is None:
+                return None
+            t = torch.full((trials, steps), value, dtype=dtype)
+            return t.log() if log else t
 
-        return (
-            full(self.theta),
-            None if self.retention is None else full(self.retention).log(),
-            None if self.momentum is None else full(self.momentum).log(),
-            None if self.huber_delta is None else full(self.huber_delta),
+        constants = None
+        if self.retention_constants is not None:
+            constants = tuple(c.expand(trials, 1, 1) for c in self.retention_constants)
+        return MemoryInputs(
+            queries, keys, values, full(self.theta), full(self.retention, log=True),
+            full(self.momentum, log=True), full(self.bias_param), constants,
         )
 
 
@@ -132,42 +137,35 @@ def operator_setup(
     with torch.no_grad():
         fresh = module.init_state(1, dtype=dtype)  # retention's constraint applied already
         weights = tuple(w[:, 0].detach().clone() for w in fresh.weights)  # (1, d_in, d_out)
-        radii = [r.detach().to(dtype).view(1, 1, 1) for r in module.lq_radius] if cfg.retention == "lq" else None
+        constants = module._retention_constants(1, dtype, torch.device("cpu"))
+    bias = module.rule.bias
     return OperatorSetup(
         name=name,
         config=cfg,
-        chunk_size=chunk_size,
+        rule=module.rule.replace(chunk_size=chunk_size),
         theta=float(cfg.lr_init),
         retention=1.0 - cfg.forget_init if cfg.forget else None,
         momentum=cfg.momentum_init if cfg.momentum else None,
-        huber_delta=cfg.huber_delta_init if cfg.objective == "huber" else None,
+        bias_param=bias.param_init,
         initial_weights=weights,
-        error_fn=module.objective,
-        chunk_end_retention=make_retention(cfg, radii),
+        retention_constants=None if constants is None else tuple(c.detach() for c in constants),
     )
 
 
 def write_memory(setup: OperatorSetup, state: MemoryOpState, keys: Tensor, values: Tensor) -> MemoryOpState:
     """Write ``(keys, values)`` pairs, ``(N, T, d)`` each, into the memories; returns the new state.
 
-    The operator also reads at every token (``q = k``); those reads are not needed here.
+    The write alone: no reads are computed.
     """
-    lr, log_ret, log_mom, param = setup.gates(keys.shape[0], keys.shape[1])
     with torch.no_grad():
-        _, state = chunked_memory(
-            keys, keys, values, lr, log_ret, log_mom, state,
-            chunk_size=setup.chunk_size, activation=setup.config.activation,
-            error_fn=setup.error_fn, objective_param=param,
-            decayed_gradient=setup.config.decayed_gradient,
-            chunk_end_retention=setup.chunk_end_retention,
-        )
+        _, state = chunked_memory(setup.inputs(keys, values), state, setup.rule)
     return state
 
 
 def read_memory(setup: OperatorSetup, state: MemoryOpState, queries: Tensor) -> Tensor:
     """``M_t(queries)``: a forward pass of the current memory, no update. ``(N, T, d) -> (N, T, d)``."""
     with torch.no_grad():
-        return memory_forward(state.weights, queries, setup.config.activation)[0]
+        return setup.rule.architecture.forward(state.weights, queries)
 
 
 def _pairs(gen: torch.Generator, trials: int, steps: int, d: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -347,18 +345,4 @@ def bias_ablation(
     return {
         label: outlier_burst("deltanet", depth=depth, **{**kwargs, **change})
         for label, change in biases.items()
-    }
-
-
-def compare_presets(
-    names: Sequence[str] | None = None, *, seed: int = 0, **kwargs
-) -> dict[str, dict[str, RecallCurve | BurstResult]]:
-    """Both tasks for every preset: ``{"recall": {name: RecallCurve}, "burst": {name: BurstResult}}``.
-
-    ``kwargs`` go to both tasks (e.g. ``head_dim``, ``trials``).
-    """
-    names = list(PRESETS) if names is None else list(names)
-    return {
-        "recall": {n: recall_vs_age(n, seed=seed, **kwargs) for n in names},
-        "burst": {n: outlier_burst(n, seed=seed, **kwargs) for n in names},
     }

@@ -1,11 +1,66 @@
-"""Memory update operators: one signature, ``(outputs, final_state)``.
+"""Memory update operators, one signature: ``op(inputs, state, rule) -> (outputs, final_state)``.
 
-* :func:`recurrent_memory` — the reference, token by token (the spec);
-* :func:`chunked_memory` — the chunk-parallel fast path, exact to rounding.
+* :func:`recurrent_memory` (``"recurrent"``): the reference, token by token (the spec);
+* :func:`chunked_memory` (``"chunked"``): the chunk-parallel fast path, exact to rounding.
+
+:data:`BACKENDS` is the one registry of operators: ``NeuralMemory(..., backend=name)`` and the
+tests look names up there. A device kernel registers itself with :func:`register_backend` and is
+then tested against the reference like the others.
 """
 
-from titans_memory.core.ops.chunked import chunked_memory
-from titans_memory.core.ops.common import MemoryOpState, fresh_op_state
-from titans_memory.core.ops.recurrent import recurrent_memory
+from __future__ import annotations
 
-__all__ = ["MemoryOpState", "chunked_memory", "fresh_op_state", "recurrent_memory"]
+from collections.abc import Callable
+
+from torch import Tensor
+
+from titans_memory.core.ops.chunked import chunked_memory
+from titans_memory.core.ops.common import (
+    MemoryInputs,
+    MemoryOpState,
+    check_op_inputs,
+    fresh_op_state,
+)
+from titans_memory.core.ops.recurrent import recurrent_memory
+from titans_memory.core.rule import UpdateRule
+
+MemoryOperator = Callable[[MemoryInputs, MemoryOpState, UpdateRule], tuple[Tensor | None, MemoryOpState]]
+
+#: Operators by name. ``"recurrent"`` is the reference every other one is tested against.
+BACKENDS: dict[str, MemoryOperator] = {"chunked": chunked_memory, "recurrent": recurrent_memory}
+
+#: The reference operator's name.
+REFERENCE = "recurrent"
+
+
+def register_backend(name: str, operator: MemoryOperator, *, replace: bool = False) -> None:
+    """Add an operator with the common signature under ``name``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_backend: name must be a non-empty string, got {name!r}")
+    if not callable(operator):
+        raise TypeError(f"register_backend: operator must be callable, got {operator!r}")
+    if name in BACKENDS and not replace:
+        raise ValueError(f"register_backend: {name!r} is already registered (pass replace=True)")
+    BACKENDS[name] = operator
+
+
+def get_backend(name: str) -> MemoryOperator:
+    """The operator registered as ``name`` (a clear error for an unknown one)."""
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
+    return BACKENDS[name]
+
+
+__all__ = [
+    "BACKENDS",
+    "REFERENCE",
+    "MemoryInputs",
+    "MemoryOpState",
+    "MemoryOperator",
+    "check_op_inputs",
+    "chunked_memory",
+    "fresh_op_state",
+    "get_backend",
+    "recurrent_memory",
+    "register_backend",
+]

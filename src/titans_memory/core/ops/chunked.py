@@ -1,17 +1,18 @@
 """The chunk-parallel memory operator: exact, matmuls only, no per-token weights.
 
-Inside a chunk every gradient is taken at the anchor weights W_g (the chunk-start weights), so
+Inside a chunk every gradient is taken at the anchor weights (the chunk-start weights), so
 ``u_j = H_j^T Delta_j`` is an outer product of the key path's layer input ``H_j`` and error signal
 ``Delta_j``, and momentum and forgetting are *linear* recurrences in the u_j. Unrolled from the
-segment's start state ``(W_s, S_s)`` (Titans sec. 3.2; DESIGN section 2)::
+segment's start state ``(W_s, S_s)`` (Titans sec. 3.2, eqs. 16-18; docs/design.md)::
 
     S_t = E_t S_s - sum_{j<=t} theta_j P[t, j] u_j          E_t = prod_{i<=t} eta_i, P[t,j] = E_t / E_j
     M_t = A_t W_s + f_t S_s - sum_{j<=t} G[t, j] u_j        A_t = prod_{i<=t} (1 - alpha_i)
           f_t = sum_{s<=t} D[t, s] E_s,   G = (D @ P) diag(theta),   D[t, s] = A_t / A_s
 
 * the segment-end weights are one matmul per layer: ``W_end = A_r W_s + f_r S_s - H^T (G[r]^T * Delta)``;
-* the read ``y_t = M_t(q_t)`` is exact through the "dual form": layer l's pre-activation for the
-  query-path input ``h_t`` is ``A_t h_t W_s + f_t h_t S_s - sum_j G[t, j] (h_t . H_j) Delta_j``,
+* the read ``y_t = M_t(q_t)`` is exact through the "dual form" (the architecture's
+  :meth:`~titans_memory.core.architectures.DualFormMemory.read_write`): layer l's pre-activation
+  for the query-path input ``h_t`` is ``A_t h_t W_s + f_t h_t S_s - sum_j G[t, j] (h_t . H_j) Delta_j``,
   a masked (c x c) matmul, as in linear attention / TTT.
 
 Products of gates are taken in log space (cumulative sums of log-gates), so long chunks and tiny
@@ -21,18 +22,40 @@ trains the outer parameters through the whole update.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from titans_memory.core.models import memory_errors_at
-from titans_memory.core.objectives import l2_error
-from titans_memory.core.ops.common import MemoryOpState, check_op_inputs
-from titans_memory.core.ops.dual_form import read_write, read_write_autograd
+from titans_memory.core.architectures import (
+    DualFormMemory,
+    KeyPath,
+    ReadCoefficients,
+    WriteCoefficients,
+)
+from titans_memory.core.ops.common import MemoryInputs, MemoryOpState, check_op_inputs
+from titans_memory.core.rule import UpdateRule
 
 _CHUNK_BLOCK = 16  # chunks whose coefficients are computed together
+
+
+class ChunkCoefficients(NamedTuple):
+    """Scalar coefficients of the unrolled recurrence (module docstring) for a grid of segments.
+
+    Shapes ``(..., c)`` or ``(..., c, c)``; the momentum terms are None without momentum.
+    """
+
+    decay: Tensor  # A_t = prod_{i<=t} (1 - alpha_i), (..., c)
+    momentum_in: Tensor | None  # f_t: weight of the start momentum S_s in M_t, (..., c)
+    momentum_decay: Tensor | None  # E_t = prod_{i<=t} eta_i, (..., c)
+    mix: Tensor  # G[t, j]: weight of u_j in M_t, (..., c, c), lower triangular
+    momentum_mix: Tensor | None  # P[t, j] = E_t / E_j, (..., c, c)
+
+    def pick(self, i: int) -> ChunkCoefficients:
+        """The coefficients of segment ``i`` of a ``(N, segments, ...)`` grid."""
+        return ChunkCoefficients(*(None if c is None else c[:, i] for c in self))
 
 
 def _segment_products(log_gate: Tensor) -> tuple[Tensor, Tensor]:
@@ -45,18 +68,8 @@ def _segment_products(log_gate: Tensor) -> tuple[Tensor, Tensor]:
     return cum.exp(), ratio
 
 
-def chunk_coefficients(
-    lr: Tensor, log_retention: Tensor | None, log_momentum: Tensor | None
-) -> dict[str, Tensor | None]:
-    """Scalar coefficients of the unrolled recurrence for a grid of segments.
-
-    Args:
-        lr, log_retention, log_momentum: ``(..., c)`` gates of each segment (None: gate off).
-
-    Returns:
-        dict with ``A`` (..., c), ``f`` (..., c) or None, ``E`` (..., c) or None,
-        ``G`` (..., c, c) and ``P`` (..., c, c) or None, as in the module docstring.
-    """
+def chunk_coefficients(lr: Tensor, log_retention: Tensor | None, log_momentum: Tensor | None) -> ChunkCoefficients:
+    """:class:`ChunkCoefficients` of segments with gates ``(..., c)`` (None: that gate is off)."""
     c = lr.shape[-1]
     if log_retention is None:
         retain = torch.ones_like(lr)
@@ -64,146 +77,138 @@ def chunk_coefficients(
     else:
         retain, decay = _segment_products(log_retention)
     if log_momentum is None:  # eta = 0: S_t = -theta_t u_t, so P is the identity and f = 0
-        return {"A": retain, "f": None, "E": None, "G": decay * lr.unsqueeze(-2), "P": None}
+        return ChunkCoefficients(retain, None, None, decay * lr.unsqueeze(-2), None)
     carry, mom = _segment_products(log_momentum)
     f = (decay @ carry.unsqueeze(-1)).squeeze(-1)
     G = (decay @ mom) * lr.unsqueeze(-2)
-    return {"A": retain, "f": f, "E": carry, "G": G, "P": mom}
+    return ChunkCoefficients(retain, f, carry, G, mom)
 
 
-def segment_terms(q: Tensor, k: Tensor, lr: Tensor, coef: dict[str, Tensor | None], last: int) -> dict[str, Tensor]:
-    """Per-segment terms that need no memory weights, for a whole grid of segments at once.
+def write_coefficients(lr: Tensor, coef: ChunkCoefficients, last: int) -> WriteCoefficients:
+    """The coefficients of the state after token ``last``, shaped to broadcast."""
+    has_momentum = coef.momentum_in is not None
+    return WriteCoefficients(
+        grad_weights=coef.mix[..., last, :].unsqueeze(-1),  # g_j = G[r, j]
+        decay=coef.decay[..., last, None, None],  # A_r
+        momentum_grad_weights=(coef.momentum_mix[..., last, :] * lr).unsqueeze(-1) if has_momentum else None,
+        momentum_in=coef.momentum_in[..., last, None, None] if has_momentum else None,  # f_r
+        momentum_decay=coef.momentum_decay[..., last, None, None] if has_momentum else None,  # E_r
+    )
 
-    Args:
-        q, k: ``(..., c, d)`` queries and keys; lr: ``(..., c)``; coef: :func:`chunk_coefficients`.
-        last: the row whose state the segment returns.
 
-    Returns:
-        ``qa = A_t q_t`` and ``qf = f_t q_t`` (the first layer's dual-form base inputs),
-        ``s0 = (q k^T) * G`` (its masked scores: the first layer's key-path input is k itself),
-        and the end-of-segment coefficients ``g = G[r, :]``, ``a = A_r``, ``p = theta P[r, :]``,
-        ``f = f_r``, ``e = E_r`` shaped to broadcast. Computed once per call instead of once per
-        chunk: fewer, larger ops, and fewer autograd nodes.
+def read_coefficients(q: Tensor, k: Tensor, coef: ChunkCoefficients) -> ReadCoefficients:
+    """Per-token read terms of a grid of segments: ``q, k`` ``(..., c, d)``.
+
+    The first layer's input is q itself on the query path and k on the key path, so its dual-form
+    terms ``A q``, ``f q`` and ``(q k^T) * G`` need no weights: computed here for a whole block of
+    chunks at once (fewer, larger ops, and fewer autograd nodes).
     """
-    A, f, G = coef["A"], coef["f"], coef["G"]
-    terms = {
-        "qa": A.unsqueeze(-1) * q,
-        "s0": (q @ k.transpose(-1, -2)) * G,
-        **end_terms(lr, coef, last),
-    }
-    if f is not None:
-        terms["qf"] = f.unsqueeze(-1) * q
-    return terms
+    has_momentum = coef.momentum_in is not None
+    return ReadCoefficients(
+        decay=coef.decay.unsqueeze(-1),
+        momentum_in=coef.momentum_in.unsqueeze(-1) if has_momentum else None,
+        mix=coef.mix,
+        q_decay=coef.decay.unsqueeze(-1) * q,
+        q_momentum=coef.momentum_in.unsqueeze(-1) * q if has_momentum else None,
+        scores=(q @ k.transpose(-1, -2)) * coef.mix,
+    )
 
 
-def end_terms(lr: Tensor, coef: dict[str, Tensor | None], last: int) -> dict[str, Tensor]:
-    """The coefficients of the state after token ``last`` (see :func:`segment_terms`)."""
-    terms = {"g": coef["G"][..., last, :].unsqueeze(-1), "a": coef["A"][..., last, None, None]}
-    if coef["f"] is not None:
-        terms["p"] = (coef["P"][..., last, :] * lr).unsqueeze(-1)  # theta_j P[r, j]
-        terms["f"] = coef["f"][..., last, None, None]
-        terms["e"] = coef["E"][..., last, None, None]
-    return terms
+def _token_gradient_norms(key_path: KeyPath) -> Tensor:
+    """``||u_t||_F`` over all layers, ``(N, c)``: ``||H[t]^T Delta[t]||_F = ||H[t]|| ||Delta[t]||``."""
+    per_layer = [h.norm(dim=-1) * d.norm(dim=-1) for h, d in zip(*key_path, strict=True)]
+    return torch.stack(per_layer).norm(dim=0) if len(per_layer) > 1 else per_layer[0]
 
 
 def _segment(
+    rule: UpdateRule,
     weights: list[Tensor],
     momentum: list[Tensor] | None,
     anchor: Sequence[Tensor] | None,
-    q: Tensor,
+    q: Tensor | None,
     k: Tensor,
     v: Tensor,
     lr: Tensor,
-    coef: dict[str, Tensor | None],
-    terms: dict[str, Tensor],
+    coef: ChunkCoefficients,
+    read: ReadCoefficients | None,
+    write: WriteCoefficients,
     last: int,
-    activation: str,
-    error_fn: Callable[..., Tensor],
-    param: Tensor | None = None,
-    decayed_gradient: bool = False,
+    param: Tensor | None,
+    *,
     want_step: bool = False,
     inplace: bool = False,
     differentiable: bool = True,
-) -> tuple[Tensor, list[Tensor], list[Tensor] | None]:
+) -> tuple[Tensor | None, list[Tensor], list[Tensor] | None]:
     """One segment of c tokens of N memories.
 
     Args:
         weights: per layer, the start weights W_s, ``(N, d_in, d_out)``.
         momentum: per layer, the start momentum S_s, or None without momentum.
         anchor: weights where the gradients are taken; None means W_s (a chunk boundary).
-        q, k, v: ``(N, c, d)``; lr: ``(N, c)``; coef: :func:`chunk_coefficients` of the segment.
-        terms: :func:`segment_terms` of the segment.
+        q: ``(N, c, d)`` or None (write only); k, v: ``(N, c, d)``; lr: ``(N, c)``.
+        coef, read, write: the segment's coefficients (``read`` None when q is None).
         last: index of the token whose state is returned (c - 1 unless the stream ends earlier).
         param: ``(N, c)`` per-token parameter of the attentional bias, or None.
-        decayed_gradient: gradients at the decayed anchor ``A_t W_g`` (Gated DeltaNet).
         want_step: without momentum, return S_last = -theta_last u_last (the state's S).
         inplace: overwrite ``weights`` and ``momentum`` with the new state (no autograd, and
             nobody else holds them): saves fresh weight-sized allocations, and their page faults.
         differentiable: whether autograd needs the segment (False: plain ops, no graph node).
 
     Returns:
-        ``(y, new_weights, new_momentum)``: outputs ``(N, c, d)`` and the state after token
-        ``last`` (without momentum, ``new_momentum`` is S_last when asked for, else None).
+        ``(y, new_weights, new_momentum)``: outputs ``(N, c, d)`` (None when q is None) and the
+        state after token ``last`` (without momentum, ``new_momentum`` is S_last when asked for).
     """
-    A, f, G = coef["A"], coef["f"], coef["G"]
-    has_momentum = momentum is not None
+    arch = rule.architecture
     if anchor is None:
         anchor = weights
-
     # Key path at the anchor: layer inputs H_l (N, c, d_in) and error signals Delta_l (N, c, d_out).
-    inputs, deltas = memory_errors_at(
-        anchor, k, v, error_fn, activation,
-        param=None if param is None else param.unsqueeze(-1),
-        row_scale=A.unsqueeze(-1) if decayed_gradient else None,
+    key_path = arch.key_path(
+        anchor, k, v, rule.bias,
+        None if param is None else param.unsqueeze(-1),
+        row_scale=coef.decay.unsqueeze(-1) if rule.decayed_gradient else None,
     )
-
-    # Read (y_t = M_t(q_t) through the dual form, M_t never formed) and write (the state after
-    # token `last`): one autograd node with a hand-written backward when gradients are needed.
-    args = (
-        q, terms["qa"], terms.get("qf"), terms["s0"], A.unsqueeze(-1),
-        f.unsqueeze(-1) if has_momentum else None, G, terms["g"], terms["a"],
-        terms.get("p"), terms.get("f"), terms.get("e"), weights, momentum, inputs, deltas, activation,
-    )
-    if differentiable:
-        y, new_weights, new_momentum = read_write_autograd(*args)
+    scale = rule.step_scale(_token_gradient_norms(key_path))
+    if scale is not None:  # u_t <- u_t min(1, tau / ||u_t||): scaling every Delta_l[t] scales u_t
+        key_path = key_path._replace(deltas=tuple(d * scale.unsqueeze(-1) for d in key_path.deltas))
+    if q is None:  # write only: the state after token `last`, no read
+        y = None
+        new_weights, new_momentum = arch.write(write, weights, momentum, key_path, inplace=inplace)
     else:
-        y, new_weights, new_momentum = read_write(*args, inplace=inplace)
-    if not has_momentum and want_step:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
+        # read (y_t = M_t(q_t), M_t never formed) and write: with gradients, one autograd node
+        # with a hand-written backward
+        y, new_weights, new_momentum = arch.read_write(
+            q, read, write, weights, momentum, key_path, differentiable=differentiable, inplace=inplace
+        )
+    if momentum is None and want_step:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
         theta = lr[:, last, None, None]
         new_momentum = [
-            -theta * (a[:, last, :, None] * d[:, last, None, :]) for a, d in zip(inputs, deltas, strict=True)
+            -theta * (a[:, last, :, None] * d[:, last, None, :]) for a, d in zip(*key_path, strict=True)
         ]
     return y, new_weights, new_momentum
 
 
 def chunked_memory(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    lr: Tensor,
-    log_retention: Tensor | None,
-    log_momentum: Tensor | None,
-    state: MemoryOpState,
-    *,
-    chunk_size: int,
-    activation: str = "gelu",
-    error_fn: Callable[..., Tensor] = l2_error,
-    objective_param: Tensor | None = None,
-    decayed_gradient: bool = False,
-    chunk_end_retention: Callable[[list[Tensor]], list[Tensor]] | None = None,
-) -> tuple[Tensor, MemoryOpState]:
+    inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule
+) -> tuple[Tensor | None, MemoryOpState]:
     """Chunk-parallel twin of :func:`~titans_memory.core.ops.recurrent.recurrent_memory`.
 
     Same arguments, same ``(y, state)``, equal to rounding. Chunks are aligned to the stream's
     absolute position (``state.offset``), so feeding a sequence in pieces of any sizes gives the
-    same result as one call.
+    same result as one call. With ``inputs.q = None`` only the write is computed (no dual-form
+    read, and none of its backward).
     """
-    check_op_inputs(q, k, v, lr, log_retention, log_momentum, state, chunk_size)
-    if objective_param is not None and objective_param.shape != lr.shape:
-        raise ValueError(f"objective_param must have shape {tuple(lr.shape)}, got {tuple(objective_param.shape)}")
-    n, T, _ = q.shape
+    check_op_inputs(inputs, state, rule)
+    if not isinstance(rule.architecture, DualFormMemory):
+        raise TypeError(
+            f"the chunked operator needs a DualFormMemory architecture; {type(rule.architecture).__name__} "
+            "has no dual form (run it with the 'recurrent' backend)"
+        )
+    q, k, v, lr, log_retention, log_momentum, param, constants = inputs
+    chunk_size = rule.chunk_size
+    n, T, _ = k.shape
     if T == 0:
-        return q.new_zeros(q.shape), state
+        return (None if q is None else q.new_zeros(q.shape)), state
+    reads = q is not None
     has_momentum = log_momentum is not None
     weights = list(state.weights)
     momentum = list(state.momentum) if has_momentum else None
@@ -211,7 +216,7 @@ def chunked_memory(
     # caller's tensors: only those this call made (from the second segment on)
     no_grad = not torch.is_grad_enabled() or not any(
         t.requires_grad
-        for t in (q, k, v, lr, log_retention, log_momentum, objective_param, *state.weights, *state.momentum)
+        for t in (q, k, v, lr, log_retention, log_momentum, param, *state.weights, *state.momentum)
         if t is not None
     )
     owned = False
@@ -221,7 +226,14 @@ def chunked_memory(
 
     def retain(ws: list[Tensor]) -> list[Tensor]:
         """Chunk end: the non-linear retention of the weights (momentum untouched)."""
-        return ws if chunk_end_retention is None else list(chunk_end_retention(ws))
+        return ws if rule.retention is None else list(rule.retention.apply(ws, constants))
+
+    def reread_last(y: Tensor, ws: list[Tensor], q_c: Tensor) -> Tensor:
+        """A chunk's last token reads the memory after the chunk-end retention, M_t(q_t) (the dual
+        form read it before); without a retention nothing changes."""
+        if rule.retention is None:
+            return y
+        return torch.cat([y[:, :-1], rule.architecture.forward(ws, q_c[:, -1:])], dim=1)
 
     def grid(g: Tensor | None, lo: int, hi: int, pad: int, segments: int, c: int) -> Tensor | None:
         if g is None:
@@ -229,41 +241,40 @@ def chunked_memory(
         g = g[:, lo:hi]
         return (F.pad(g, (0, pad)) if pad else g).reshape(n, segments, c)
 
-    def pick(coefs: dict[str, Tensor | None], i: int) -> dict[str, Tensor | None]:
-        return {key: (val[:, i] if val is not None else None) for key, val in coefs.items()}
-
     outputs: list[Tensor] = []
     head = 0
     if offset:  # finish the chunk the stream stopped in: from (M_t, S_t), gradients at the anchor
         head = min(T, chunk_size - offset)
-        lr_h, ret_h, mom_h, par_h = (
-            grid(g, 0, head, 0, 1, head) for g in (lr, log_retention, log_momentum, objective_param)
-        )
-        coef = pick(chunk_coefficients(lr_h, ret_h, mom_h), 0)
-        q_h, k_h = q[:, :head], k[:, :head]
+        lr_h, ret_h, mom_h, par_h = (grid(g, 0, head, 0, 1, head) for g in (lr, log_retention, log_momentum, param))
+        coef = chunk_coefficients(lr_h, ret_h, mom_h).pick(0)
+        q_h = q[:, :head] if reads else None
+        read = read_coefficients(q_h, k[:, :head], coef) if reads else None
         y, weights, step = _segment(
-            weights, momentum, anchor, q_h, k_h, v[:, :head], lr_h[:, 0], coef,
-            segment_terms(q_h, k_h, lr_h[:, 0], coef, head - 1), head - 1,
-            activation, error_fn, None if par_h is None else par_h[:, 0], decayed_gradient,
+            rule, weights, momentum, anchor, q_h, k[:, :head], v[:, :head], lr_h[:, 0], coef, read,
+            write_coefficients(lr_h[:, 0], coef, head - 1), head - 1, None if par_h is None else par_h[:, 0],
             want_step=head == T, differentiable=not no_grad,
         )
         momentum, last_step = (step, None) if has_momentum else (momentum, step)
         owned = True
-        outputs.append(y)
         offset = (offset + head) % chunk_size
         if offset == 0:
             weights, anchor = retain(weights), None
-        elif decayed_gradient:  # the anchor carries the decay since the chunk start
-            anchor = [coef["A"][:, head - 1, None, None] * w for w in anchor]
+            if reads:
+                y = reread_last(y, weights, q_h)
+        elif rule.decayed_gradient:  # the anchor carries the decay since the chunk start
+            anchor = [coef.decay[:, head - 1, None, None] * w for w in anchor]
+        if reads:
+            outputs.append(y)
 
     rest = T - head
     if rest:
         segments = -(-rest // chunk_size)
         pad = segments * chunk_size - rest
         lr_b, ret_b, mom_b, par_b = (
-            grid(g, head, T, pad, segments, chunk_size) for g in (lr, log_retention, log_momentum, objective_param)
+            grid(g, head, T, pad, segments, chunk_size) for g in (lr, log_retention, log_momentum, param)
         )
         q_b, k_b, v_b = (
+            None if x is None else
             (F.pad(x[:, head:], (0, 0, 0, pad)) if pad else x[:, head:]).reshape(n, segments, chunk_size, -1)
             for x in (q, k, v)
         )
@@ -271,44 +282,56 @@ def chunked_memory(
         # larger ops) but not for the whole sequence, so the temporaries stay cache-sized and the
         # cost linear in T. Inputs are split once, never sliced per chunk: a slice's backward
         # zero-fills the whole tensor, which made backprop quadratic in the number of chunks.
+        starts = range(0, segments, _CHUNK_BLOCK)
+
         def blocks(g: Tensor | None) -> list[Tensor | None]:
             return list(g.split(_CHUNK_BLOCK, dim=1)) if g is not None else [None] * len(starts)
 
-        starts = range(0, segments, _CHUNK_BLOCK)
+        def per_chunk(terms: tuple) -> list:
+            """A NamedTuple of ``(N, chunks, ...)`` tensors as one NamedTuple per chunk."""
+            cols = [t.unbind(1) if t is not None else None for t in terms]
+            count = len(next(c for c in cols if c is not None))
+            return [type(terms)(*(c[j] if c is not None else None for c in cols)) for j in range(count)]
+
         for q_k, k_k, v_k, lr_k, ret_k, mom_k, par_k, first in zip(
             *(blocks(g) for g in (q_b, k_b, v_b, lr_b, ret_b, mom_b, par_b)), starts, strict=True
         ):
-            coefs = chunk_coefficients(lr_k, ret_k, mom_k)
-            per_chunk = {key: (val.unbind(1) if val is not None else None) for key, val in coefs.items()}
-            terms = {key: val.unbind(1) for key, val in segment_terms(q_k, k_k, lr_k, coefs, chunk_size - 1).items()}
-            qs, ks, vs, lrs = q_k.unbind(1), k_k.unbind(1), v_k.unbind(1), lr_k.unbind(1)
-            params = par_k.unbind(1) if par_k is not None else [None] * len(qs)
-            for j in range(len(qs)):
+            coef_k = chunk_coefficients(lr_k, ret_k, mom_k)
+            coefs = per_chunk(coef_k)
+            writes = per_chunk(write_coefficients(lr_k, coef_k, chunk_size - 1))
+            reads_k = per_chunk(read_coefficients(q_k, k_k, coef_k)) if reads else [None] * len(coefs)
+            qs = q_k.unbind(1) if reads else [None] * len(coefs)
+            ks, vs, lrs = k_k.unbind(1), v_k.unbind(1), lr_k.unbind(1)
+            params = par_k.unbind(1) if par_k is not None else [None] * len(coefs)
+            for j in range(len(coefs)):
                 i = first + j
                 final = i == segments - 1
                 last = (rest - 1) - i * chunk_size if final else chunk_size - 1
                 chunk_start = weights  # every body chunk starts at a boundary: anchor = its weights
-                coef = {key: (val[j] if val is not None else None) for key, val in per_chunk.items()}
-                chunk_terms = {key: val[j] for key, val in terms.items()}
+                coef = coefs[j]
+                write = writes[j]
                 if last != chunk_size - 1:  # the stream ends inside this chunk
-                    chunk_terms.update(end_terms(lrs[j], coef, last))
+                    write = write_coefficients(lrs[j], coef, last)
                 y, weights, step = _segment(
-                    weights, momentum, None, qs[j], ks[j], vs[j], lrs[j], coef, chunk_terms, last,
-                    activation, error_fn, params[j], decayed_gradient, want_step=final,
-                    inplace=no_grad and owned and not final, differentiable=not no_grad,
+                    rule, weights, momentum, None, qs[j], ks[j], vs[j], lrs[j], coef, reads_k[j], write,
+                    last, params[j], want_step=final, inplace=no_grad and owned and not final,
+                    differentiable=not no_grad,
                 )
                 momentum, last_step = (step, None) if has_momentum else (momentum, step)
                 owned = True
-                outputs.append(y)
                 if last == chunk_size - 1:
                     weights = retain(weights)
+                    if reads:
+                        y = reread_last(y, weights, qs[j])
+                if reads:
+                    outputs.append(y)
         offset = rest % chunk_size
         anchor = None
         if offset:  # the stream stops inside the last chunk: keep that chunk's start weights
             anchor = chunk_start
-            if decayed_gradient:
-                anchor = [coef["A"][:, offset - 1, None, None] * w for w in anchor]
+            if rule.decayed_gradient:
+                anchor = [coef.decay[:, offset - 1, None, None] * w for w in anchor]
 
-    y = torch.cat(outputs, dim=1)[:, :T]
+    y = torch.cat(outputs, dim=1)[:, :T] if reads else None
     final_momentum = tuple(momentum) if has_momentum else tuple(last_step)
     return y, MemoryOpState(tuple(weights), final_momentum, tuple(weights) if anchor is None else tuple(anchor), offset)

@@ -1,21 +1,56 @@
-"""What the two memory operators share: the carried state and argument checks."""
+"""What the memory operators share: their inputs, the carried state and the argument checks.
+
+Every operator has one signature::
+
+    y, state = op(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule)
+
+``inputs.q = None`` asks for the write alone (no reads computed; ``y`` is None).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from titans_memory.core.rule import UpdateRule
+
+
+class MemoryInputs(NamedTuple):
+    """Per-token inputs of N independent memories over T tokens.
+
+    Attributes:
+        q: ``(N, T, d)`` queries, or None to write without reading.
+        k, v: ``(N, T, d)`` keys and values (keys l2-normalised: docs/design.md, "Stability").
+        lr: ``(N, T)`` inner learning rate theta_t > 0.
+        log_retention: ``(N, T)`` log(1 - alpha_t), or None when the rule does not forget.
+        log_momentum: ``(N, T)`` log(eta_t), or None when the rule has no momentum.
+        bias_param: ``(N, T)`` the attentional bias' per-token parameter (Huber's delta_t) or None.
+        retention_constants: the chunk-end retention's constants, one ``(N, 1, 1)`` tensor per
+            layer (Moneta's q-norm radius), or None.
+    """
+
+    q: Tensor | None
+    k: Tensor
+    v: Tensor
+    lr: Tensor
+    log_retention: Tensor | None = None
+    log_momentum: Tensor | None = None
+    bias_param: Tensor | None = None
+    retention_constants: tuple[Tensor, ...] | None = None
 
 
 class MemoryOpState(NamedTuple):
     """State of N independent memories between two calls of a memory operator.
 
-    ``weights`` (M_t), ``momentum`` (S_t) and ``anchor`` (the weights at the start of the current
-    chunk, where every gradient of the chunk is taken) are tuples with one ``(N, d_in, d_out)``
-    tensor per memory layer. ``offset`` is how many tokens of the current chunk are already
-    consumed (0 <= offset < chunk_size); at 0 the anchor equals the weights.
+    ``weights`` (M_t), ``momentum`` (S_t) and ``anchor`` (where the current chunk's gradients are
+    taken: the chunk-start weights, times the decay since the chunk start for a rule with
+    ``decayed_gradient``) are tuples with one ``(N, d_in, d_out)`` tensor per memory layer.
+    ``offset`` is how many tokens of the current chunk are already consumed
+    (0 <= offset < chunk_size); at 0 the anchor equals the weights.
     """
 
     weights: tuple[Tensor, ...]
@@ -30,33 +65,37 @@ def fresh_op_state(initial_weights: Sequence[Tensor]) -> MemoryOpState:
     return MemoryOpState(weights, tuple(torch.zeros_like(w) for w in weights), weights, 0)
 
 
-def check_op_inputs(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    lr: Tensor,
-    log_retention: Tensor | None,
-    log_momentum: Tensor | None,
-    state: MemoryOpState,
-    chunk_size: int,
-) -> None:
-    """Shape checks shared by both operators (cheap: no device sync)."""
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    if q.dim() != 3 or k.shape != q.shape or v.shape != q.shape:
+def check_op_inputs(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule) -> None:
+    """Shape and consistency checks shared by the operators (cheap: no device sync)."""
+    if not isinstance(inputs, MemoryInputs):
+        raise TypeError(f"inputs must be a MemoryInputs, got {type(inputs).__name__}")
+    if not isinstance(state, MemoryOpState):
+        raise TypeError(f"state must be a MemoryOpState, got {type(state).__name__}")
+    k, v = inputs.k, inputs.v
+    if k.dim() != 3 or v.shape != k.shape or (inputs.q is not None and inputs.q.shape != k.shape):
+        q_shape = None if inputs.q is None else tuple(inputs.q.shape)
         raise ValueError(
-            f"q, k, v must share one shape (N, T, d); got {tuple(q.shape)}, {tuple(k.shape)}, "
-            f"{tuple(v.shape)}"
+            f"q, k, v must share one shape (N, T, d); got {q_shape}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
-    for name, gate in (("lr", lr), ("log_retention", log_retention), ("log_momentum", log_momentum)):
-        if gate is not None and gate.shape != q.shape[:2]:
-            raise ValueError(f"{name} must have shape (N, T) = {tuple(q.shape[:2])}, got {tuple(gate.shape)}")
-    if not 0 <= state.offset < chunk_size:
-        raise ValueError(f"state.offset must be in [0, chunk_size={chunk_size}), got {state.offset}")
-    if len(state.weights) != len(state.momentum) or len(state.weights) != len(state.anchor):
-        raise ValueError("state.weights, state.momentum and state.anchor must have one entry per layer")
-    n, _, d = q.shape
+    per_token = (
+        ("lr", inputs.lr, True),
+        ("log_retention", inputs.log_retention, rule.forget),
+        ("log_momentum", inputs.log_momentum, rule.momentum),
+        ("bias_param", inputs.bias_param, rule.bias.param_init is not None),
+    )
+    for name, gate, wanted in per_token:
+        if (gate is not None) != wanted:
+            need = "is required by" if wanted else "must be None for"
+            raise ValueError(f"inputs.{name} {need} this rule")
+        if gate is not None and gate.shape != k.shape[:2]:
+            raise ValueError(f"inputs.{name} must have shape (N, T) = {tuple(k.shape[:2])}, got {tuple(gate.shape)}")
+    if not 0 <= state.offset < rule.chunk_size:
+        raise ValueError(f"state.offset must be in [0, chunk_size={rule.chunk_size}), got {state.offset}")
+    layers = len(rule.architecture.layer_shapes)
+    if not len(state.weights) == len(state.momentum) == len(state.anchor) == layers:
+        raise ValueError(
+            f"state.weights, state.momentum and state.anchor must have one entry per layer ({layers})"
+        )
+    n, _, d = k.shape
     if state.weights[0].shape[0] != n or state.weights[0].shape[-2] != d:
-        raise ValueError(
-            f"state weights {tuple(state.weights[0].shape)} do not fit inputs with N={n}, d={d}"
-        )
+        raise ValueError(f"state weights {tuple(state.weights[0].shape)} do not fit inputs with N={n}, d={d}")
