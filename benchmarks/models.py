@@ -1,7 +1,8 @@
 """Speed and generation memory of the Titans models (MAC, MAG, MAL, LMM) beside the SWA baseline.
 
 Prints one JSON document. For each architecture at one shared size (by default 4 layers, dim 256,
-4 heads, window 128, segment 128, memory in every layer, batch 1, T = 1024, float32):
+4 heads, window 128, segment 128, memory in every layer with the core's default MemoryConfig
+(chunk 64), batch 1, T = 1024, float32):
 
 * ``forward_tokens_per_s``: a forward pass of T tokens, no grad;
 * ``forward_backward_tokens_per_s``: forward, cross-entropy, backward;
@@ -32,11 +33,11 @@ from pathlib import Path
 import torch
 from _timing import machine_info, median_seconds  # benchmarks/_timing.py, beside this script
 
-from titans_memory import NeuralMemory
+from titans_memory import MemoryConfig
 from titans_memory.models import ARCHS, ModelConfig, TitansLM, sample_logits
 
-FULL = dict(dim=256, depth=4, heads=4, window=128, segment=128, seq=1024, vocab=256, batch=1)
-QUICK = dict(dim=32, depth=2, heads=2, window=16, segment=16, seq=64, vocab=64, batch=1)
+FULL = dict(dim=256, depth=4, heads=4, window=128, segment=128, chunk=64, seq=1024, vocab=256, batch=1)
+QUICK = dict(dim=32, depth=2, heads=2, window=16, segment=16, chunk=16, seq=64, vocab=64, batch=1)
 GEN_TOKENS = 16384  # checkpoints at 1/16, 1/8, 1/4, 1/2 and all of it
 
 
@@ -44,16 +45,13 @@ def _config(arch: str, shape: dict) -> ModelConfig:
     return ModelConfig(
         arch=arch, vocab_size=shape["vocab"], dim=shape["dim"], depth=shape["depth"],
         heads=shape["heads"], window=shape["window"], segment=shape["segment"],
+        memory=MemoryConfig(dim=shape["dim"], heads=shape["heads"], chunk_size=shape["chunk"]),
     )
 
 
 def _model(arch: str, shape: dict, device: str) -> TitansLM:
     torch.manual_seed(0)
     return TitansLM(_config(arch, shape)).to(device)
-
-
-def _available(arch: str) -> bool:
-    return arch != "mac" or hasattr(NeuralMemory, "retrieve")
 
 
 def _sync(device: str) -> None:
@@ -63,7 +61,7 @@ def _sync(device: str) -> None:
 
 def bench_speed(shape: dict, reps: int, device: str) -> dict:
     """Forward and forward + backward tokens/s of every architecture, in turn."""
-    archs = [a for a in ARCHS if _available(a)]
+    archs = list(ARCHS)
     models = {a: _model(a, shape, device) for a in archs}
     g = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, shape["vocab"], (shape["batch"], shape["seq"] + 1), generator=g).to(device)
@@ -147,15 +145,13 @@ def bench_generation(shape: dict, checkpoints: list[int], device: str, fresh_pro
     smoke run, in this one."""
     out = {}
     for arch in ARCHS:
-        if not _available(arch):
-            out[arch] = {"skipped": "MAC needs NeuralMemory.retrieve from the core"}
-            continue
         if not fresh_process:
             out[arch] = generation_child(arch, shape, checkpoints, device)
             continue
         cmd = [
             sys.executable, str(Path(__file__).resolve()), "--generation-child", arch,
             "--shape", json.dumps(shape), "--checkpoints", json.dumps(checkpoints), "--device", device,
+            "--threads", str(torch.get_num_threads()),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent)
         if proc.returncode:
@@ -170,10 +166,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reps", type=int, default=None, help="timed runs of each pass")
     parser.add_argument("--gen-tokens", type=int, default=None, help="tokens to generate (16384)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (--quick: 1)")
     parser.add_argument("--generation-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--shape", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--checkpoints", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    threads = args.threads or (1 if args.quick else None)
+    if threads:
+        torch.set_num_threads(threads)
     if args.generation_child:
         result = generation_child(
             args.generation_child, json.loads(args.shape), json.loads(args.checkpoints), args.device
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     shape = QUICK if args.quick else FULL
     reps = args.reps or (1 if args.quick else 5)
-    total = args.gen_tokens or (128 if args.quick else GEN_TOKENS)
+    total = args.gen_tokens or (64 if args.quick else GEN_TOKENS)
     checkpoints = sorted({max(1, total * k // 16) for k in (1, 2, 4, 8, 16)})
     memory = _config("mag", shape).memory_config
     result = {

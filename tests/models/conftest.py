@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from titans_memory import MemoryConfig, NeuralMemory
+from titans_memory import MemoryConfig
 from titans_memory.models import ModelConfig, TitansLM
 
 VOCAB = 23
@@ -20,15 +20,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _mac_needs_retrieve(request):
-    """MAC reads the memory without writing it (``NeuralMemory.retrieve``); skip it without."""
-    callspec = getattr(request.node, "callspec", None)
-    arch = callspec.params.get("arch") if callspec is not None else None
-    if arch == "mac" and not hasattr(NeuralMemory, "retrieve"):
-        pytest.skip("MAC needs NeuralMemory.retrieve from the core")
 
 
 def tiny_config(arch: str, **changes) -> ModelConfig:

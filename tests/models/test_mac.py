@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
-
-from titans_memory import NeuralMemory
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(NeuralMemory, "retrieve"), reason="MAC needs NeuralMemory.retrieve from the core"
-)
 
 SEGMENT = 12
 

@@ -58,18 +58,24 @@ class KVCache:
         return KVCache(self.keys.to(*args, **kwargs), self.values.to(*args, **kwargs))
 
 
-def rotary(x: Tensor, positions: Tensor, base: float) -> Tensor:
+def rotary_frequencies(head_dim: int, base: float, device=None) -> Tensor:
+    """``base^(-2i/d)`` for ``i < d/2``, in float64."""
+    return base ** (-torch.arange(head_dim // 2, dtype=torch.float64, device=device) * 2 / head_dim)
+
+
+def rotary(x: Tensor, positions: Tensor, base: float, freqs: Tensor | None = None) -> Tensor:
     """Rotate channel pairs ``(i, i + d/2)`` of ``x`` by ``position * base^(-2i/d)``.
 
     Args:
         x: ``(B, H, T, d)`` with ``d`` even.
         positions: ``(T,)`` absolute positions (integers).
         base: the frequency base.
+        freqs: :func:`rotary_frequencies` of ``d`` and ``base``, if already at hand.
     """
-    d = x.shape[-1]
-    half = d // 2
+    half = x.shape[-1] // 2
+    if freqs is None:
+        freqs = rotary_frequencies(x.shape[-1], base, x.device)
     # angles in float64 whatever x's dtype: position 16k times a frequency must not round away
-    freqs = base ** (-torch.arange(half, dtype=torch.float64, device=x.device) * 2 / d)
     angles = positions.to(torch.float64)[:, None] * freqs  # (T, d/2)
     cos = angles.cos().to(x.dtype)
     sin = angles.sin().to(x.dtype)
@@ -123,6 +129,8 @@ class Attention(nn.Module):
         self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.to_out = nn.Linear(dim, dim, bias=False)
         self.persistent_tokens = persistent_tokens
+        freqs = rotary_frequencies(self.head_dim, rope_base)
+        self.register_buffer("rope_freqs", freqs, persistent=False)  # float64 whatever .to() says
         # unit scale, like the RMS-normalised inputs they are prepended to
         self.persistent = (
             nn.Parameter(torch.randn(persistent_tokens, dim)) if persistent_tokens else None
@@ -140,13 +148,20 @@ class Attention(nn.Module):
         """
         q, k, v = map(self._heads, self.to_qkv(x).chunk(3, dim=-1))
         pos = torch.arange(position, position + x.shape[1], device=x.device)
-        return rotary(q, pos, self.rope_base), rotary(k, pos, self.rope_base), v, q
+        f = self._freqs(x.device)
+        return rotary(q, pos, self.rope_base, f), rotary(k, pos, self.rope_base, f), v, q
 
     def project_kv(self, x: Tensor, position: int) -> tuple[Tensor, Tensor]:
         """Keys (rotated) and values only; ``(B, H, T, d)`` each."""
         k, v = map(self._heads, F.linear(x, self.to_qkv.weight[self.dim :]).chunk(2, dim=-1))
         pos = torch.arange(position, position + x.shape[1], device=x.device)
-        return rotary(k, pos, self.rope_base), v
+        return rotary(k, pos, self.rope_base, self._freqs(x.device)), v
+
+    def _freqs(self, device) -> Tensor:
+        # .double() / .half() on the module casts buffers too: recompute when it is not float64
+        if self.rope_freqs.dtype != torch.float64:
+            return rotary_frequencies(self.head_dim, self.rope_base, device)
+        return self.rope_freqs
 
     def persistent_kv(self, batch: int, dtype: torch.dtype) -> tuple[Tensor, Tensor] | None:
         """Keys and values of the persistent tokens, ``(B, H, N_p, d)`` each; no rotary (no position).

@@ -224,11 +224,6 @@ class MACBlock(Block):
         self.conv_context = cfg.memory_config.conv_kernel - 1
 
     def mix(self, x: Tensor, cache: LayerCache, position: int) -> tuple[Tensor, LayerCache]:
-        if not hasattr(self.memory, "retrieve"):
-            raise NotImplementedError(
-                "arch='mac' needs NeuralMemory.retrieve (read without writing), which this version "
-                "of the core does not have"
-            )
         C, K1 = self.segment_size, self.conv_context
         u = self.norm(x)
         T = x.shape[1]

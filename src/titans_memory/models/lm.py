@@ -84,7 +84,7 @@ class TitansLM(nn.Module):
         if tokens.shape[0] == 0:
             raise ValueError("tokens must have batch size >= 1")
         if tokens.numel():
-            lo, hi = int(tokens.min()), int(tokens.max())
+            lo, hi = (int(v) for v in torch.aminmax(tokens))
             if lo < 0 or hi >= self.config.vocab_size:
                 raise ValueError(
                     f"token ids must lie in 0..{self.config.vocab_size - 1} (vocab_size), got values in {lo}..{hi}"
