@@ -105,9 +105,21 @@ def bench_speed(shape: dict, reps: int, device: str) -> dict:
 
 
 def _peak_bytes(device: str) -> int:
+    """Peak CUDA memory, or the process's peak resident set (VmHWM).
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux keeps that across ``execve``, so a child process
+    would report its parent's peak.
+    """
     if device == "cuda":
         return torch.cuda.max_memory_allocated()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux, bytes on macOS
 
 
 def generation_child(arch: str, shape: dict, checkpoints: list[int], device: str) -> dict:
