@@ -80,6 +80,22 @@ def test_ab_compare_quick() -> None:
         assert _positive(row["forward_base_over_new"]) and _positive(row["forward_backward_base_over_new"])
 
 
+def test_stability_quick():
+    out = _run("stability.py")
+    summary = out["summary"]
+    assert set(summary) == {"default/init", "default/forced"}
+    for row in summary.values():
+        assert row["streams"] == 60 and row["finite"] == 60  # the envelope holds
+        assert 0 < row["max_ratio_to_bound"] <= 1.0
+    assert out["unbounded_default"]["streams"] == 120
+    assert set(out["recall"]) == {
+        f"{case}, max_step_norm={bound}"
+        for case in ("titans (chunk 1)", "default config (chunk 64)")
+        for bound in (10.0, None)
+    }
+    assert len(out["rows"]) == 120
+
+
 def test_models_benchmark_quick() -> None:
     from titans_memory.models import ARCHS
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
@@ -56,7 +57,7 @@ def test_registry_is_extensible(monkeypatch):
     cli.register(cli.Subcommand("echo", "test command", configure, run))
     assert cli.main(["echo", "--n", "5"]) == 3
     assert calls == [5]
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match=r"subcommand 'echo' is already registered"):
         cli.register(cli.Subcommand("echo", "again", configure, run))
 
 
@@ -85,12 +86,63 @@ def test_presets_prints_the_config_with_overrides(capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["presets", "nope"], "unknown preset"),
-        (["presets", "titans", "--set", "chunk_size=0"], "chunk_size"),
-        (["presets", "titans", "--set", "colour=red"], "unknown field"),
-        (["presets", "titans", "--set", "dim"], "FIELD=VALUE"),
+        (["presets", "nope"], r"unknown preset 'nope'; choose one of titans, moneta"),
+        (["presets", "titans", "--set", "chunk_size=0"], r"MemoryConfig.chunk_size must be an integer >= 1, got 0"),
+        (["presets", "titans", "--set", "colour=red"], r"--set: unknown field 'colour'; fields: dim, heads"),
+        (["presets", "titans", "--set", "dim"], r"--set expects FIELD=VALUE, got 'dim'"),
+        (["presets", "titans", "--set", "momentum=maybe"], r"--set momentum='maybe': expected true/false"),
+        (["presets", "titans", "--set", "dim=eight"], r"--set dim='eight': expected int"),
+        (["presets", "titans", "--set", "head_dim=x"], r"--set head_dim='x': expected int or none"),
+        (["presets", "titans", "--set", "p=inf"], r"MemoryConfig.p must be a finite number"),
+        (["presets", "--set", "dim=8"], r"--set needs a preset name"),
     ],
 )
-def test_presets_bad_input_is_a_clear_error(argv, message):
-    with pytest.raises(SystemExit, match=message):
-        cli.main(argv)
+def test_presets_bad_input_is_one_line_and_status_2(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("titans presets: error: ")
+    assert re.search(message, err), err
+
+
+def test_set_parses_each_value_by_the_fields_type(capsys):
+    import json
+
+    argv = ["presets", "titans", "--set", "momentum=false", "--set", "head_dim=none", "--set", "max_lr=0.2",
+            "--set", "activation=tanh", "--set", "lp_sign_sharpness=none", "--set", "chunk_size=16"]
+    assert cli.main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["momentum"] is False and data["head_dim"] is None and data["max_lr"] == 0.2
+    assert data["activation"] == "tanh" and data["chunk_size"] == 16
+
+
+def test_figures_bad_output_paths_are_one_line_and_status_2(tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [
+        (["--out", str(a_file)], r"--out '.*a_file' is a file, not a directory"),
+        (["--out", str(a_file / "below")], r"--out '.*a_file/below' lies under '.*a_file', which is a file"),
+        (["--out", "/proc/1/figures"], r"cannot create the directory '/proc/1/figures'"),
+    ]
+    for extra, message in cases:
+        assert cli.main(["figures", "--quiet", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(message, err), err
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    assert cli.main(["figures", "--quiet", "--out", str(tmp_path / "ro")]) == 2
+    assert re.search(r"the directory '.*ro' is not writable", capsys.readouterr().err)
+
+
+def test_figures_out_must_not_be_empty(capsys):
+    """``--out ""`` used to write into the current directory."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["figures", "--out", ""])
+    assert exc.value.code == 2
+    assert "argument --out: expected a directory, got an empty path" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dpi", ["0", "-5", "many"])
+def test_figures_dpi_must_be_a_positive_integer(dpi, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["figures", "--dpi", dpi])
+    assert exc.value.code == 2
+    assert "argument --dpi: expected an integer >= 1" in capsys.readouterr().err

@@ -13,16 +13,95 @@ its parser and one that runs it, and register them::
     register(Subcommand("train", "train a model", _configure_train, _run_train))
 
 Keep the heavy imports (torch, matplotlib) inside the run function, so that ``titans --help``
-stays instant.
+stays instant. Bad input ends with one line on stderr and exit status 2, never a traceback: raise
+:class:`CLIError` (or let a library ``ValueError``/``TypeError`` through) and :func:`main`
+prints ``titans <command>: error: <message>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+
+
+class CLIError(Exception):
+    """Bad input on the command line: :func:`main` prints the message on one line, exit status 2."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def directory_path(text: str) -> Path:
+    """argparse type: a non-empty path (``Path("")`` would silently mean the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
+    return Path(text)
+
+
+def output_directory(path: Path) -> Path:
+    """``path`` as a directory to write into: created if missing; a clear error if it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {str(path)!r} is a file, not a directory")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise CLIError(f"--out {str(path)!r} lies under {str(parent)!r}, which is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(f"cannot create the directory {str(path)!r}: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CLIError(f"the directory {str(path)!r} is not writable")
+    return path
+
+
+def parse_override(text: str, cls: type) -> tuple[str, object]:
+    """``FIELD=VALUE`` for a field of the dataclass ``cls``, the value parsed by the field's type.
+
+    Booleans are ``true``/``false``; ``none`` (or ``null``) sets an optional field to None; numbers
+    are parsed as numbers; strings are taken as they are.
+    """
+    if "=" not in text:
+        raise CLIError(f"--set expects FIELD=VALUE, got {text!r}")
+    name, raw = text.split("=", 1)
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    if name not in known:
+        raise CLIError(f"--set: unknown field {name!r}; fields: {', '.join(known)}")
+    return name, _parse_typed(name, raw, hints[name])
+
+
+def _parse_typed(name: str, raw: str, hint: object) -> object:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    if type(None) in options and raw.strip().lower() in ("none", "null"):
+        return None
+    for kind in (t for t in options if t is not type(None)):
+        if kind is bool:
+            if raw.strip().lower() in ("true", "false"):
+                return raw.strip().lower() == "true"
+            continue
+        if kind in (int, float):
+            try:
+                return kind(raw)
+            except ValueError:
+                continue
+        if kind is str:
+            return raw
+    wanted = " or ".join("none" if t is type(None) else ("true/false" if t is bool else t.__name__) for t in options)
+    raise CLIError(f"--set {name}={raw!r}: expected {wanted}")
 
 
 @dataclass(frozen=True)
@@ -60,12 +139,12 @@ def register(command: Subcommand) -> Subcommand:
 def _configure_figures(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
-        type=Path,
+        type=directory_path,
         default=Path("figures"),
         metavar="DIR",
         help="directory to write the PNG files to (default: ./figures)",
     )
-    parser.add_argument("--dpi", type=int, default=150, help="resolution (default: 150)")
+    parser.add_argument("--dpi", type=positive_int, default=150, help="resolution in dots per inch (default: 150)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no file list")
 
 
@@ -76,10 +155,11 @@ def _run_figures(args: argparse.Namespace) -> int:
     from titans_memory.viz.demo import save_demo_figures
     from titans_memory.viz.miras import write_miras_figure
 
-    paths = save_demo_figures(args.out, progress=not args.quiet, dpi=args.dpi)
+    out = output_directory(args.out)
+    paths = save_demo_figures(out, progress=not args.quiet, dpi=args.dpi)
     if not args.quiet:
         print("MIRAS presets: recall vs age and an outlier burst ...", file=sys.stderr)
-    paths.append(write_miras_figure(args.out, dpi=args.dpi))
+    paths.append(write_miras_figure(out, dpi=args.dpi))
     if not args.quiet:
         for path in paths:
             print(path)
@@ -112,41 +192,21 @@ def _configure_presets(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parse_override(text: str, types: dict[str, type]) -> tuple[str, object]:
-    import json
-
-    if "=" not in text:
-        raise SystemExit(f"titans presets: --set expects FIELD=VALUE, got {text!r}")
-    field, raw = text.split("=", 1)
-    if field not in types:
-        raise SystemExit(f"titans presets: unknown field {field!r}; fields: {', '.join(types)}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw  # a bare string such as gelu
-    return field, value
-
-
 def _run_presets(args: argparse.Namespace) -> int:
     import json
-    from dataclasses import fields
 
     from titans_memory.core.config import MemoryConfig
     from titans_memory.core.presets import describe_presets, preset
 
     if args.name is None:
         if args.set:
-            raise SystemExit("titans presets: --set needs a preset name")
+            raise CLIError("--set needs a preset name")
         width = max(map(len, describe_presets()))
         for name, text in describe_presets().items():
             print(f"{name:<{width}}  {text}")
         return 0
-    types = {f.name: f.type for f in fields(MemoryConfig)}
-    overrides = dict(_parse_override(text, types) for text in args.set)
-    try:
-        config = preset(args.name, **overrides)
-    except (TypeError, ValueError) as err:
-        raise SystemExit(f"titans presets: {err}") from err
+    overrides = dict(parse_override(text, MemoryConfig) for text in args.set)
+    config = preset(args.name, **overrides)  # a ValueError names the field: main() prints it
     print(json.dumps(config.to_dict(), indent=2))
     return 0
 
@@ -157,6 +217,55 @@ register(
         "list the MIRAS presets, or print one as a MemoryConfig (JSON)",
         _configure_presets,
         _run_presets,
+    )
+)
+
+
+# --- titans explore ---------------------------------------------------------------------------
+
+_EXPLORE_INSTALL = (
+    "needs the 'explore' extra: pip install 'titans-miras[explore]' "
+    "(or: uv run --extra explore titans explore)"
+)
+
+
+def _configure_explore(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)"
+    )
+    parser.add_argument(
+        "--no-browser", action="store_true", help="do not open the page in a web browser"
+    )
+    parser.add_argument(
+        "--lang", choices=("en", "vi"), default="en", help="language the page opens in"
+    )
+
+
+def _run_explore(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port must be in 0..65535, got {args.port}")
+    try:
+        import panel  # noqa: F401
+    except ImportError:
+        raise CLIError(_EXPLORE_INSTALL) from None
+    from titans_memory.explore.app import serve
+
+    def ready(url: str) -> None:
+        print(f"titans explore: serving on {url}  (Ctrl+C to stop)", flush=True)
+
+    try:
+        serve(args.port, show=not args.no_browser, lang=args.lang, on_ready=ready)
+    except OSError as err:
+        raise CLIError(f"cannot listen on 127.0.0.1:{args.port}: {err}") from None
+    return 0
+
+
+register(
+    Subcommand(
+        "explore",
+        "open the interactive explorer in the browser (extra 'explore')",
+        _configure_explore,
+        _run_explore,
     )
 )
 
@@ -179,9 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``titans`` with ``argv`` (default: the process arguments); return the exit status."""
+    """Run ``titans`` with ``argv`` (default: the process arguments); return the exit status.
+
+    Bad input (argparse's own errors, :class:`CLIError`, a library ``ValueError``/``TypeError``,
+    an ``OSError`` on a path) ends with one line on stderr and status 2.
+    """
     args = build_parser().parse_args(argv)
-    return int(args._run(args))
+    try:
+        return int(args._run(args))
+    except (CLIError, ValueError, TypeError, OSError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__  # one line
+        print(f"titans {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

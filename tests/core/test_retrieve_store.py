@@ -125,7 +125,7 @@ def test_retrieve_and_store_take_different_inputs():
     torch.testing.assert_close(s.kv_tail, s_store_only.kv_tail, rtol=0, atol=0)
     # the query tail holds the last conv_kernel - 1 query-path inputs silu(x W_Q) of a
     w_q = mem.to_qkv.weight[: mem.inner]
-    a_n = torch.nn.functional.rms_norm(a, (12,), eps=mem.config.eps)
+    a_n = mem._normalize(a)
     torch.testing.assert_close(s.query_tail, torch.nn.functional.silu(a_n[:, -3:] @ w_q.T), rtol=1e-12, atol=1e-12)
     assert h.shape == a.shape
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
-import math
+import re
 
 import pytest
 import torch
@@ -18,14 +19,6 @@ KEYS = {
     "write_gates",
     "surprise_scale",
 }
-
-
-def flat_norm(tensors) -> float:
-    return math.sqrt(sum(float((t.detach().double() ** 2).sum()) for t in tensors))
-
-
-def stack(trace) -> torch.Tensor:
-    return torch.stack(list(trace))
 
 
 def test_original_signature_and_defaults():
@@ -102,7 +95,7 @@ def reference_loop(layer: TitansMemoryLayer, seq: torch.Tensor):
 
 
 @pytest.mark.parametrize("input_dim", [1, 3])
-def test_fused_loop_equals_the_five_public_steps(input_dim):
+def test_fused_loop_equals_the_five_public_steps(input_dim, stack):
     seq = torch.randn(40, input_dim, generator=torch.Generator().manual_seed(5))
     seq[17] = 30.0  # an outlier, so that clipping and the gate are exercised
     kwargs = {"memory_dim": 8, "hidden_dim": 8, "momentum": 0.7, "forget_rate": 0.02}
@@ -120,7 +113,7 @@ def test_fused_loop_equals_the_five_public_steps(input_dim):
         assert torch.allclose(p, q, atol=1e-5)
 
 
-def test_gate_and_scale_follow_their_formulas():
+def test_gate_and_scale_follow_their_formulas(stack):
     torch.manual_seed(2)
     layer = TitansMemoryLayer(
         1, memory_dim=8, gate_threshold=2.0, scale_momentum=0.8, scale_clip=3.0
@@ -140,7 +133,7 @@ def test_gate_and_scale_follow_their_formulas():
     )
 
 
-def test_momentum_trace_is_the_ema_of_the_raw_trace():
+def test_momentum_trace_is_the_ema_of_the_raw_trace(stack):
     torch.manual_seed(3)
     layer = TitansMemoryLayer(1, momentum=0.9)
     r = layer.process_sequence(torch.rand(30, 1) * 5)
@@ -171,7 +164,7 @@ def test_outputs_are_the_reads_before_each_write():
 @pytest.mark.parametrize(
     ("every", "recorded"), [(3, [0, 3, 6, 9]), (4, [0, 4, 8, 9]), (20, [0, 9])]
 )
-def test_snapshot_every_k(every, recorded):
+def test_snapshot_every_k(every, recorded, stack, all_equal):
     seq = torch.randn(10, 1, generator=torch.Generator().manual_seed(6))
     torch.manual_seed(7)
     full = TitansMemoryLayer(1, memory_dim=4).process_sequence(seq)
@@ -181,14 +174,12 @@ def test_snapshot_every_k(every, recorded):
     assert len(snaps) == 10
     assert [t for t, s in enumerate(snaps) if s is not None] == recorded
     for t in recorded:
-        assert all(
-            torch.equal(a, b) for a, b in zip(snaps[t], full["memory_snapshots"][t], strict=True)
-        )
+        assert all_equal(snaps[t], full["memory_snapshots"][t])
     # Everything else is recorded at every step regardless.
     assert torch.equal(stack(sparse["write_gates"]), stack(full["write_gates"]))
 
 
-def test_trace_entries_do_not_alias_each_other_or_the_layer():
+def test_trace_entries_do_not_alias_each_other_or_the_layer(all_equal):
     torch.manual_seed(8)
     layer = TitansMemoryLayer(1, momentum=0.5)
     r = layer.process_sequence(torch.rand(4, 1))
@@ -196,7 +187,7 @@ def test_trace_entries_do_not_alias_each_other_or_the_layer():
     assert len({id(v) for v in first}) == 3
     kept = [v.clone() for v in first]
     layer.process_sequence(torch.rand(4, 1))
-    assert all(torch.equal(a, b) for a, b in zip(first, kept, strict=True))
+    assert all_equal(first, kept)
 
 
 def test_state_carries_over_between_calls_and_resets():
@@ -212,7 +203,7 @@ def test_state_carries_over_between_calls_and_resets():
     assert torch.equal(r["surprise_scale"][0], r["surprise_scores"][0])
 
 
-def test_one_dimensional_series_is_accepted_when_input_dim_is_one():
+def test_one_dimensional_series_is_accepted_when_input_dim_is_one(stack):
     seq = torch.rand(12)
     torch.manual_seed(10)
     a = TitansMemoryLayer(1).process_sequence(seq)
@@ -221,16 +212,16 @@ def test_one_dimensional_series_is_accepted_when_input_dim_is_one():
     assert torch.equal(stack(a["write_gates"]), stack(b["write_gates"]))
 
 
-def test_zero_learning_rates_freeze_the_networks():
+def test_zero_learning_rates_freeze_the_networks(param_copies, all_equal):
     torch.manual_seed(11)
     layer = TitansMemoryLayer(1, forget_rate=0.0, write_lr=0.0, surprise_lr=0.0)
-    before = [p.detach().clone() for p in layer.parameters()]
+    before = param_copies(layer)
     layer.process_sequence(torch.rand(20, 1) * 50)
-    assert all(torch.equal(a, b) for a, b in zip(before, layer.parameters(), strict=True))
+    assert all_equal(before, layer.parameters())
 
 
 @pytest.mark.parametrize("forget_rate", [0.0, 0.01, 0.1])
-def test_weight_norm_obeys_the_documented_bound_under_huge_outliers(forget_rate):
+def test_weight_norm_obeys_the_documented_bound_under_huge_outliers(forget_rate, flat_norm, stack):
     gen = torch.Generator().manual_seed(12)
     seq = torch.rand(200, 2, generator=gen) * 3
     seq[::17] = torch.tensor([1e4, -3e3])  # far worse than any demo scenario
@@ -253,55 +244,92 @@ def test_weight_norm_obeys_the_documented_bound_under_huge_outliers(forget_rate)
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error", "name"),
+    ("kwargs", "error", "message"),
     [
-        ({"input_dim": 0}, ValueError, "input_dim"),
-        ({"input_dim": 1, "memory_dim": 0}, ValueError, "memory_dim"),
-        ({"input_dim": 1, "hidden_dim": -4}, ValueError, "hidden_dim"),
-        ({"input_dim": 1, "momentum": 1.0}, ValueError, "momentum"),
-        ({"input_dim": 1, "momentum": -0.5}, ValueError, "momentum"),
-        ({"input_dim": 1, "forget_rate": 1.0}, ValueError, "forget_rate"),
-        ({"input_dim": 1, "forget_rate": -0.1}, ValueError, "forget_rate"),
-        ({"input_dim": 1, "surprise_lr": -0.01}, ValueError, "surprise_lr"),
-        ({"input_dim": 1, "write_lr": -0.01}, ValueError, "write_lr"),
-        ({"input_dim": 1, "write_lr": float("nan")}, ValueError, "write_lr"),
-        ({"input_dim": 1, "gate_threshold": 0.0}, ValueError, "gate_threshold"),
-        ({"input_dim": 1, "scale_momentum": 1.0}, ValueError, "scale_momentum"),
-        ({"input_dim": 1, "scale_clip": 0.5}, ValueError, "scale_clip"),
-        ({"input_dim": 1, "memory_max_grad_norm": 0.0}, ValueError, "memory_max_grad_norm"),
-        ({"input_dim": 1, "predictor_max_grad_norm": -1.0}, ValueError, "predictor_max_grad_norm"),
-        ({"input_dim": "1"}, TypeError, "input_dim"),
+        ({"input_dim": 0}, ValueError, "input_dim must be a positive int, got 0"),
+        ({"input_dim": 1, "memory_dim": 0}, ValueError, "memory_dim must be a positive int, got 0"),
+        (
+            {"input_dim": 1, "hidden_dim": -4},
+            ValueError,
+            "hidden_dim must be a positive int, got -4",
+        ),
+        ({"input_dim": 1, "momentum": 1.0}, ValueError, "momentum must be < 1.0, got 1.0"),
+        ({"input_dim": 1, "momentum": -0.5}, ValueError, "momentum must be >= 0.0, got -0.5"),
+        ({"input_dim": 1, "forget_rate": 1.0}, ValueError, "forget_rate must be < 1.0, got 1.0"),
+        ({"input_dim": 1, "forget_rate": -0.1}, ValueError, "forget_rate must be >= 0.0, got -0.1"),
+        (
+            {"input_dim": 1, "surprise_lr": -0.01},
+            ValueError,
+            "surprise_lr must be >= 0.0, got -0.01",
+        ),
+        ({"input_dim": 1, "write_lr": -0.01}, ValueError, "write_lr must be >= 0.0, got -0.01"),
+        (
+            {"input_dim": 1, "write_lr": float("nan")},
+            ValueError,
+            "write_lr must be finite, got nan",
+        ),
+        (
+            {"input_dim": 1, "gate_threshold": 0.0},
+            ValueError,
+            "gate_threshold must be > 0, got 0.0",
+        ),
+        (
+            {"input_dim": 1, "scale_momentum": 1.0},
+            ValueError,
+            "scale_momentum must be < 1.0, got 1.0",
+        ),
+        ({"input_dim": 1, "scale_clip": 0.5}, ValueError, "scale_clip must be >= 1.0, got 0.5"),
+        (
+            {"input_dim": 1, "memory_max_grad_norm": 0.0},
+            ValueError,
+            "memory_max_grad_norm must be > 0, got 0.0",
+        ),
+        (
+            {"input_dim": 1, "predictor_max_grad_norm": -1.0},
+            ValueError,
+            "predictor_max_grad_norm must be >= 0.0, got -1.0",
+        ),
+        ({"input_dim": "1"}, TypeError, "input_dim must be an int, got str"),
     ],
 )
-def test_bad_constructor_arguments(kwargs, error, name):
-    with pytest.raises(error, match=name):
+def test_bad_constructor_arguments(kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
         TitansMemoryLayer(**kwargs)
 
 
 @pytest.mark.parametrize(
-    ("seq", "error", "match"),
+    ("seq", "error", "message"),
     [
-        (torch.empty(0, 2), ValueError, "empty"),
-        (torch.ones(5, 3), ValueError, "input_dim"),
-        (torch.ones(5), ValueError, "input_dim"),  # 1-D is only accepted for input_dim 1
-        (torch.ones(2, 5, 2), ValueError, "input_dim"),
-        (torch.tensor([[1.0, float("nan")]]), ValueError, "NaN"),
-        (torch.tensor([[float("inf"), 1.0]]), ValueError, "NaN or Inf"),
-        ([[1.0, 2.0]], TypeError, "seq"),
-        (torch.ones(3, 2, dtype=torch.bool), TypeError, "seq"),
+        (torch.empty(0, 2), ValueError, "seq is empty: it needs at least one timestep"),
+        (
+            torch.ones(5, 3),
+            ValueError,
+            "seq must have last dimension input_dim=2, got shape (5, 3)",
+        ),
+        # 1-D is only accepted for input_dim 1
+        (torch.ones(5), ValueError, "seq must have shape (T, input_dim=2), got (5,)"),
+        (torch.ones(2, 5, 2), ValueError, "seq must have shape (T, input_dim=2), got (2, 5, 2)"),
+        (torch.tensor([[1.0, float("nan")]]), ValueError, "seq contains NaN or Inf"),
+        (torch.tensor([[float("inf"), 1.0]]), ValueError, "seq contains NaN or Inf"),
+        ([[1.0, 2.0]], TypeError, "seq must be a torch.Tensor, got list"),
+        (
+            torch.ones(3, 2, dtype=torch.bool),
+            TypeError,
+            "seq must be a real-valued tensor, got dtype torch.bool",
+        ),
     ],
 )
-def test_bad_sequences(seq, error, match):
+def test_bad_sequences(seq, error, message):
     layer = TitansMemoryLayer(input_dim=2)
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=re.escape(message)):
         layer.process_sequence(seq)
 
 
 def test_bad_snapshot_every():
     layer = TitansMemoryLayer(input_dim=1)
-    with pytest.raises(ValueError, match="snapshot_every"):
+    with pytest.raises(ValueError, match=r"snapshot_every must be a positive int, got 0"):
         layer.process_sequence(torch.ones(3, 1), snapshot_every=0)
-    with pytest.raises(TypeError, match="snapshot_every"):
+    with pytest.raises(TypeError, match=r"snapshot_every must be an int, got float"):
         layer.process_sequence(torch.ones(3, 1), snapshot_every=2.5)
 
 
@@ -315,7 +343,7 @@ def test_integer_and_double_inputs_are_converted():
 
 
 @pytest.mark.parametrize("chunk", [3, 4096])
-def test_as_tensors_stacks_the_same_traces(monkeypatch, chunk):
+def test_as_tensors_stacks_the_same_traces(monkeypatch, chunk, stack):
     import titans_memory.demo.layer as layer_module
 
     monkeypatch.setattr(layer_module, "_CHUNK", chunk)  # 3: exercises the periodic stacking
@@ -334,16 +362,25 @@ def test_as_tensors_stacks_the_same_traces(monkeypatch, chunk):
     ]
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(20))
 def test_predictor_hardly_learns_from_a_flagged_anomaly(seed):
     # The predictor steps with surprise_lr * (1 - gate): a token the gate flags as an anomaly
     # barely changes it, so the same anomaly stays surprising (the next one is not missed).
+    # After a constant stream the running scale is small and a far-off value is flagged whatever
+    # the seed (after a varied pattern such as 1..5 the predictor may extrapolate to it instead).
     torch.manual_seed(seed)
     layer = TitansMemoryLayer(1, memory_dim=16, hidden_dim=16)
-    layer.process_sequence(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0] * 6).unsqueeze(-1))
+    layer.process_sequence(torch.ones(30, 1))
     anomaly = torch.tensor([50.0])
+    ungated = copy.deepcopy(layer.surprise_metric)
     before = layer.surprise_metric(anomaly)
     gate = layer.process_sequence(anomaly.unsqueeze(0))["write_gates"][0]
     after = layer.surprise_metric(anomaly)
-    if gate >= 0.9:
-        assert after >= 0.7 * before
+    # the same predictor step without the (1 - gate) factor, from the same state
+    ungated.update_predictor(
+        anomaly, lr=layer.surprise_lr, max_grad_norm=layer.predictor_max_grad_norm
+    )
+    after_ungated = ungated(anomaly)
+    assert gate >= 0.99
+    assert after >= 0.95 * before  # seeds 0-19: >= 0.999; ungated: 0.54 to 0.91
+    assert after_ungated < after

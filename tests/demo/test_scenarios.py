@@ -6,11 +6,12 @@ here must stay finite and bounded, and the surprise and the gate must single out
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from titans_memory.demo import MemoryModule, SurpriseMetric
-from titans_memory.viz.demo import SCENARIOS, weight_norm, write_updates
+from titans_memory.viz.demo import SCENARIOS, weight_norm, write_norms, write_updates
 
 # One case per layer run: the forgetting scenario is a sweep, one run per rate.
 CASES = [
@@ -62,16 +63,41 @@ def test_gate_is_bounded_and_opens_at_every_anomaly(run):
         assert gates[idx] > median, f"anomaly at {idx}: gate {gates[idx]} vs median {median}"
 
 
-def test_writes_concentrate_at_the_anomalies(run):
-    # After the first few steps (while the pattern itself is new), the largest write on the
-    # first memory layer happens at an anomaly.
-    updates = write_updates(
-        run.result["memory_snapshots"], run.initial_snapshot, run.layer.memory.forget_rate
+def assert_writes_concentrate_where_the_gate_opens(run) -> None:
+    """Each write is the gated, clipped gradient step, so its norm is at most
+    ``write_lr * memory_max_grad_norm * g_t``: a step the gate treats as ordinary cannot receive
+    a large write. And from the first anomaly on, the largest write happens at one of the ``k``
+    steps where the gate opened widest (``k`` = the number of anomalies): at an anomaly, unless
+    the predictor already expected that value (then it is not surprising, and not written).
+
+    Holds for seeds 0-19 in every scenario; with the write ungated, or gated by ``1 - g_t`` or
+    by a constant 0.25, the first assertion fails in every scenario and seed.
+    """
+    layer = run.layer
+    writes = write_norms(
+        run.result["memory_snapshots"], run.initial_snapshot, layer.memory.forget_rate
     )
-    per_step = updates.sum(axis=0)
-    later = [i for i in run.anomaly_indices if i >= 20]
-    if later:
-        assert int(per_step[20:].argmax()) + 20 in later
+    gates = torch.stack(run.result["write_gates"]).double().numpy()
+    bound = layer.memory.write_lr * layer.memory_max_grad_norm
+    # tolerance: write_norms recovers each write from float32 weights of norm ~4
+    assert (writes <= bound * gates * (1 + 1e-4) + 1e-5).all()
+    assert run.anomaly_indices, "every scenario has anomalies"
+    first, k = run.anomaly_indices[0], len(run.anomaly_indices)
+    widest = first + np.argsort(-gates[first:], kind="stable")[:k]
+    assert first + int(np.argmax(writes[first:])) in widest
+
+
+def test_writes_concentrate_where_the_gate_opens(run):
+    assert_writes_concentrate_where_the_gate_opens(run)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_writes_concentrate_where_the_gate_opens_for_every_seed(seed):
+    # every scenario, again with other seeds: in some (e.g. 5) the predictor extrapolates to the
+    # heatmap scenario's anomaly value, which then is neither surprising nor written
+    for name, rate in CASES:
+        overrides = {} if rate is None else {"forget_rate": rate}
+        assert_writes_concentrate_where_the_gate_opens(SCENARIOS[name].run(seed=seed, **overrides))
 
 
 def test_scenarios_are_the_original_demo_s():

@@ -14,14 +14,19 @@ class MemoryConfig:
     MIRAS/ATLAS call ``1 - alpha`` the retention; this library always means Titans' alpha.
 
     Gate initial values are what a freshly built layer uses for every token (the gate projections
-    start small, so the biases decide). They are chosen so a fresh memory neither wipes itself
-    nor explodes. A forget rate near 0.5 halves the memory every token. On the other side, every
-    gradient of a chunk is taken at the chunk-start weights and momentum 0.9 amplifies steps up to
-    10x, so the total step over a chunk grows like ``chunk_size * lr / (1 - momentum)``: at the
-    defaults (chunk 64, momentum 0.9) ``lr_init = 0.02`` already diverges on unit Gaussian input
-    within ~500 tokens, ``0.01`` holds (measured over 4k-16k tokens, depth 1-3, 1-4 heads), and
-    ``0.002`` lets the forgetting win, so the deep memory fades to ``M(x) = x``. Scale ``lr_init``
-    down if you raise ``chunk_size``.
+    start small, so the biases decide). A forget rate near 0.5 halves the memory every token, so
+    ``forget_init`` starts small (half-life ~140 tokens). Every gradient of a chunk is taken at the
+    chunk-start weights and momentum 0.9 amplifies steps up to 10x, so the total step over a chunk
+    grows like ``chunk_size * lr / (1 - momentum)``: without the stability mechanisms below,
+    ``lr_init = 0.02`` diverged on unit Gaussian input within ~500 tokens and 0.01 held. With
+    them (the defaults) no gate value makes the memory diverge (docs/design.md, "Stability"):
+
+    * ``input_norm``: every token is scaled to unit RMS before the projections and gates, so the
+      layer reads inputs of any scale, and outliers, as ordinary tokens;
+    * ``max_step_norm``: each token's surprise gradient is bounded in Frobenius norm, which bounds
+      the weights: ``||M_t|| <= b_t`` with ``b`` following the gates (``core/stability.py``).
+
+    Switch both off (``input_norm=False, max_step_norm=None``) for the papers' rule exactly.
     """
 
     dim: int = 256  # model width: x and y are (batch, time, dim)

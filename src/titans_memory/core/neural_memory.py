@@ -25,6 +25,9 @@ from titans_memory.core.ops import MemoryInputs, get_backend
 from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
 
+# eps of the input RMSNorm: small, so that scale invariance reaches tiny inputs (RMS >> 1e-6)
+_INPUT_NORM_EPS = 1e-12
+
 
 def _logit(p: float) -> float:
     return math.log(p) - math.log1p(-p)
@@ -64,6 +67,10 @@ class NeuralMemory(nn.Module):
 
     Args:
         config: a :class:`MemoryConfig`; or leave it out and give its fields as keywords.
+        check_finite: check every input ``x`` and every state handed in for NaN and Inf (a clear
+            ``ValueError`` instead of a memory that turns NaN for good). On a GPU each check reads
+            one value back to the host (a synchronisation); set ``mem.check_finite = False`` to
+            skip it, and a NaN in an input then spreads silently into the state.
 
     Example::
 
@@ -79,8 +86,11 @@ class NeuralMemory(nn.Module):
     ``mem(x)``, for any split (chunks are aligned to the stream position).
     """
 
-    def __init__(self, config: MemoryConfig | None = None, **overrides) -> None:
+    def __init__(self, config: MemoryConfig | None = None, *, check_finite: bool = True, **overrides) -> None:
         super().__init__()
+        if not isinstance(check_finite, bool):
+            raise TypeError(f"check_finite must be True or False, got {check_finite!r}")
+        self.check_finite = check_finite
         if config is None:
             config = MemoryConfig(**overrides)
         elif overrides:
@@ -172,13 +182,13 @@ class NeuralMemory(nn.Module):
 
     # --- the steps ---------------------------------------------------------------------------------
     def _normalize(self, x: Tensor) -> Tensor:
-        """With ``input_norm``: every token scaled to unit RMS, ``x_t / sqrt(mean(x_t^2) + eps)``, so
-        the layer sees the same input at any scale (and an outlier token as an ordinary one); else
-        ``x`` itself. A token so large that its squares overflow (beyond ~1e19 in float32) is read
-        as zero, never as NaN."""
+        """With ``input_norm``: every token scaled to unit RMS, ``x_t / sqrt(mean(x_t^2) + 1e-12)``, so
+        the layer sees the same input at any scale from about 1e-5 up (and an outlier token as an
+        ordinary one); else ``x`` itself. A token so large that its squares overflow (beyond ~1e19
+        in float32) is read as zero, never as NaN."""
         if not self.config.input_norm:
             return x
-        return F.rms_norm(x, (x.shape[-1],), eps=self.config.eps)
+        return F.rms_norm(x, (x.shape[-1],), eps=_INPUT_NORM_EPS)
 
     def _queries(self, x: Tensor, tail: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """``q = l2norm(conv(silu(x W_Q)))`` as ``(B H, T, d)``, and the new query-path tail."""
@@ -402,7 +412,7 @@ class NeuralMemory(nn.Module):
             raise ValueError(f"x must have shape (batch, time, dim={cfg.dim}), got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("x must have batch size >= 1")
-        if not all_finite(x):
+        if self.check_finite and not all_finite(x):
             raise ValueError("x contains NaN or Inf")
         param_dtype = self.to_qkv.weight.dtype
         if x.dtype != param_dtype:
@@ -414,6 +424,7 @@ class NeuralMemory(nn.Module):
             return
         if not isinstance(state, MemoryState):
             raise TypeError(f"state must be a MemoryState or None, got {type(state).__name__}")
+        state.validate(check_finite=self.check_finite)
         expected = [(x.shape[0], cfg.heads, a, b) for a, b in self.rule.architecture.layer_shapes]
         for name in ("weights", "momentum", "anchor"):
             got = [tuple(w.shape) for w in getattr(state, name)]

@@ -88,6 +88,15 @@ class Retention:
         """The chunk-end map on ``(N, d_in, d_out)`` weights (one per layer)."""
         raise NotImplementedError(f"{type(self).__name__} defines no apply")
 
+    def norm_bound(self, layer_shapes: Sequence[tuple[int, int]], constants: Tensor | None) -> Tensor | None:
+        """What the map guarantees: a bound on ``||W||_F`` over all layers right after it, per head
+        (a tensor broadcastable to ``(heads,)``), or None for a map that never increases the norm.
+
+        Used by the stability envelope (``core/stability.py``). The default, None, claims the map
+        is non-expansive: a rule that can grow the weights must override it.
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class LqRetention(Retention):
@@ -103,6 +112,14 @@ class LqRetention(Retention):
         if constants is None:
             raise ValueError("lq retention needs one radius per layer (constants), got None")
         return [lq_normalize(w, self.q, r) for w, r in zip(weights, constants, strict=True)]
+
+    def norm_bound(self, layer_shapes, constants):
+        # ||W||_q = rho after the map, and ||x||_2 <= n^(1/2 - 1/q) ||x||_q for q >= 2 (else <= ||x||_q)
+        per_layer = [
+            radius * float(d_in * d_out) ** max(0.0, 0.5 - 1.0 / self.q)
+            for radius, (d_in, d_out) in zip(constants, layer_shapes, strict=True)
+        ]
+        return torch.stack(per_layer).norm(dim=0)
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,10 @@ class KLRetention(Retention):
 
     def apply(self, weights, constants):
         return [kl_simplex(w, self.scale(w), 1.0 - self.strength) for w in weights]
+
+    def norm_bound(self, layer_shapes, constants):
+        # entries >= 0 summing to c = d_out: ||W||_F <= ||W||_1 = c, per layer
+        return torch.tensor(sum(float(d_out) ** 2 for _, d_out in layer_shapes) ** 0.5, dtype=torch.float64)
 
 
 @dataclass(frozen=True)

@@ -339,9 +339,11 @@ def bias_ablation(
     Base rule: DeltaNet's (``theta = 0.25``, no decay, no momentum, token by token) on a matrix
     memory (``depth = 1``) or on the residual MLP memory (``depth = 2``); each entry of ``biases``
     (default :data:`ABLATION_BIASES`) swaps in one bias. Everything else, data included, is equal,
-    so differences are the bias' alone. ``kwargs`` go to :func:`outlier_burst`.
+    so differences are the bias' alone; the library's step bound is off unless ``kwargs`` set
+    ``max_step_norm`` (it would mask the biases' own behaviour). ``kwargs`` go to :func:`outlier_burst`.
     """
     biases = ABLATION_BIASES if biases is None else biases
+    kwargs = {"max_step_norm": None, **kwargs}
     return {
         label: outlier_burst("deltanet", depth=depth, **{**kwargs, **change})
         for label, change in biases.items()

@@ -1,6 +1,7 @@
-"""Figures. Every function returns a :class:`matplotlib.figure.Figure`; nothing calls
-``plt.show``. The demo's five figures and their scenarios live in :mod:`titans_memory.viz.demo`;
-the comparison of the MIRAS presets in :mod:`titans_memory.viz.miras`.
+"""Figures. Every plotting function returns a :class:`matplotlib.figure.Figure`; nothing calls
+``plt.show``. The demo layer's figures (the five of the original demo, and the plots the
+notebooks explore the layer with), its scenarios and trace helpers live in
+:mod:`titans_memory.viz.demo`; the comparison of the MIRAS presets in :mod:`titans_memory.viz.miras`.
 """
 
 from titans_memory.viz.demo import (
@@ -10,13 +11,19 @@ from titans_memory.viz.demo import (
     ScenarioRun,
     plot_forgetting_effect,
     plot_full_pipeline,
+    plot_gate_curve,
+    plot_memory_activity,
     plot_memory_update_heatmap,
     plot_momentum_vs_raw,
+    plot_runs_side_by_side,
     plot_surprise_over_time,
+    plot_traces,
+    run_stream,
     save_demo_figures,
     trace_array,
     weight_norm,
     weight_norms,
+    write_norms,
     write_updates,
 )
 from titans_memory.viz.miras import miras_results, plot_miras_comparison, write_miras_figure
@@ -28,9 +35,14 @@ __all__ = [
     "ScenarioRun",
     "plot_forgetting_effect",
     "plot_full_pipeline",
+    "plot_gate_curve",
+    "plot_memory_activity",
     "plot_memory_update_heatmap",
     "plot_momentum_vs_raw",
+    "plot_runs_side_by_side",
     "plot_surprise_over_time",
+    "plot_traces",
+    "run_stream",
     "save_demo_figures",
     "trace_array",
     "weight_norm",
@@ -38,5 +50,6 @@ __all__ = [
     "miras_results",
     "plot_miras_comparison",
     "write_miras_figure",
+    "write_norms",
     "write_updates",
 ]

@@ -1,4 +1,4 @@
-"""The demo's five figures: scenarios, the helpers that turn a trace into arrays, and the plots.
+"""The demo layer's figures: scenarios, the helpers that turn a trace into arrays, and the plots.
 
 Each scenario of the original demo is defined once, in :data:`SCENARIOS`, and shared by the
 figures, the tests and the notebooks. Every plotting function builds and returns a
@@ -12,6 +12,12 @@ Typical use::
     fig.savefig("full_pipeline.png")
 
 or all five at once: :func:`save_demo_figures`.
+
+Beyond the five figures, for the notebooks and for any other series: :func:`run_stream` runs the
+layer on any 1-d series and returns a :class:`ScenarioRun` for every plot here;
+:func:`plot_memory_activity` (reads and write sizes), :func:`plot_gate_curve` (the gate against
+the relative surprise), :func:`plot_runs_side_by_side` (several runs in columns) and
+:func:`plot_traces` (any series over time, e.g. a sweep of one setting).
 """
 
 from __future__ import annotations
@@ -46,26 +52,36 @@ class ScenarioRun:
     """One scenario run: the input, the layer after the run, and the trace.
 
     Attributes:
-        scenario: the :class:`DemoScenario` that was run.
+        scenario: the :class:`DemoScenario` that was run; None for any other series
+            (:func:`run_stream`).
         seq: the input series, ``(T,)``.
-        anomaly_mask: 1.0 at the anomalies, 0.0 elsewhere, ``(T,)``.
+        anomaly_mask: 1.0 at the anomalies (or other events), 0.0 elsewhere, ``(T,)``.
         result: what :meth:`TitansMemoryLayer.process_sequence` returned.
         layer: the layer, in its state after the run.
         initial_snapshot: the memory weights before step 0 (so that the change made at step 0
             can be shown too).
+        label: the title of a run without a scenario (empty: the scenario's title).
     """
 
-    scenario: DemoScenario
+    scenario: DemoScenario | None
     seq: Tensor
     anomaly_mask: Tensor
     result: dict[str, list[Any]]
     layer: TitansMemoryLayer
     initial_snapshot: list[Tensor]
+    label: str = ""
 
     @property
     def anomaly_indices(self) -> list[int]:
         """Positions of the anomalies, ascending."""
         return self.anomaly_mask.nonzero().flatten().tolist()
+
+    @property
+    def title(self) -> str:
+        """The figure title: ``label`` if given, else the scenario's title."""
+        if self.label or self.scenario is None:
+            return self.label
+        return self.scenario.title
 
 
 @dataclass(frozen=True)
@@ -189,6 +205,49 @@ SCENARIOS: Mapping[str, DemoScenario] = MappingProxyType(
     }
 )
 
+
+def run_stream(
+    seq: Tensor,
+    events: Sequence[int] = (),
+    *,
+    title: str = "stream",
+    seed: int | None = DEFAULT_SEED,
+    **layer_kwargs: Any,
+) -> ScenarioRun:
+    """Run a fresh layer on any 1-d series, as :meth:`DemoScenario.run` does on a scenario's.
+
+    Args:
+        seq: the series, ``(T,)``, real-valued.
+        events: positions of the novelties to mark (the plots draw them like anomalies).
+        title: the figure title of the run.
+        seed: passed to ``torch.manual_seed`` before the layer is built; None leaves it alone.
+        layer_kwargs: :class:`TitansMemoryLayer` arguments besides ``input_dim=1``.
+
+    Returns:
+        A :class:`ScenarioRun` with ``scenario=None``, for every plotting function here.
+    """
+    if not isinstance(seq, Tensor):
+        raise TypeError(f"seq must be a torch.Tensor of shape (T,), got {type(seq).__name__}")
+    if seq.dim() != 1 or seq.numel() == 0:
+        raise ValueError(f"seq must have shape (T,) with T >= 1, got {tuple(seq.shape)}")
+    if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+        raise TypeError(f"events must be a sequence of ints, got {type(events).__name__}")
+    positions = list(events)
+    if not all(isinstance(e, int) and not isinstance(e, bool) for e in positions):
+        raise TypeError(f"events must contain ints, got {positions}")
+    bad = [e for e in positions if not 0 <= e < len(seq)]
+    if bad:
+        raise ValueError(f"events must lie in [0, {len(seq)}), got {bad}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    layer = TitansMemoryLayer(input_dim=1, **layer_kwargs)
+    initial = layer.memory.get_weight_snapshot()
+    result = layer.process_sequence(seq.unsqueeze(-1))
+    mask = torch.zeros(len(seq))
+    mask[positions] = 1.0
+    return ScenarioRun(None, seq, mask, result, layer, initial, label=title)
+
+
 # --------------------------------------------------------------------------------------------
 # From a trace to arrays
 # --------------------------------------------------------------------------------------------
@@ -240,6 +299,25 @@ def write_updates(
         (b.double() - a.double() / keep).abs().flatten() for b, a in zip(before, after, strict=True)
     ]
     return torch.stack(cols, dim=1).numpy()
+
+
+def write_norms(
+    snapshots: Sequence[Sequence[Tensor] | None], initial: Sequence[Tensor], forget_rate: float
+) -> np.ndarray:
+    """L2 norm of each write over all the memory's tensors together, forgetting factored out.
+
+    ``||theta_{t-1} - theta_t / (1 - r)||``: the norm of :func:`write_updates` over every weight
+    and bias. A layer clips each write's gradient, so this is at most
+    ``write_lr * memory_max_grad_norm``.
+
+    Returns:
+        ``(T,)`` array.
+    """
+    squares = sum(
+        (write_updates(snapshots, initial, forget_rate, i) ** 2).sum(axis=0)
+        for i in range(len(initial))
+    )
+    return np.sqrt(squares)
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,7 +464,7 @@ def plot_surprise_over_time(run: ScenarioRun | None = None) -> Figure:
             " bounded in [0, 1]"
         )
         ax_g.set_xlabel("timestep $t$")
-        fig.suptitle(run.scenario.title, fontsize=13, fontweight="bold")
+        fig.suptitle(run.title, fontsize=13, fontweight="bold")
     return fig
 
 
@@ -401,7 +479,7 @@ def plot_memory_update_heatmap(run: ScenarioRun | None = None) -> Figure:
         _plot_write_heatmap(fig, ax_h, run)
         ax_h.set_title("Write step on each first-layer weight (forgetting factored out)")
         ax_h.set_xlabel("timestep $t$")
-        fig.suptitle(run.scenario.title, fontsize=13, fontweight="bold")
+        fig.suptitle(run.title, fontsize=13, fontweight="bold")
     return fig
 
 
@@ -428,7 +506,7 @@ def plot_momentum_vs_raw(run: ScenarioRun | None = None) -> Figure:
         low = min(raw.min(), smooth.min())
         ax.set_ylim(bottom=low / 100)
         ax.legend(loc="lower right", ncol=3)
-        ax.set_title(run.scenario.title + ": momentum carries each spike forward")
+        ax.set_title(run.title + ": momentum carries each spike forward")
     return fig
 
 
@@ -442,8 +520,10 @@ def plot_forgetting_effect(runs: Sequence[ScenarioRun] | None = None) -> Figure:
             _plot_norm(ax, run, label=f"forget_rate = {run.layer.memory.forget_rate:g}")
         _mark_anomalies(ax, runs[0].anomaly_indices, label=True)
         for idx in runs[0].anomaly_indices:
+            value = runs[0].seq[idx].item()
+            value = 0.0 if abs(value) < 1e-9 else value  # sin(2 pi k) is 1e-15, not worth showing
             ax.annotate(
-                f" x = {runs[0].seq[idx].item():g}",
+                f" x = {value:.4g}",
                 (idx, 1.0),
                 xycoords=("data", "axes fraction"),
                 va="top",
@@ -454,7 +534,7 @@ def plot_forgetting_effect(runs: Sequence[ScenarioRun] | None = None) -> Figure:
         ax.set_ylabel(r"memory weight norm $\|\theta\|_2$")
         ax.set_ylim(bottom=0)
         ax.legend(loc="lower left")
-        ax.set_title(runs[0].scenario.title + r": each step multiplies every weight by $1 - r$")
+        ax.set_title(runs[0].title + r": each step multiplies every weight by $1 - r$")
     return fig
 
 
@@ -487,7 +567,202 @@ def plot_full_pipeline(run: ScenarioRun | None = None) -> Figure:
         ax_heat.set_title("6. Write step on each first-layer weight")
         for ax in (ax_gate, ax_norm, ax_heat):
             ax.set_xlabel("timestep $t$")
-        fig.suptitle(run.scenario.title, fontsize=14, fontweight="bold")
+        fig.suptitle(run.title, fontsize=14, fontweight="bold")
+    return fig
+
+
+def plot_traces(
+    traces: Mapping[str, Sequence[float] | np.ndarray | Tensor],
+    *,
+    events: Sequence[int] = (),
+    signal: Sequence[float] | np.ndarray | Tensor | None = None,
+    log: bool = False,
+    title: str = "",
+    xlabel: str = "timestep $t$",
+    ylabel: str = "",
+    event_label: str = "event",
+) -> Figure:
+    """Several series over time on one axis, with dashed red lines at ``events``.
+
+    For traces computed outside a :class:`ScenarioRun` (a lone :class:`SurpriseMetric`, a sweep
+    of settings, a rule written out by hand). Non-finite values are left out of the lines, so a
+    series that diverged simply stops.
+
+    Args:
+        traces: label -> ``(T_i,)`` series, plotted against ``0 .. T_i - 1``; at least one.
+        events: positions to mark (anomalies, switches).
+        signal: an input series ``(T,)``, drawn in a panel above with the events as red dots.
+        log: log scale on the traces' y axis.
+        title, xlabel, ylabel: of the traces' panel.
+        event_label: the legend entry of the events in the input panel (e.g. "anomaly").
+    """
+    if not isinstance(traces, Mapping) or not traces:
+        raise ValueError("traces must be a non-empty mapping of label -> 1-d series")
+    arrays = {}
+    for label, trace in traces.items():
+        values = np.asarray(torch.as_tensor(trace).detach().cpu().double())
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(
+                f"traces[{label!r}] must be a non-empty 1-d series, got shape {values.shape}"
+            )
+        arrays[label] = values
+    marks = [int(e) for e in events]
+    with mpl.rc_context(_STYLE):
+        if signal is None:
+            fig = _figure(10, 3.8)
+            ax = fig.subplots()
+        else:
+            x = np.asarray(torch.as_tensor(signal).detach().cpu().double())
+            if x.ndim != 1:
+                raise ValueError(f"signal must be a 1-d series, got shape {x.shape}")
+            fig = _figure(10, 6)
+            ax_in, ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.4]})
+            ax_in.plot(x, color=_COLORS["input"], linewidth=1.1, label="input $x_t$")
+            if marks:
+                ax_in.scatter(
+                    marks, x[marks], color=_COLORS["anomaly"], s=30, zorder=5, label=event_label
+                )
+            ax_in.set_ylabel("value $x_t$")
+            ax_in.legend(loc="upper right")
+        for label, values in arrays.items():
+            ax.plot(np.where(np.isfinite(values), values, np.nan), linewidth=1.4, label=label)
+        _mark_anomalies(ax, marks)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(loc="best", ncol=min(len(arrays), 4))
+    return fig
+
+
+def plot_gate_curve(run: ScenarioRun | None = None) -> Figure:
+    """The write gate as a function of the relative surprise, with the run's steps on it.
+
+    The gate is ``g = r / (r + tau)`` of the ratio ``r_t = s_t / c_{t-1}`` of the surprise to the
+    running scale it was compared with: a saturating curve that no surprise lifts past 1.
+    """
+    run = run or SCENARIOS["full_pipeline"].run()
+    tau = run.layer.gate_threshold
+    ratio = trace_array(run.result, "surprise_scores") / trace_array(run.result, "surprise_scale")
+    gates = trace_array(run.result, "write_gates")
+    events = run.anomaly_mask.bool().numpy()
+    positive = ratio[ratio > 0]
+    low = min(positive.min(), tau) / 10 if positive.size else tau / 1e4
+    high = max(ratio.max(), tau) * 10
+    grid = np.logspace(np.log10(low), np.log10(high), 300)
+    with mpl.rc_context(_STYLE):
+        fig = _figure(8, 4)
+        ax = fig.subplots()
+        ax.plot(
+            grid,
+            grid / (grid + tau),
+            color="black",
+            linewidth=1.5,
+            label=rf"$g = r / (r + \tau)$, $\tau = {tau:g}$",
+        )
+        ax.scatter(
+            ratio[~events], gates[~events], s=14, color=_COLORS["input"], label="ordinary steps"
+        )
+        ax.scatter(
+            ratio[events],
+            gates[events],
+            s=40,
+            color=_COLORS["anomaly"],
+            zorder=3,
+            label="anomalies",
+        )
+        ax.axvline(tau, color="gray", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel(r"relative surprise $r_t = s_t / c_{t-1}$ (log)")
+        ax.set_ylabel("write gate $g_t$")
+        ax.set_title(r"The gate saturates: no surprise opens it past 1 (half open at $r = \tau$)")
+        ax.legend(loc="upper left")
+    return fig
+
+
+def plot_memory_activity(run: ScenarioRun | None = None) -> Figure:
+    """What the memory returns and how it is written, per step.
+
+    Top: the input and the memory's read ``y_t = M(x_t)`` (before that step's write). Bottom:
+    the norm of each write (:func:`write_norms`) with its bound ``write_lr *
+    memory_max_grad_norm``, and the weight norm on the right axis. Needs a snapshot at every
+    step.
+    """
+    run = run or SCENARIOS["full_pipeline"].run()
+    memory = run.layer.memory
+    t = np.arange(len(run.seq))
+    reads = torch.stack(list(run.result["outputs"])).detach().cpu().double().reshape(len(t), -1)
+    sizes = write_norms(run.result["memory_snapshots"], run.initial_snapshot, memory.forget_rate)
+    bound = memory.write_lr * run.layer.memory_max_grad_norm
+    with mpl.rc_context(_STYLE):
+        fig = _figure(11, 7)
+        ax_in, ax_w = fig.subplots(2, 1, sharex=True)
+        _plot_input(ax_in, run)
+        ax_in.plot(
+            t,
+            reads[:, 0].numpy(),
+            color=_COLORS["gate"],
+            linewidth=1.5,
+            label="memory read $y_t = M(x_t)$, before the write",
+        )
+        ax_in.legend(loc="upper left")
+        ax_in.set_title("Input, and what the memory returns for it")
+        ax_w.bar(t, sizes, color=_COLORS["anomaly"], alpha=0.7, label=r"write size $\|w_t\|$")
+        ax_w.axhline(
+            bound,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"bound write_lr * memory_max_grad_norm = {bound:g}",
+        )
+        _mark_anomalies(ax_w, run.anomaly_indices)
+        ax_w.set_ylabel(r"$\|w_t\|$")
+        ax_w.set_xlabel("timestep $t$")
+        ax_w.legend(loc="upper left")
+        ax_n = ax_w.twinx()
+        ax_n.grid(False)
+        _plot_norm(ax_n, run, label=r"weight norm $\|\theta_t\|$ (right)")
+        ax_n.lines[-1].set_color("black")
+        ax_n.legend(loc="upper right")
+        ax_w.set_title("Size of each write (forgetting factored out) and the weight norm")
+        fig.suptitle(run.title, fontsize=13, fontweight="bold")
+    return fig
+
+
+def plot_runs_side_by_side(runs: Mapping[str, ScenarioRun]) -> Figure:
+    """One column per run: the input, the raw surprise against the gate's half-open level
+    ``tau * c_{t-1}`` (log scale), and the write gate; events marked in red."""
+    if not isinstance(runs, Mapping) or not runs:
+        raise ValueError("runs must be a non-empty mapping of title -> ScenarioRun")
+    with mpl.rc_context(_STYLE):
+        fig = _figure(4 * len(runs) + 1, 8)
+        axes = fig.subplots(3, len(runs), sharex="col", squeeze=False)
+        for col, (title, run) in enumerate(runs.items()):
+            t = np.arange(len(run.seq))
+            half_open = run.layer.gate_threshold * trace_array(run.result, "surprise_scale")
+            axes[0, col].plot(t, run.seq.numpy(), color=_COLORS["input"], linewidth=1)
+            axes[0, col].set_title(title)
+            axes[1, col].semilogy(
+                t,
+                trace_array(run.result, "surprise_scores"),
+                color=_COLORS["raw"],
+                linewidth=1,
+                label="$s_t$",
+            )
+            axes[1, col].semilogy(
+                t, half_open, color="black", linestyle="--", linewidth=1, label=r"$\tau c_{t-1}$"
+            )
+            _plot_gate(axes[2, col], run)
+            axes[2, col].set_xlabel("timestep $t$")
+            for row in range(2):
+                _mark_anomalies(axes[row, col], run.anomaly_indices)
+        axes[0, 0].set_ylabel("input $x_t$")
+        axes[1, 0].set_ylabel("surprise (log)")
+        axes[1, 0].legend(loc="upper right")
+        for col in range(1, len(runs)):
+            axes[2, col].set_ylabel("")
     return fig
 
 

@@ -4,9 +4,10 @@ Four panels, all at the operator level with fixed gates (see that module's docst
 
 * A: recall (cosine of read and value) vs age, every preset at its initial gates;
 * B: recall of the clean pairs written before an outlier burst: just before it, at the end of a
-  clean control stream, and at the end of the stream with the burst, every preset;
+  clean control stream, and at the end of the stream with the burst, every preset, as the library
+  runs it (with the per-token step bound) and as the papers write it (without);
 * C, D: the same burst with only the attentional bias swapped, on a matrix memory (C) and on the
-  residual MLP memory (D), DeltaNet's step size (theta = 0.25), no decay, no momentum.
+  residual MLP memory (D), DeltaNet's step size (theta = 0.25), no decay, no momentum, no step bound.
 
 A memory that diverges (NaN or Inf reads) is marked "diverged" instead of a bar.
 """
@@ -38,33 +39,42 @@ _BAR_KINDS = (
     ("after_clean", "end, clean control stream", "#4c72b0"),
     ("after_burst", "end, stream with the burst", "#dd5143"),
 )
+_UNBOUNDED_BAR = ("after_burst", "end, with the burst, no step bound (the papers' rule)", "#8c1c13")
 
 
 def miras_results(
     *, seed: int = 0, recall_trials: int = 64, burst_trials: int = 32, head_dim: int = 32
 ) -> dict:
-    """Everything the figure shows: ``{"recall", "burst", "ablation_matrix", "ablation_mlp"}``.
+    """Everything the figure shows: ``{"recall", "burst", "burst_unbounded", "ablation_matrix",
+    "ablation_mlp"}``.
 
     ``recall`` maps preset -> :class:`RecallCurve`; the others map preset or bias ->
-    :class:`BurstResult`. Deterministic for a given seed; seconds on a laptop CPU.
+    :class:`BurstResult` (``burst_unbounded``: the presets with ``max_step_norm=None``).
+    Deterministic for a given seed; seconds on a laptop CPU.
     """
     names = list(PRESETS)
     common = dict(seed=seed, head_dim=head_dim)
     return {
         "recall": {n: recall_vs_age(n, trials=recall_trials, **common) for n in names},
         "burst": {n: outlier_burst(n, trials=burst_trials, **common) for n in names},
+        "burst_unbounded": {n: outlier_burst(n, trials=burst_trials, max_step_norm=None, **common) for n in names},
         "ablation_matrix": bias_ablation(1, trials=burst_trials, **common),
         "ablation_mlp": bias_ablation(2, trials=burst_trials, **common),
     }
 
 
-def _burst_bars(ax, results: dict[str, BurstResult], title: str, rotate: bool) -> None:
+def _burst_bars(
+    ax, results: dict[str, BurstResult], title: str, rotate: bool, unbounded: dict[str, BurstResult] | None = None
+) -> None:
     labels = list(results)
     x = np.arange(len(labels))
-    width = 0.27
-    for i, (field, legend, color) in enumerate(_BAR_KINDS):
-        vals = np.array([getattr(results[n], field) for n in labels], dtype=float)
-        pos = x + (i - 1) * width
+    kinds = [(results, *kind) for kind in _BAR_KINDS]
+    if unbounded is not None:
+        kinds.append((unbounded, *_UNBOUNDED_BAR))
+    width = 0.8 / len(kinds)
+    for i, (source, field, legend, color) in enumerate(kinds):
+        vals = np.array([getattr(source[n], field) for n in labels], dtype=float)
+        pos = x + (i - (len(kinds) - 1) / 2) * width
         ax.bar(pos, np.nan_to_num(vals, nan=0.0), width, color=color, label=legend)
         for p, v in zip(pos, vals, strict=True):
             if not math.isfinite(v):  # say it, rather than draw a silent zero
@@ -110,11 +120,12 @@ def plot_miras_comparison(results: dict | None = None, *, seed: int = 0) -> Figu
                  loc="left", fontsize=11)
 
     _burst_bars(axes[0, 1], results["burst"],
-                "B. Outlier burst (values 100x larger, 4 tokens), presets at their init gates", True)
+                "B. Outlier burst (values 100x larger, 4 tokens), presets at their init gates", True,
+                unbounded=results.get("burst_unbounded"))
     _burst_bars(axes[1, 0], results["ablation_matrix"],
-                "C. Same burst, only the bias changes: matrix memory, theta = 0.25", False)
+                "C. Same burst, only the bias changes: matrix memory, theta = 0.25, no step bound", False)
     _burst_bars(axes[1, 1], results["ablation_mlp"],
-                "D. Same burst, only the bias changes: MLP memory (depth 2), theta = 0.25", False)
+                "D. Same burst, only the bias changes: MLP memory (depth 2), theta = 0.25, no step bound", False)
     axes[0, 1].legend(fontsize=8.5, loc="upper left")
     deep_lr = sorted({preset(n).lr_init for n in results["burst"] if n in PRESETS and preset(n).depth > 1})
     lr_text = "/".join(f"{lr:g}" for lr in deep_lr)
