@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from titans_memory.core import MemoryConfig, MemoryState, NeuralMemory, preset
-from titans_memory.core.neural_memory import _INPUT_NORM_EPS
 from titans_memory.core.ops import BACKENDS
 
 DT = torch.float64
@@ -126,7 +125,7 @@ def test_retrieve_and_store_take_different_inputs():
     torch.testing.assert_close(s.kv_tail, s_store_only.kv_tail, rtol=0, atol=0)
     # the query tail holds the last conv_kernel - 1 query-path inputs silu(x W_Q) of a
     w_q = mem.to_qkv.weight[: mem.inner]
-    a_n = torch.nn.functional.rms_norm(a, (12,), eps=_INPUT_NORM_EPS)  # the layer's input RMSNorm
+    a_n = mem._normalize(a)
     torch.testing.assert_close(s.query_tail, torch.nn.functional.silu(a_n[:, -3:] @ w_q.T), rtol=1e-12, atol=1e-12)
     assert h.shape == a.shape
 
@@ -209,3 +208,14 @@ def test_surprise_is_the_size_of_the_reference_step(overrides):
             torch.testing.assert_close(sizes_plain[:, :, t - 3], step, **TOL)
             s = s_next
     assert recurrent_memory is BACKENDS["recurrent"]
+
+
+def test_the_state_holds_no_view_of_a_long_input():
+    """The convolution tails are copies: a state must not keep a whole long call's projections alive."""
+    mem = make(chunk_size=4)
+    with torch.no_grad():
+        _, state = mem(rand_x(1, 2000))
+        _, state = mem.retrieve(rand_x(1, 2000), state)
+    for name in ("query_tail", "kv_tail"):
+        tail = getattr(state, name)
+        assert tail.untyped_storage().nbytes() <= 3 * tail.nelement() * tail.element_size(), name

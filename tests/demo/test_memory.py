@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 
@@ -184,3 +185,81 @@ def test_bad_inputs(x, error, message):
         mem.read(x)
     with pytest.raises(error, match=re.escape(message)):
         mem.write(x, surprise_score=torch.tensor(1.0))
+
+
+# -- Inputs up to the float32 maximum --------------------------------------------------------
+
+F32 = torch.finfo(torch.float32).max
+HUGE = [1e10, 1e20, 1e30, F32, -1e20, -F32]
+
+
+def huge_input(value: float, shape: tuple[int, ...]) -> torch.Tensor:
+    """Ordinary values with one element at ``value``."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(7))
+    x.view(-1)[0] = value
+    return x
+
+
+@pytest.mark.parametrize("shape", [(2,), (3, 2)])
+@pytest.mark.parametrize("value", HUGE, ids=lambda v: f"{v:.0e}")
+def test_read_of_huge_inputs_is_the_float64_read_saturated(value, shape):
+    torch.manual_seed(10)
+    mem = MemoryModule(input_dim=2, memory_dim=8)
+    x = huge_input(value, shape)
+    y = mem.read(x)
+    with torch.no_grad():
+        exact = copy.deepcopy(mem.memory_net).double()(x.double()).clamp(-F32, F32)
+    assert y.shape == shape and y.dtype == torch.float32 and torch.isfinite(y).all()
+    assert torch.allclose(y.double(), exact, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [F32, -F32], ids=lambda v: f"{v:.0e}")
+def test_read_beyond_the_float32_range_saturates(value):
+    torch.manual_seed(10)
+    mem = MemoryModule(input_dim=2, memory_dim=8)
+    with torch.no_grad():
+        for p in mem.memory_net.parameters():
+            p *= 4.0  # a gain of ~64: reads of a 3.4e38 input exceed float32's range
+    x = huge_input(value, (3, 2))
+    y = mem.read(x)
+    with torch.no_grad():
+        exact = copy.deepcopy(mem.memory_net).double()(x.double())
+        plain = mem.memory_net(x)
+    beyond = exact.abs() > F32
+    assert beyond.any() and torch.isfinite(y).all()
+    assert torch.equal(y[beyond].double(), exact[beyond].sign() * F32)
+    assert torch.allclose(y[~beyond].double(), exact[~beyond], rtol=1e-5, atol=1e-6)
+    assert not torch.isfinite(plain).all()  # not vacuous: the float32 forward pass overflows
+
+
+@pytest.mark.parametrize("score", [1.0, 0.37])
+@pytest.mark.parametrize("shape", [(2,), (3, 2)])
+@pytest.mark.parametrize("value", HUGE, ids=lambda v: f"{v:.0e}")
+def test_clipped_write_of_huge_inputs_is_the_float64_step(
+    value, shape, score, reference_step, param_copies, flat_norm
+):
+    torch.manual_seed(11)
+    mem = MemoryModule(input_dim=2, memory_dim=8, write_lr=0.05)
+    x = huge_input(value, shape)
+    lr = 0.05 * score
+    want = reference_step(copy.deepcopy(mem.memory_net).double(), x.double(), lr, max_norm=10.0)
+    before = param_copies(mem)
+    mem.write(x, surprise_score=torch.tensor(score), max_grad_norm=10.0)
+    for p, q in zip(mem.memory_net.parameters(), want.parameters(), strict=True):
+        assert torch.allclose(p.double(), q, atol=1e-6)
+    step = flat_norm(a - b for a, b in zip(param_copies(mem), before, strict=True))
+    assert step == pytest.approx(lr * 10.0, rel=1e-4)  # the full clipped step, not a skipped one
+
+
+@pytest.mark.parametrize("value", [1e20, -F32], ids=lambda v: f"{v:.0e}")
+def test_unclipped_write_of_a_huge_input_saturates_and_reads_stay_finite(value):
+    torch.manual_seed(12)
+    mem = MemoryModule(input_dim=1, memory_dim=8)
+    mem.write(torch.tensor([value]), surprise_score=F32)  # the original rule, unbounded
+    weights = list(mem.memory_net.parameters())
+    assert all(torch.isfinite(w).all() for w in weights)
+    assert any((w.abs() == F32).any() for w in weights)
+    for x in (torch.tensor([1.0]), torch.tensor([value]), torch.full((4, 1), -F32)):
+        assert torch.isfinite(mem.read(x)).all()
+    mem.write(torch.tensor([2.0]), surprise_score=1.0, max_grad_norm=1.0)
+    assert all(torch.isfinite(w).all() for w in weights)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 
@@ -152,3 +153,80 @@ def test_bad_step_arguments():
         m.update_predictor(torch.ones(1), lr=-0.1)
     with pytest.raises(ValueError, match=r"max_grad_norm must be > 0, got 0\.0"):
         m.update_predictor(torch.ones(1), max_grad_norm=0.0)
+
+
+# -- Inputs up to the float32 maximum --------------------------------------------------------
+
+F32 = torch.finfo(torch.float32).max
+HUGE = [1e10, 1e20, 1e30, F32, -1e20, -F32]
+
+
+def huge_input(value: float, shape: tuple[int, ...]) -> torch.Tensor:
+    """Ordinary values with one element at ``value``."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(7))
+    x.view(-1)[0] = value
+    return x
+
+
+def float64_surprise(metric: SurpriseMetric, x: torch.Tensor) -> torch.Tensor:
+    predictor = copy.deepcopy(metric.predictor).double()
+    with torch.no_grad():
+        return ((predictor(x.double()) - x.double()) ** 2).mean()
+
+
+@pytest.mark.parametrize("shape", [(2,), (3, 2)])
+@pytest.mark.parametrize("value", HUGE, ids=lambda v: f"{v:.0e}")
+def test_surprise_of_huge_inputs_is_the_float64_value_saturated(value, shape):
+    torch.manual_seed(5)
+    m = SurpriseMetric(input_dim=2)
+    x = huge_input(value, shape)
+    s = m(x)
+    exact = float64_surprise(m, x)
+    assert s.dtype == torch.float32 and torch.isfinite(s)
+    assert float(s) == pytest.approx(min(float(exact), F32), rel=1e-6)
+    # Not vacuous: the plain float32 formula overflows from |x| ~ 1.8e19 on.
+    with torch.no_grad():
+        plain = (m.predictor(x) - x).square().mean()
+    assert torch.isfinite(plain) == (abs(value) < 1e19)
+
+
+def test_compute_with_momentum_averages_the_saturated_surprise():
+    torch.manual_seed(6)
+    m = SurpriseMetric(input_dim=1, momentum=0.8)
+    values = [1.0, F32, 2.0, -1e30, 3.0]
+    raw = [min(float(float64_surprise(m, torch.tensor([v]))), F32) for v in values]
+    expected, ema = [], None
+    for r in raw:
+        ema = r if ema is None else 0.8 * ema + 0.2 * r
+        expected.append(ema)
+    got = [m.compute_with_momentum(torch.tensor([v])) for v in values]
+    assert all(torch.isfinite(g) for g in got)
+    assert [float(g) for g in got] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2,), (3, 2)])
+@pytest.mark.parametrize("value", HUGE, ids=lambda v: f"{v:.0e}")
+def test_clipped_update_on_huge_inputs_is_the_float64_step(
+    value, shape, reference_step, param_copies, flat_norm
+):
+    torch.manual_seed(8)
+    m = SurpriseMetric(input_dim=2, hidden_dim=8)
+    x = huge_input(value, shape)
+    want = reference_step(copy.deepcopy(m.predictor).double(), x.double(), lr=0.01, max_norm=5.0)
+    before = param_copies(m)
+    m.update_predictor(x, lr=0.01, max_grad_norm=5.0)
+    for p, q in zip(m.predictor.parameters(), want.parameters(), strict=True):
+        assert torch.allclose(p.double(), q, atol=1e-6)
+    step = flat_norm(a - b for a, b in zip(param_copies(m), before, strict=True))
+    assert step == pytest.approx(0.01 * 5.0, rel=1e-4)  # the full clipped step
+
+
+def test_unclipped_update_on_a_huge_input_saturates_the_weights():
+    torch.manual_seed(9)
+    m = SurpriseMetric(input_dim=1)
+    m.update_predictor(torch.tensor([F32]), lr=0.01)  # the original, unbounded step
+    weights = list(m.predictor.parameters())
+    assert all(torch.isfinite(w).all() for w in weights)
+    assert any((w.abs() == F32).any() for w in weights)
+    # The metric still answers, finite, on ordinary and huge inputs.
+    assert torch.isfinite(m(torch.tensor([1.0]))) and torch.isfinite(m(torch.tensor([-F32])))

@@ -42,7 +42,11 @@ _TINY = 1e-30
 
 def lq_normalize(w: Tensor, q: float, radius: Tensor) -> Tensor:
     """``radius * w / ||w||_q`` over the last two dims; ``radius`` broadcasts as ``(N, 1, 1)``."""
-    norm = w.abs().pow(q).sum((-2, -1), keepdim=True).pow(1.0 / q)
+    total = w.abs().pow(q).sum((-2, -1), keepdim=True)
+    # s^(1/q) has an infinite derivative at s = 0 (an all-zero memory_init): the where keeps the
+    # value and gives that case a zero gradient instead of 0 * inf = NaN
+    positive = total > 0
+    norm = torch.where(positive, torch.where(positive, total, 1.0).pow(1.0 / q), 0.0)
     return w * (radius / norm.clamp_min(_TINY))
 
 

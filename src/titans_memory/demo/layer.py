@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from titans_memory.demo import _checks, _mlp
+from titans_memory.demo import _checks, _mlp, _wide
 from titans_memory.demo.memory import MemoryModule
 from titans_memory.demo.surprise import SurpriseMetric
 
@@ -15,6 +16,10 @@ from titans_memory.demo.surprise import SurpriseMetric
 _GATE_EPS = 1e-12
 # Steps between two stackings of the per-step trace tensors when as_tensors=True.
 _CHUNK = 4096
+# Steps between two checks that the plain arithmetic cannot overflow (see _wide): one check
+# reads the weight norms (one device-to-host transfer) and covers the next _BLOCK steps, during
+# which each step moves the weights by at most its clipped size.
+_BLOCK = 64
 
 
 class TitansMemoryLayer(nn.Module):
@@ -68,6 +73,21 @@ class TitansMemoryLayer(nn.Module):
       ``surprise_lr * predictor_max_grad_norm`` per step, so no single token can wreck it.
       Clipping is aimed at outliers: once the pattern is learned, the gradients of ordinary
       tokens are mostly below the thresholds.
+    * **Inputs of any size.** Every output stays finite for every finite input up to the
+      float32 maximum (3.4e38), and the weight bound above still holds. In plain float32
+      arithmetic a square overflows from ~1.8e19 on (the error's, or an error times an
+      activation in the backward pass: the gate becomes ``Inf / Inf`` or the clipped step
+      ``Inf * 0``, NaN, and so do the weights, for good), the squared gradient norm from ~4e9
+      on (the clip factor becomes 0 and the write is silently skipped), and a linear layer near
+      the maximum. So every 64 steps the layer bounds, from the weight norms, every value a
+      step can compute (:mod:`titans_memory.demo._wide`); a token for which the bound exceeds
+      1/16 of the float32 maximum (at the defaults, a token above a few million) is processed
+      in float64, the others in float32, bit for bit as without the check. What float32 cannot
+      hold is *saturated*, returned as +-3.4e38: the surprise (and so its average and the
+      running scale) and the read. The gate is computed from the saturated surprise, so the
+      formulas above hold for the values returned; the clipped steps are exact. As ``c``
+      starts at the first surprise, a huge *first* token keeps the gate of the ordinary tokens
+      after it near 0 until ``c`` has decayed (by 0.9 per step: about 1,000 steps from 3.4e38).
 
     ``MemoryModule.write`` keeps the original rule ``effective_lr = write_lr * surprise_score``;
     the layer simply passes the gate ``g_t`` as the score. The smoothed surprise
@@ -190,8 +210,9 @@ class TitansMemoryLayer(nn.Module):
             ``as_tensors``, tensors with ``T`` rows instead, except ``"memory_snapshots"``):
 
             * ``"outputs"``: ``(input_dim,)`` tensors, the memory read ``M(x_t)`` *before* the
-              write of step ``t``;
-            * ``"surprise_scores"``: 0-d tensors, the raw surprise ``s_t``;
+              write of step ``t`` (saturated at +-3.4e38 in float32);
+            * ``"surprise_scores"``: 0-d tensors, the raw surprise ``s_t`` (saturated at
+              3.4e38 in float32, as are the two averages below);
             * ``"surprise_momentum"``: 0-d tensors, its EMA with factor ``momentum``;
             * ``"memory_snapshots"``: the memory weights *after* step ``t`` (after forgetting),
               as returned by :meth:`MemoryModule.get_weight_snapshot`, or ``None`` at the steps
@@ -223,6 +244,25 @@ class TitansMemoryLayer(nn.Module):
         pred_clip = self.predictor_max_grad_norm
         # d/dy mean((y - x)^2) over the dim elements of one token = 2 (y - x) / dim.
         grad_factor = 2.0 / dim
+        # The overflow checks (see _wide.plain_fits): for each network, the step size and the
+        # clipping threshold, and how far its weights can move within one block.
+        dtype = seq.dtype
+        bound = _wide.limit(dtype)
+        pred_check = {
+            "lr": surprise_lr,
+            "max_grad_norm": pred_clip,
+            "growth": _BLOCK * surprise_lr * pred_clip,
+            # s stays far below max, so that where threshold * c overflows the gate's
+            # denominator, the gate s / Inf = 0 is within 5e-20 of the exact value.
+            "mse_bound": math.sqrt(torch.finfo(dtype).max),
+        }
+        mem_check = {
+            "lr": write_lr,
+            "max_grad_norm": mem_clip,
+            "growth": _BLOCK * write_lr * mem_clip,
+        }
+        nets = ((pred_params, pred_check), (mem_params, mem_check))
+        plain: list[bool] | None = None  # per step of the current block; None: all plain
 
         outputs: list[Tensor] = []
         raw: list[Tensor] = []
@@ -241,12 +281,23 @@ class TitansMemoryLayer(nn.Module):
         scale = self._surprise_scale
         with torch.no_grad():
             for t in range(n_steps):
+                if t % _BLOCK == 0:
+                    # Which steps of this block the plain arithmetic provably fits (_wide).
+                    plain = _wide.plain_steps(nets, seq[t : t + _BLOCK], bound)
                 x = seq[t]  # (dim,)
+                wide = plain is not None and not plain[t % _BLOCK]
 
                 # (1) Surprise, under the predictor as it is before this step.
-                p_out, p_inputs = _mlp.forward_cached(pred_params, x)
-                p_err = p_out - x
-                s = p_err.square().mean()
+                if wide:
+                    # In float64; a surprise beyond the dtype's range saturates at its max.
+                    pred64, mem64 = _wide.widen(pred_params), _wide.widen(mem_params)
+                    x64, p_out, p_inputs = _wide.forward(pred64, x)
+                    p_err = p_out - x64
+                    s = _wide.saturate(p_err.square().mean(), dtype)
+                else:
+                    p_out, p_inputs = _mlp.forward_cached(pred_params, x)
+                    p_err = p_out - x
+                    s = p_err.square().mean()
                 if ema is None:
                     # Copies, so that no two trace entries are the same tensor object.
                     ema = s.clone()
@@ -254,21 +305,36 @@ class TitansMemoryLayer(nn.Module):
                     ema = torch.lerp(s, ema, momentum)  # momentum * ema + (1 - momentum) * s
                 if scale is None:
                     scale = s.clone()
-                gate = s / (torch.add(s, scale, alpha=threshold) + _GATE_EPS)
+                if wide:
+                    # s and c may both be near the max: s + threshold * c would overflow.
+                    s64, c64 = s.to(torch.float64), scale.to(torch.float64)
+                    gate = (s64 / (s64 + threshold * c64 + _GATE_EPS)).to(dtype)
+                else:
+                    gate = s / (torch.add(s, scale, alpha=threshold) + _GATE_EPS)
                 scales.append(scale)
                 scale = torch.lerp(scale, torch.minimum(s, scale * scale_clip), scale_lerp)
 
-                # (2) Read. The write's forward pass is this same pass (same x, same weights).
-                y, m_inputs = _mlp.forward_cached(mem_params, x)
+                if wide:
+                    # (2)-(4) in float64; the read saturates, the clipped steps are exact.
+                    _, y64, m_inputs = _wide.forward(mem64, x)
+                    y = _wide.saturate(y64, dtype)
+                    m_grads = _mlp.backward(mem64, m_inputs, (y64 - x64) * grad_factor)
+                    g = float(gate)
+                    _wide.step_(mem_params, mem64, m_grads, write_lr, g, mem_clip)
+                    p_grads = _mlp.backward(pred64, p_inputs, p_err * grad_factor)
+                    _wide.step_(pred_params, pred64, p_grads, surprise_lr, 1.0 - g, pred_clip)
+                else:
+                    # (2) Read. The write's forward pass is this same pass (same x and weights).
+                    y, m_inputs = _mlp.forward_cached(mem_params, x)
 
-                # (3) Write, gated and clipped.
-                m_grads = _mlp.backward(mem_params, m_inputs, (y - x) * grad_factor)
-                _mlp.sgd_step_(mem_params, m_grads, write_lr, gate, mem_clip)
+                    # (3) Write, gated and clipped.
+                    m_grads = _mlp.backward(mem_params, m_inputs, (y - x) * grad_factor)
+                    _mlp.sgd_step_(mem_params, m_grads, write_lr, gate, mem_clip)
 
-                # (4) Predictor step on the error measured in (1), scaled by 1 - gate (learn the
-                # usual, not the anomaly) and clipped.
-                p_grads = _mlp.backward(pred_params, p_inputs, p_err * grad_factor)
-                _mlp.sgd_step_(pred_params, p_grads, surprise_lr, 1.0 - gate, pred_clip)
+                    # (4) Predictor step on the error measured in (1), scaled by 1 - gate (learn
+                    # the usual, not the anomaly) and clipped.
+                    p_grads = _mlp.backward(pred_params, p_inputs, p_err * grad_factor)
+                    _mlp.sgd_step_(pred_params, p_grads, surprise_lr, 1.0 - gate, pred_clip)
 
                 # (5) Forget.
                 if keep != 1.0:

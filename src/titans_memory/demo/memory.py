@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from titans_memory.demo import _checks, _mlp
+from titans_memory.demo import _checks, _mlp, _wide
 
 # Below this surprise a write is skipped outright (a no-op step would still cost a backward pass).
 _MIN_SURPRISE = 1e-8
@@ -58,6 +58,11 @@ class MemoryModule(nn.Module):
     def read(self, x: Tensor) -> Tensor:
         """Recall: ``M(x)``, without changing the memory and without gradient.
 
+        Finite for every finite ``x``: where a bound from the weight norms says the dtype could
+        overflow (in float32, inputs near its maximum), the read is computed in float64, and
+        values beyond the dtype's range are returned as its largest finite value (+-3.4e38 in
+        float32).
+
         Args:
             x: ``(input_dim,)`` or ``(..., input_dim)``.
 
@@ -65,8 +70,12 @@ class MemoryModule(nn.Module):
             Tensor of ``x``'s shape.
         """
         x = self._check_x(x)
+        params = self._params()
         with torch.no_grad():
-            return self.memory_net(x)
+            if _wide.fits_for(params, x, upto="read"):
+                return self.memory_net(x)
+            _, y64, _ = _wide.forward(_wide.widen(params), x.reshape(-1, self.input_dim))
+            return _wide.saturate(y64, x.dtype).reshape(x.shape)
 
     def write(self, x: Tensor, surprise_score: Tensor, max_grad_norm: float | None = None) -> None:
         """Store ``x``: one gradient step on ``mean((M(x) - x) ** 2)``.
@@ -82,6 +91,10 @@ class MemoryModule(nn.Module):
             max_grad_norm: if given, the gradient (all memory parameters together) is rescaled to
                 at most this L2 norm first, so a write moves the weights by at most
                 ``effective_lr * max_grad_norm``. ``None`` (default): the plain step.
+
+        Where the dtype could overflow, the write is computed in float64: a clipped write stays
+        exact for every finite ``x``; an unclipped one that leaves the dtype's range saturates
+        the weights at its largest finite value (the original rule has no bound to keep).
         """
         x = self._check_x(x)
         if isinstance(surprise_score, Tensor) and surprise_score.numel() != 1:
@@ -97,10 +110,17 @@ class MemoryModule(nn.Module):
         params = self._params()
         with torch.no_grad():
             x2 = x.reshape(-1, self.input_dim)
-            y, inputs = _mlp.forward_cached(params, x2)
-            _, grad_out = _mlp.mse_grad_out(y, x2)
-            grads = _mlp.backward(params, inputs, grad_out)
-            _mlp.sgd_step_(params, grads, effective_lr, max_grad_norm=max_grad_norm)
+            if _wide.fits_for(params, x2, lr=effective_lr, max_grad_norm=max_grad_norm):
+                y, inputs = _mlp.forward_cached(params, x2)
+                _, grad_out = _mlp.mse_grad_out(y, x2)
+                grads = _mlp.backward(params, inputs, grad_out)
+                _mlp.sgd_step_(params, grads, effective_lr, max_grad_norm=max_grad_norm)
+                return
+            params64 = _wide.widen(params)
+            x64, y64, inputs = _wide.forward(params64, x2)
+            _, grad_out = _mlp.mse_grad_out(y64, x64)
+            grads = _mlp.backward(params64, inputs, grad_out)
+            _wide.step_(params, params64, grads, effective_lr, max_grad_norm=max_grad_norm)
 
     def apply_forgetting(self) -> None:
         """Multiply every weight and bias by ``1 - forget_rate`` (nothing if the rate is 0)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from titans_memory.demo import _checks, _mlp
+from titans_memory.demo import _checks, _mlp, _wide
 
 
 class SurpriseMetric(nn.Module):
@@ -47,6 +47,10 @@ class SurpriseMetric(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Raw surprise ``mean((predictor(x) - x) ** 2)``, computed without gradient.
 
+        Finite for every finite ``x``: where a bound from the weight norms says the dtype could
+        overflow (in float32, inputs from ~1e18 on), it is computed in float64, and a surprise
+        beyond the dtype's range is returned as its largest finite value (3.4e38 in float32).
+
         Args:
             x: ``(input_dim,)`` or ``(..., input_dim)``; the mean runs over all elements.
 
@@ -54,8 +58,12 @@ class SurpriseMetric(nn.Module):
             0-d tensor >= 0.
         """
         x = self._check_x(x)
+        params = self._params()
         with torch.no_grad():
-            return (self.predictor(x) - x).square().mean()
+            if _wide.fits_for(params, x, upto="error"):
+                return (self.predictor(x) - x).square().mean()
+            x64, y64, _ = _wide.forward(_wide.widen(params), x.reshape(-1, self.input_dim))
+            return _wide.saturate((y64 - x64).square().mean(), x.dtype)
 
     def update_predictor(
         self, x: Tensor, lr: float = 0.01, max_grad_norm: float | None = None
@@ -68,6 +76,10 @@ class SurpriseMetric(nn.Module):
             max_grad_norm: if given, the gradient (all predictor parameters together) is rescaled
                 to at most this L2 norm first, so the step moves the weights by at most
                 ``lr * max_grad_norm``. ``None`` (default) is the plain, unbounded step.
+
+        Where the dtype could overflow, the step is computed in float64; a clipped step stays
+        exact, an unclipped one that leaves the dtype's range saturates the weights at its
+        largest finite value.
         """
         x = self._check_x(x)
         lr = _checks.real("lr", lr, low=0.0)
@@ -76,10 +88,17 @@ class SurpriseMetric(nn.Module):
         params = self._params()
         with torch.no_grad():
             x2 = x.reshape(-1, self.input_dim)
-            y, inputs = _mlp.forward_cached(params, x2)
-            _, grad_out = _mlp.mse_grad_out(y, x2)
-            grads = _mlp.backward(params, inputs, grad_out)
-            _mlp.sgd_step_(params, grads, lr, max_grad_norm=max_grad_norm)
+            if _wide.fits_for(params, x2, lr=lr, max_grad_norm=max_grad_norm):
+                y, inputs = _mlp.forward_cached(params, x2)
+                _, grad_out = _mlp.mse_grad_out(y, x2)
+                grads = _mlp.backward(params, inputs, grad_out)
+                _mlp.sgd_step_(params, grads, lr, max_grad_norm=max_grad_norm)
+                return
+            params64 = _wide.widen(params)
+            x64, y64, inputs = _wide.forward(params64, x2)
+            _, grad_out = _mlp.mse_grad_out(y64, x64)
+            grads = _mlp.backward(params64, inputs, grad_out)
+            _wide.step_(params, params64, grads, lr, max_grad_norm=max_grad_norm)
 
     def compute_with_momentum(self, x: Tensor) -> Tensor:
         """Exponential moving average of the surprise, updated with ``x``.
