@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.conv import causal_depthwise_conv
 from titans_memory.core.finite import check_finite_mode, on_host, require_finite
-from titans_memory.core.ops import MemoryInputs, get_backend
+from titans_memory.core.ops import MemoryInputs, get_backend, with_compiled_step
 from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
 
@@ -82,6 +82,13 @@ class NeuralMemory(nn.Module):
         backend: the operator :meth:`forward` and :meth:`store` use unless told otherwise (a name
             in :data:`titans_memory.core.ops.BACKENDS`); ``"chunked_checkpoint"`` trades one more
             forward of the memory in the backward for a fraction of the training memory.
+        compile_step: run each whole chunk of the chunked operators through
+            ``torch.compile(chunk_step, fullgraph=True)`` (opt-in: True for inductor, or the name
+            of a ``torch.compile`` backend; compiled once per chunk shape, dtype and autograd
+            pattern, cached on disk by inductor; needs a C++ compiler on the CPU). Under
+            ``torch.compile(module)`` the operator's loop over chunks stays outside the caller's
+            graph (one graph break there), so no sequence length recompiles; the chunk step then
+            runs eagerly unless ``compile_step`` is set.
 
     Example::
 
@@ -103,12 +110,16 @@ class NeuralMemory(nn.Module):
         *,
         check_finite: bool = True,
         backend: str = "chunked",
+        compile_step: bool | str = False,
         **overrides,
     ) -> None:
         super().__init__()
         self.check_finite = check_finite_mode(check_finite)
         get_backend(backend)  # a clear error for an unknown name, now
         self.backend = backend
+        if not isinstance(compile_step, bool | str) or compile_step == "":
+            raise TypeError(f"compile_step must be True, False or a torch.compile backend name, got {compile_step!r}")
+        self.compile_step = compile_step
         #: tokens per piece of a long call (None: automatic, see ``_in_pieces``); any value gives
         #: the same results to rounding
         self.piece_tokens: int | None = None
@@ -337,7 +348,7 @@ class NeuralMemory(nn.Module):
             The state after the last token of ``x``.
         """
         self._check_input(x, state)
-        op = get_backend(self.backend if backend is None else backend)
+        op = self._operator(backend)
         if state is None:
             state = self.init_state(x.shape[0], dtype=x.dtype, device=x.device)
         if x.shape[1] == 0:
@@ -369,7 +380,7 @@ class NeuralMemory(nn.Module):
             ``(y, state)``: ``y`` of shape ``(batch, time, dim)``, and the state after the last token.
         """
         self._check_input(x, state)
-        op = get_backend(self.backend if backend is None else backend)
+        op = self._operator(backend)
         B, T, _ = x.shape
         if state is None:
             state = self.init_state(B, dtype=x.dtype, device=x.device)
@@ -386,6 +397,14 @@ class NeuralMemory(nn.Module):
             return self._output(y, x), new_state
 
         return self._in_pieces(forward, x, state)
+
+    def _operator(self, backend: str | None):
+        """The operator ``backend`` names (None: ``self.backend``), with its chunk step compiled
+        when ``compile_step`` is set."""
+        op = get_backend(self.backend if backend is None else backend)
+        if self.compile_step is not False:
+            op = with_compiled_step(op, "inductor" if self.compile_step is True else self.compile_step)
+        return op
 
     def _piece_length(self, x: Tensor) -> int:
         """Tokens per piece of a long call: a multiple of the chunk size, at most 2048 tokens, and

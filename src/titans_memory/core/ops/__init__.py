@@ -14,6 +14,7 @@ then tested against the reference like the others.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from torch import Tensor
 
@@ -48,6 +49,16 @@ BACKENDS: dict[str, MemoryOperator] = {
 REFERENCE = "recurrent"
 
 
+def with_compiled_step(operator: MemoryOperator, backend: str = "inductor") -> MemoryOperator:
+    """The same operator with its chunk step compiled by the ``torch.compile`` backend ``backend``
+    where it has one (the chunked operators); any other operator as it is."""
+    if operator is chunked_memory:
+        return partial(chunked_memory, compile_step=backend)
+    if operator is chunked_checkpoint_memory:
+        return partial(chunked_memory, checkpoint=True, compile_step=backend)
+    return operator
+
+
 def register_backend(name: str, operator: MemoryOperator, *, replace: bool = False) -> None:
     """Add an operator with the common signature under ``name``."""
     if not isinstance(name, str) or not name:
@@ -79,4 +90,5 @@ __all__ = [
     "get_backend",
     "recurrent_memory",
     "register_backend",
+    "with_compiled_step",
 ]

@@ -22,15 +22,19 @@ trains the outer parameters through the whole update.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils._pytree import tree_map_only
 
 from titans_memory.core.architectures import (
     DualFormMemory,
+    KeyPath,
     ReadCoefficients,
     WriteCoefficients,
 )
@@ -130,6 +134,65 @@ def read_coefficients(q: Tensor, k: Tensor, coef: ChunkCoefficients) -> ReadCoef
     )
 
 
+def chunk_step(
+    rule: UpdateRule,
+    weights: list[Tensor],
+    momentum: list[Tensor] | None,
+    anchor: Sequence[Tensor] | None,
+    q: Tensor | None,
+    k: Tensor,
+    v: Tensor,
+    coef: ChunkCoefficients,
+    read: ReadCoefficients | None,
+    write: WriteCoefficients,
+    param: Tensor | None,
+    inplace: bool = False,
+    differentiable: bool = True,
+) -> tuple[Tensor | None, list[Tensor], list[Tensor] | None, KeyPath]:
+    """The work of one chunk (or segment) of c tokens of N memories: the key path at the anchor
+    with the step bound, the dual-form read of every token and the write. A plain function of
+    tensors with a fixed shape per chunk size, so ``torch.compile(chunk_step, fullgraph=True)``
+    captures it whole (the opt-in compiled path).
+
+    Args:
+        weights: per layer, the start weights W_s, ``(N, d_in, d_out)``.
+        momentum: per layer, the start momentum S_s, or None without momentum.
+        anchor: weights where the gradients are taken; None means W_s (a chunk boundary).
+        q: ``(N, c, d)`` or None (write only); k, v: ``(N, c, d)``.
+        coef, read, write: the segment's coefficients (``read`` None when q is None).
+        param: ``(N, c)`` per-token parameter of the attentional bias, or None.
+        inplace: overwrite ``weights`` and ``momentum`` with the new state (no autograd, and
+            nobody else holds them): saves fresh weight-sized allocations, and their page faults.
+        differentiable: whether autograd needs the segment (False: plain ops, no graph node).
+
+    Returns:
+        ``(y, new_weights, new_momentum, key_path)``: outputs ``(N, c, d)`` (None when q is None),
+        the state after the token the write coefficients name, and the bounded key path.
+    """
+    arch = rule.architecture
+    if anchor is None:
+        anchor = weights
+    # Key path at the anchor: layer inputs H_l (N, c, d_in) and error signals Delta_l (N, c, d_out).
+    # (with the step bound: u_t <- u_t min(1, tau / ||u_t||), by scaling every Delta_l[t])
+    key_path = arch.bounded_key_path(
+        anchor, k, v, rule.bias,
+        None if param is None else param.unsqueeze(-1),
+        coef.decay.unsqueeze(-1) if rule.decayed_gradient else None,
+        rule.max_step_norm,
+        differentiable=differentiable,
+    )
+    if q is None:  # write only: the state after the write's token, no read
+        y = None
+        new_weights, new_momentum = arch.write(write, weights, momentum, key_path, inplace=inplace)
+    else:
+        # read (y_t = M_t(q_t), M_t never formed) and write: with gradients, one autograd node
+        # with a hand-written backward
+        y, new_weights, new_momentum = arch.read_write(
+            q, read, write, weights, momentum, key_path, differentiable=differentiable, inplace=inplace
+        )
+    return y, new_weights, new_momentum, key_path
+
+
 def _segment(
     rule: UpdateRule,
     weights: list[Tensor],
@@ -148,47 +211,18 @@ def _segment(
     want_step: bool = False,
     inplace: bool = False,
     differentiable: bool = True,
+    step=chunk_step,
 ) -> tuple[Tensor | None, list[Tensor], list[Tensor] | None]:
-    """One segment of c tokens of N memories.
-
-    Args:
-        weights: per layer, the start weights W_s, ``(N, d_in, d_out)``.
-        momentum: per layer, the start momentum S_s, or None without momentum.
-        anchor: weights where the gradients are taken; None means W_s (a chunk boundary).
-        q: ``(N, c, d)`` or None (write only); k, v: ``(N, c, d)``; lr: ``(N, c)``.
-        coef, read, write: the segment's coefficients (``read`` None when q is None).
-        last: index of the token whose state is returned (c - 1 unless the stream ends earlier).
-        param: ``(N, c)`` per-token parameter of the attentional bias, or None.
-        want_step: without momentum, return S_last = -theta_last u_last (the state's S).
-        inplace: overwrite ``weights`` and ``momentum`` with the new state (no autograd, and
-            nobody else holds them): saves fresh weight-sized allocations, and their page faults.
-        differentiable: whether autograd needs the segment (False: plain ops, no graph node).
+    """:func:`chunk_step` (or its compiled twin ``step``), and without momentum, if ``want_step``,
+    the state's ``S_last = -theta_last u_last`` (``last``: the token the write coefficients name;
+    ``lr``: ``(N, c)``).
 
     Returns:
-        ``(y, new_weights, new_momentum)``: outputs ``(N, c, d)`` (None when q is None) and the
-        state after token ``last`` (without momentum, ``new_momentum`` is S_last when asked for).
+        ``(y, new_weights, new_momentum)``.
     """
-    arch = rule.architecture
-    if anchor is None:
-        anchor = weights
-    # Key path at the anchor: layer inputs H_l (N, c, d_in) and error signals Delta_l (N, c, d_out).
-    # (with the step bound: u_t <- u_t min(1, tau / ||u_t||), by scaling every Delta_l[t])
-    key_path = arch.bounded_key_path(
-        anchor, k, v, rule.bias,
-        None if param is None else param.unsqueeze(-1),
-        coef.decay.unsqueeze(-1) if rule.decayed_gradient else None,
-        rule.max_step_norm,
-        differentiable=differentiable,
+    y, new_weights, new_momentum, key_path = step(
+        rule, weights, momentum, anchor, q, k, v, coef, read, write, param, inplace, differentiable
     )
-    if q is None:  # write only: the state after token `last`, no read
-        y = None
-        new_weights, new_momentum = arch.write(write, weights, momentum, key_path, inplace=inplace)
-    else:
-        # read (y_t = M_t(q_t), M_t never formed) and write: with gradients, one autograd node
-        # with a hand-written backward
-        y, new_weights, new_momentum = arch.read_write(
-            q, read, write, weights, momentum, key_path, differentiable=differentiable, inplace=inplace
-        )
     if momentum is None and want_step:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
         theta = lr[:, last, None, None]
         new_momentum = [
@@ -227,6 +261,7 @@ class _Run(NamedTuple):
     reads: bool
     no_grad: bool  # no autograd: plain ops, and in-place state updates where safe
     work: torch.dtype  # the dtype of the chunk step (q, k, v, state, coefficients)
+    step: Callable  # chunk_step or its compiled twin
 
 
 def _block(
@@ -270,7 +305,8 @@ def _block(
         write = writes[j] if last == c - 1 else write_coefficients(lrs[j], coefs[j], last)  # ends inside
         y, weights, step = _segment(
             rule, weights, momentum, None, qs[j], ks[j], vs[j], lrs[j], coefs[j], reads[j], write, last,
-            params[j], want_step=final, inplace=run.no_grad and owned and not final, differentiable=not run.no_grad,
+            params[j], want_step=final, inplace=run.no_grad and owned and not final and run.step is chunk_step,
+            differentiable=not run.no_grad, step=run.step,
         )
         momentum, last_step = (step, None) if momentum is not None else (momentum, step)
         owned = True
@@ -282,8 +318,14 @@ def _block(
     return outputs, weights, momentum, last_step, chunk_start, coefs[-1].decay
 
 
+@torch.compiler.disable  # the loop over chunks stays in Python: one compiled step for any length
 def chunked_memory(
-    inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule, *, checkpoint: bool = False
+    inputs: MemoryInputs,
+    state: MemoryOpState,
+    rule: UpdateRule,
+    *,
+    checkpoint: bool = False,
+    compile_step: bool | str = False,
 ) -> tuple[Tensor | None, MemoryOpState]:
     """Chunk-parallel twin of :func:`~titans_memory.core.ops.recurrent.recurrent_memory`.
 
@@ -296,6 +338,15 @@ def chunked_memory(
         checkpoint: with autograd, keep only each block of chunks' start state and inputs, and
             recompute the block's intermediates in the backward (chunk-level activation
             checkpointing: the memory of the per-chunk intermediates for one forward more).
+        compile_step: run every whole chunk through ``torch.compile(chunk_step, fullgraph=True)``
+            (True: inductor; a string: that ``torch.compile`` backend), compiled once per shape,
+            dtype and autograd pattern, and cached on disk by inductor (see
+            :func:`compiled_chunk_step`). The loop over chunks stays in Python, so no length ever
+            recompiles. Needs a working ``torch.compile`` (a C++ compiler on the CPU).
+
+    Under ``torch.compile`` of a caller the operator is not traced (a graph break): its chunk
+    loop runs as Python (the same for any length), calling the compiled step when
+    ``compile_step`` is set.
 
     Precision: q, k, v, the state and the per-chunk work run in the inputs' dtype, or under
     ``torch.autocast`` in the autocast dtype (the state handed back keeps its own dtype); gate
@@ -313,9 +364,9 @@ def chunked_memory(
         # run in the autocast dtype throughout (in-place matmuls do not autocast), then hand the
         # state back in its own dtype
         with torch.autocast(device, enabled=False):
-            y, out = chunked_memory(_cast_inputs(inputs, work), _cast_state(state, work), rule, checkpoint=checkpoint)
+            y, out = _chunked(_cast_inputs(inputs, work), _cast_state(state, work), rule, checkpoint, compile_step)
         return y, _cast_state(out, state.weights[0].dtype)
-    return _chunked(inputs, state, rule, checkpoint)
+    return _chunked(inputs, state, rule, checkpoint, compile_step)
 
 
 def _autocast_dtype(device: str) -> torch.dtype | None:
@@ -339,7 +390,7 @@ def _cast_state(state: MemoryOpState, dtype: torch.dtype) -> MemoryOpState:
 
 
 def _chunked(
-    inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule, checkpoint: bool
+    inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule, checkpoint: bool, compile_step: bool | str
 ) -> tuple[Tensor | None, MemoryOpState]:
     q, k, v, lr, log_retention, log_momentum, param, constants = inputs
     chunk_size = rule.chunk_size
@@ -409,7 +460,10 @@ def _chunked(
         # larger ops) but not for the whole sequence, so the temporaries stay cache-sized and the
         # cost linear in T. Inputs are split once, never sliced per chunk: a slice's backward
         # zero-fills the whole tensor, which made backprop quadratic in the number of chunks.
-        run = _Run(rule, constants, segments, rest, reads, no_grad, work)
+        step = chunk_step
+        if compile_step is not False:
+            step = compiled_chunk_step("inductor" if compile_step is True else compile_step)
+        run = _Run(rule, constants, segments, rest, reads, no_grad, work, step)
         starts = range(0, segments, _CHUNK_BLOCK)
 
         def blocks(g: Tensor | None) -> list[Tensor | None]:
@@ -440,3 +494,41 @@ def _chunked(
     y = torch.cat(outputs, dim=1)[:, :T] if reads else None
     final_momentum = tuple(momentum) if has_momentum else tuple(last_step)
     return y, MemoryOpState(tuple(weights), final_momentum, tuple(weights) if anchor is None else tuple(anchor), offset)
+
+
+# --- the opt-in compiled step ---------------------------------------------------------------------
+_log = logging.getLogger("titans_memory")
+_COMPILED: dict[str, Callable] = {}
+
+
+def compiled_chunk_step(backend: str = "inductor") -> Callable:
+    """``torch.compile(chunk_step, fullgraph=True, backend=backend)``, made once per process.
+
+    Dynamo traces it once per shape, dtype and autograd pattern (a few per model: grad or not,
+    the first chunk's zero momentum); inductor keeps the generated code in its on-disk cache
+    (``TORCHINDUCTOR_CACHE_DIR``, by default a ``torchinductor_<user>`` folder in the temporary
+    directory), so a later process pays the tracing (about a second per graph), not the C++
+    compilation. The first call of each variant, which compiles, is logged (logger
+    ``titans_memory``, level INFO) with its duration.
+    """
+    if backend not in _COMPILED:
+        compiled = torch.compile(chunk_step, fullgraph=True, backend=backend)
+        seen: set = set()
+
+        def step(rule, *args):
+            # contiguous copies: the per-chunk slices' strides depend on how many chunks a block
+            # holds, and every new stride pattern would be one more graph
+            args = tree_map_only(Tensor, Tensor.contiguous, args)
+            weights, q, k = args[0], args[3], args[4]
+            key = (id(rule), tuple(k.shape), k.dtype, k.device.type, torch.is_grad_enabled(), args[-1],
+                   tuple(w.requires_grad for w in weights), q is None)
+            if key in seen:
+                return compiled(rule, *args)
+            start = time.perf_counter()
+            out = compiled(rule, *args)
+            seen.add(key)
+            _log.info("compiled the chunk step for %s in %.1f s", key[1:], time.perf_counter() - start)
+            return out
+
+        _COMPILED[backend] = step
+    return _COMPILED[backend]
