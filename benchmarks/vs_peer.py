@@ -7,6 +7,7 @@ process and is reported as ratios of medians (``peer / ours``: above 1, ours is 
     uv run --group bench python benchmarks/vs_peer.py                  # the full set
     uv run --group bench python benchmarks/vs_peer.py --quick          # a smoke run (seconds)
     uv run --group bench python benchmarks/vs_peer.py --compiled       # also the opt-in compiled step
+    uv run python benchmarks/vs_peer.py --markdown run1.json run2.json  # README's tables
 
 Contenders (shape: batch 2, T = 1024, dim 256, depth 2, expansion 4, chunks of 64):
 
@@ -226,6 +227,40 @@ def long_call(batch: int, dim: int, lengths: list[int], reps: int, device: str) 
             "time_ratio_one_call": t[str(lengths[-1])] / t[str(lengths[0])]}
 
 
+def _span(values: list[float], fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return format(lo, fmt) if format(lo, fmt) == format(hi, fmt) else f"{format(lo, fmt)}–{format(hi, fmt)}"
+
+
+def markdown(paths: list[str]) -> str:
+    """README's tables from the JSON of several full runs (ranges over the runs)."""
+    runs = [json.load(open(p)) for p in paths]
+    lines = ["| heads | allocator | fwd vs peer default | fwd vs peer equal | fwd+bwd vs peer default "
+             "| fwd+bwd vs peer equal |", "|---|---|---|---|---|---|"]
+    for key in runs[0]["speed_vs_titans_pytorch"]:
+        for i, row in enumerate(runs[0]["speed_vs_titans_pytorch"][key]):
+            rows = [r["speed_vs_titans_pytorch"][key][i] for r in runs]
+            cells = [_span([r[f"{kind}_{peer}_over_ours"] for r in rows], ".2f") + "×"
+                     for kind in ("forward", "forward_backward") for peer in ("peer_default", "peer_equal")]
+            lines.append(f"| {row['shape'].split()[3][6:]} | {key.split('allocator_')[1]} | " + " | ".join(cells) + " |")
+    lines += ["", "| T | ours | ours, chunk-level checkpointing | peer (default) | checkpointing / peer |",
+              "|---|---|---|---|---|"]
+    for seq in runs[0]["training_memory"]["float32"]:
+        per = [r["training_memory"]["float32"][seq] for r in runs]
+
+        def cell(who, per=per):
+            return (_span([p[who]["peak_growth_mib"] for p in per], ".0f") + " MiB ("
+                    + _span([p[who]["kib_per_token"] for p in per], ".1f") + " KiB/token)")
+
+        ratio = _span([p["ours_checkpoint_over_peer"] for p in per], ".2f")
+        lines.append(f"| {seq} | {cell('ours')} | {cell('ours_checkpoint')} | {cell('peer_default')} | {ratio} |")
+    cost = _span([r["checkpoint_cost"]["checkpoint_time_ratio"] for r in runs], ".2f")
+    long = _span([r["long_single_call"]["time_ratio_one_call"] for r in runs], ".1f")
+    lines += ["", f"checkpointing's time (forward + backward, T = {runs[0]['checkpoint_cost']['T']}): {cost}× "
+              f"the plain chunked operator; time(16k) / time(1k) in one call: {long}"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
@@ -233,10 +268,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: float32; on CUDA both)")
     parser.add_argument("--compiled", action="store_true", help="also time compile_step=True")
+    parser.add_argument("--markdown", nargs="+", metavar="JSON", help="print README's tables from these runs")
     parser.add_argument("--speed-row", type=int, metavar="HEADS", help=argparse.SUPPRESS)  # child process
     parser.add_argument("--memory-row", nargs=3, metavar=("WHO", "T", "DIM"), help=argparse.SUPPRESS)
     parser.add_argument("--shape", type=int, nargs=3, metavar=("BATCH", "SEQ", "DIM"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return {}
     dtypes = [args.dtype] if args.dtype else (["float32", "bfloat16"] if args.device == "cuda" else ["float32"])
     if args.speed_row is not None:
         row = speed_row(*args.shape, heads=args.speed_row, reps=args.reps, device=args.device, dtype=dtypes[0],

@@ -111,3 +111,23 @@ def test_models_benchmark_quick() -> None:
         assert [r["generated"] for r in rows] == [4, 8, 16, 32, 64]
         # 16 + 32 and 16 + 64 tokens: past the window, at the same offset in segment and chunk
         assert rows[-1]["cache_mib"] == rows[-2]["cache_mib"], arch
+
+
+def test_vs_peer_benchmark_quick() -> None:
+    out = _run("vs_peer.py")
+    assert {"machine", "device", "speed_vs_titans_pytorch", "training_memory", "checkpoint_cost", "long_single_call"} <= set(out)
+    speed = out["speed_vs_titans_pytorch"]
+    if "skipped" not in speed:  # the peer is installed (the bench group)
+        assert set(speed) == {"float32_allocator_default", "float32_allocator_heap_kept"}
+        for rows in speed.values():
+            assert [row["shape"].split()[3] for row in rows] == ["heads=1", "heads=4"]
+            for row in rows:
+                for kind in ("forward", "forward_backward"):
+                    assert set(row[f"{kind}_s"]) == {"ours", "peer_default", "peer_equal"}
+                    assert _positive(row[f"{kind}_peer_default_over_ours"])
+                    assert _positive(row[f"{kind}_peer_equal_over_ours"])
+    for per_length in out["training_memory"]["float32"].values():
+        for who in ("ours", "ours_checkpoint"):
+            assert per_length[who]["peak_growth_mib"] >= 0 and per_length[who]["kib_per_token"] >= 0
+    assert _positive(out["checkpoint_cost"]["checkpoint_time_ratio"])
+    assert _positive(out["long_single_call"]["time_ratio_one_call"])
