@@ -113,7 +113,7 @@ def page(browser, server):  # the browser first: without one, skip before starti
             route.abort()
 
     page.route("**/*", only_local)
-    page.goto(server)
+    page.goto(server, timeout=TIMEOUT_MS)  # the first page load builds the app: slow on a busy machine
     page.wait_for_function(
         f"() => window.Bokeh && Bokeh.documents.length > 0 "
         f"&& Bokeh.documents[0].get_model_by_name('{PLAYGROUND_SOURCES['norm']}') "
