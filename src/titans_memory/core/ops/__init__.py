@@ -26,6 +26,7 @@ from titans_memory.core.ops.common import (
     fresh_op_state,
 )
 from titans_memory.core.ops.recurrent import recurrent_memory
+from titans_memory.core.registry import add_entry
 from titans_memory.core.rule import UpdateRule
 
 
@@ -61,13 +62,10 @@ def with_compiled_step(operator: MemoryOperator, backend: str = "inductor") -> M
 
 def register_backend(name: str, operator: MemoryOperator, *, replace: bool = False) -> None:
     """Add an operator with the common signature under ``name``."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register_backend: name must be a non-empty string, got {name!r}")
-    if not callable(operator):
-        raise TypeError(f"register_backend: operator must be callable, got {operator!r}")
-    if name in BACKENDS and not replace:
-        raise ValueError(f"register_backend: {name!r} is already registered (pass replace=True)")
-    BACKENDS[name] = operator
+    add_entry(
+        BACKENDS, name, operator, replace=replace, caller="register_backend",
+        expected="operator must be callable",
+    )
 
 
 def get_backend(name: str) -> MemoryOperator:
