@@ -15,7 +15,8 @@ RECORD_KEYS = {"model", "task", "context_length", "depth", "accuracy", "chance",
 def _run(tmp_path, bench: str, *extra: str) -> dict:
     path = tmp_path / f"{bench}.json"
     argv = ["bench", bench, "--quick", "--models", "swa,lmm", "--seeds", "3", "--workers", "1",
-            "--steps", "8", "--json", str(path), "--out", str(tmp_path / "out"), "--quiet", *extra]
+            "--steps", "8", "--budget-minutes", "60", "--json", str(path), "--out", str(tmp_path / "out"),
+            "--quiet", *extra]
     assert cli.main(argv) == 0
     return json.loads(path.read_text())
 

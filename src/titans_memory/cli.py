@@ -327,7 +327,13 @@ def _run_bench(args: argparse.Namespace) -> int:
     import time
     from dataclasses import replace
 
-    from titans_memory.tasks.bench import MQARSettings, NiahSettings, quick, run_benchmark, settings_to_dict
+    from titans_memory.tasks.bench import (
+        MQARSettings,
+        NiahSettings,
+        quick,
+        run_benchmark,
+        settings_to_dict,
+    )
     from titans_memory.tasks.longcontext import MODELS
 
     if args.list:
@@ -398,7 +404,11 @@ def _bench_tables(settings, records: list[dict]) -> str:
 
 
 def _bench_figures(settings, records: list[dict], out: Path) -> list[Path]:
-    from titans_memory.viz.longcontext import plot_accuracy_vs_length, plot_depth_heatmaps, plot_mqar
+    from titans_memory.viz.longcontext import (
+        plot_accuracy_vs_length,
+        plot_depth_heatmaps,
+        plot_mqar,
+    )
 
     paths = []
     if settings.task == "niah":

@@ -280,3 +280,18 @@ def needle_answers(tokens: Tensor, kind: str, *, value_length: int | None = None
                 answers.append(row[marks[0] + 1 : marks[0] + 1 + value_length])
         out.append(answers)
     return torch.tensor(out, dtype=torch.int64)
+
+
+def render(tokens: Tensor | list[int], vocab: NeedleVocab = VOCAB) -> str:
+    """A needle sequence as text, to read it: ``NEEDLE`` as ``[pass key:``, ``QUERY`` as
+    ``[what is it?]``, digits ``0-9``, letters ``a..``, keys ``K0..``, the filler phrase's words
+    (``w0..w7``), ``SPACE`` as ``_``."""
+    names = {
+        vocab.PAD: "<pad>", vocab.NEEDLE: "[pass key:", vocab.QUERY: "[what is it?]", vocab.SPACE: "_",
+    }
+    names.update({int(t): str(i) for i, t in enumerate(vocab.digits)})
+    names.update({int(t): chr(ord("a") + i) for i, t in enumerate(vocab.letters)})
+    names.update({int(t): f"K{i}" for i, t in enumerate(vocab.keys)})
+    names.update({int(t): f"w{i}" for i, t in enumerate(vocab.filler)})
+    ids = tokens.tolist() if isinstance(tokens, Tensor) else list(tokens)
+    return " ".join(names.get(int(t), f"<{t}>") for t in ids)

@@ -135,4 +135,4 @@ def paper_comparison(records: Sequence[dict], length: int = 16384) -> str:
     for task, vals in swa.items():
         if vals:
             rows.append(["-", task, "-", "swa", cell_text(vals)])
-    return _markdown(["paper model", "needle", f"paper (16K)", "ours", f"ours ({length:,})"], rows)
+    return _markdown(["paper model", "needle", "paper (16K)", "ours", f"ours ({length:,})"], rows)
