@@ -18,7 +18,6 @@ second thread in one process gains little, a second process doubles the throughp
 from __future__ import annotations
 
 import itertools
-import math
 import multiprocessing as mp
 import os
 import queue
@@ -44,7 +43,7 @@ from titans_memory.tasks.needles import KINDS, VOCAB, TaskBatch, needle_batch
 
 ARCHITECTURES = ("swa", "lmm", "mac", "mag", "mal")
 MIRAS = ("lmm-moneta", "lmm-yaad", "lmm-memora", "lmm-deltanet", "lmm-gdn")
-ABLATIONS = ("lmm-nomom", "lmm-noforget", "lmm-matrix")
+ABLATIONS = ("lmm-nomom", "lmm-noforget", "lmm-matrix", "lmm-libforget")
 DEFAULT_MODELS = ARCHITECTURES + MIRAS + ABLATIONS
 
 
@@ -56,16 +55,19 @@ class NiahSettings:
     seeds: tuple[int, ...] = (0, 1)  # one training run per model and seed
     model: TaskModelConfig = field(default_factory=lambda: TaskModelConfig(vocab_size=64))
     train: TrainSettings = field(default_factory=TrainSettings)
-    train_lengths: tuple[int, ...] = (128,)  # training sequences cycle through these lengths
-    batch_tokens: int = 4096  # tokens per training step (batch = batch_tokens // length)
+    train_lengths: tuple[int, ...] = (128, 512)  # training sequences cycle through these lengths
+    batch_tokens: int = 2048  # tokens per training step (batch = batch_tokens // length)
     kinds: tuple[str, ...] = KINDS  # trained on a mixture (one kind per step), evaluated on each
     value_length: int | None = None  # tokens per value (None: the generator's, 2 digits / 3 letters)
     keys: int = 8  # needles of multikey (one is queried)
     lengths: tuple[int, ...] = (32, 128, 512, 2048, 8192, 16384)  # evaluated context lengths
+    multikey_max_length: int = 8192  # multikey is evaluated up to here (its target is 64x = 2048)
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # passkey's needle depths (heatmap)
-    samples: int = 16  # sequences per cell; passkey: per depth, others: depth drawn per sequence
+    depth_samples: int = 6  # passkey: sequences per (length, depth) cell
+    samples: int = 16  # number, word, multikey: sequences per length (depth drawn per sequence)
     workers: int = 2  # processes (one thread each)
-    budget_minutes: float | None = 55.0  # wall-clock budget; training runs are cut to fit it
+    budget_minutes: float | None = 36.0  # wall-clock budget; training runs are cut to fit it
+    train_share: float = 0.55  # of the budget spent training (the rest: evaluating 16K tokens)
 
     @property
     def task(self) -> str:
@@ -80,14 +82,15 @@ class MQARSettings:
     seeds: tuple[int, ...] = (0, 1)
     model: TaskModelConfig = field(default_factory=lambda: TaskModelConfig(vocab_size=MQAR_VOCAB.size))
     train: TrainSettings = field(default_factory=TrainSettings)
-    train_lengths: tuple[int, ...] = (128,)
-    batch_tokens: int = 4096
+    train_lengths: tuple[int, ...] = (128,)  # MQAR is evaluated up to 1,024
+    batch_tokens: int = 2048
     train_pairs: tuple[int, ...] = (4, 8, 16)  # pair counts of the training sequences (cycled)
     lengths: tuple[int, ...] = (64, 128, 256, 512, 1024)  # evaluated sequence lengths
     pairs: tuple[int, ...] = (4, 8, 16, 32)  # evaluated numbers of pairs
     samples: int = 16  # sequences per cell (every pair is queried once)
     workers: int = 2
-    budget_minutes: float | None = 25.0
+    budget_minutes: float | None = 14.0
+    train_share: float = 0.85  # MQAR's sequences are short: evaluating is cheap
 
     @property
     def task(self) -> str:
@@ -104,7 +107,7 @@ def quick(settings: Settings) -> Settings:
     if isinstance(settings, NiahSettings):
         return replace(
             settings, train=train, lengths=(32, 128, 512), depths=(0.0, 0.5, 1.0), samples=4,
-            budget_minutes=min(settings.budget_minutes or 4.0, 4.0), batch_tokens=1024,
+            depth_samples=4, budget_minutes=min(settings.budget_minutes or 4.0, 4.0), batch_tokens=1024,
         )
     return replace(
         settings, train=train, lengths=(64, 128), pairs=(4, 8), samples=4,
@@ -141,6 +144,8 @@ def evaluation_cells(settings: Settings) -> list[dict]:
     if isinstance(settings, NiahSettings):
         for kind in settings.kinds:
             for length in settings.lengths:
+                if kind == "multikey" and length > settings.multikey_max_length:
+                    continue
                 depths = settings.depths if kind == "passkey" else (None,)
                 for depth in depths:
                     try:
@@ -167,10 +172,9 @@ def _eval_batch(settings: Settings, cell: dict, samples: int) -> TaskBatch:
 
 
 def _cell_samples(settings: Settings, cell: dict) -> int:
-    # passkey is sampled per depth; the other kinds draw the depth per sequence, so they get
-    # as many sequences per length as passkey has over all its depths (up to 4x samples)
-    if isinstance(settings, NiahSettings) and cell["task"] != "passkey":
-        return settings.samples * min(4, len(settings.depths))
+    # passkey is sampled per depth (the heatmap); the other kinds draw the depth per sequence
+    if isinstance(settings, NiahSettings) and cell["task"] == "passkey":
+        return settings.depth_samples
     return settings.samples
 
 
@@ -200,16 +204,23 @@ def run_job(job: Job, progress: Callable[[str, int], None] | None = None) -> lis
         progress("train", s.train.steps - result.steps)  # the bar counts the steps not taken
     records = []
     start = time.perf_counter()
+    diverged = result.diverged
     for cell in evaluation_cells(s):
         batch = _eval_batch(s, cell, _cell_samples(s, cell))
-        accuracy = evaluate(model, batch) if math.isfinite(result.losses[-1] if result.losses else 0.0) else float("nan")
+        accuracy = None  # a diverged model has no accuracy (reported as such, not as chance)
+        if not diverged:
+            try:
+                accuracy = evaluate(model, batch)
+            except ValueError as exc:  # the memory's finiteness check during a long sequence
+                if "nan" not in str(exc).lower():
+                    raise
         records.append(
             dict(
                 model=job.model, **cell, accuracy=accuracy, chance=batch.chance,
                 samples=int(batch.targets.shape[0] * batch.targets.shape[1]),
                 train_seconds=round(result.seconds, 2), train_steps=result.steps,
                 final_loss=float(np.mean(result.losses[-20:])) if result.losses else None,
-                seed=job.seed,
+                diverged=diverged, seed=job.seed,
             )
         )
         if progress:
@@ -251,8 +262,8 @@ def plan(settings: Settings) -> list[Job]:
     pairs.sort(key=lambda p: -cost[p[0]])
     limits: dict[str, float | None] = {m: None for m in settings.models}
     if settings.budget_minutes is not None:
-        # 70% of the budget trains (the rest evaluates), shared out by cost over the workers
-        total = settings.budget_minutes * 60 * 0.7 * settings.workers
+        # train_share of the budget trains (the rest evaluates), shared out by cost over the workers
+        total = settings.budget_minutes * 60 * settings.train_share * settings.workers
         unit = total / sum(cost[m] for m, _ in pairs)
         limits = {m: unit * cost[m] for m in settings.models}
     return [Job(settings, m, s, limits[m]) for m, s in pairs]

@@ -22,30 +22,42 @@ PAPER_SNIAH_16K: dict[str, dict[str, float]] = {
 }
 
 
+def _accuracy(record: dict) -> float:
+    """The record's accuracy, NaN for a model that diverged in training (accuracy None)."""
+    value = record["accuracy"]
+    return float("nan") if value is None else float(value)
+
+
 def per_seed(records: Iterable[dict], *, task: str, key: str = "context_length") -> dict:
-    """``{(model, key value): {seed: accuracy}}``, depths averaged within a seed."""
+    """``{(model, key value): {seed: accuracy}}``, depths averaged within a seed (NaN: diverged)."""
     acc: dict = defaultdict(lambda: defaultdict(list))
     for r in records:
         if r["task"] == task:
-            acc[(r["model"], r[key])][r["seed"]].append(r["accuracy"])
+            acc[(r["model"], r[key])][r["seed"]].append(_accuracy(r))
     return {k: {s: float(np.mean(v)) for s, v in seeds.items()} for k, seeds in acc.items()}
 
 
 def summary(values: Sequence[float]) -> tuple[float, float, float]:
-    """``(mean, min, max)``."""
+    """``(mean, min, max)`` of the finite values (NaN for all three if there are none)."""
     a = np.asarray(values, dtype=float)
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return float("nan"), float("nan"), float("nan")
     return float(a.mean()), float(a.min()), float(a.max())
 
 
 def cell_text(values: Sequence[float] | None, *, percent: bool = True) -> str:
-    """``"97.5 [95.0-100]"`` (percent) or ``"-"`` for a missing cell."""
+    """``"97.5 [95-100]"`` (mean over seeds and their range, percent), ``"-"`` for a missing cell;
+    seeds whose model diverged (NaN) are left out of the mean and counted: ``"90.0 (1 div.)"``."""
     if not values:
         return "-"
+    bad = int(sum(1 for v in values if not np.isfinite(v)))
+    if bad == len(values):
+        return "diverged"
     mean, lo, hi = summary(values)
     f = 100.0 if percent else 1.0
-    if len(values) == 1 or lo == hi:
-        return f"{mean * f:.1f}"
-    return f"{mean * f:.1f} [{lo * f:.0f}-{hi * f:.0f}]"
+    text = f"{mean * f:.1f}" if len(values) - bad == 1 or lo == hi else f"{mean * f:.1f} [{lo * f:.0f}-{hi * f:.0f}]"
+    return text + (f" ({bad} div.)" if bad else "")
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -78,7 +90,7 @@ def mqar_table(records: Sequence[dict], models: Sequence[str] | None = None) -> 
     data: dict = defaultdict(lambda: defaultdict(list))
     for r in records:
         if r["task"] == "mqar":
-            data[(r["model"], r["pairs"], r["context_length"])][r["seed"]].append(r["accuracy"])
+            data[(r["model"], r["pairs"], r["context_length"])][r["seed"]].append(_accuracy(r))
     cols = sorted({(r["pairs"], r["context_length"]) for r in records if r["task"] == "mqar"})
     head = ["model"] + [f"{p} pairs / {n}" for p, n in cols]
     rows = []
@@ -115,7 +127,7 @@ def depth_table(records: Sequence[dict], model: str, task: str = "passkey") -> s
     data: dict = defaultdict(list)
     for r in records:
         if r["task"] == task and r["model"] == model and r["depth"] is not None:
-            data[(r["depth"], r["context_length"])].append(r["accuracy"])
+            data[(r["depth"], r["context_length"])].append(_accuracy(r))
     depths = sorted({d for d, _ in data})
     lengths = sorted({n for _, n in data})
     rows = [[f"{d:g}"] + [cell_text(data.get((d, n))) for n in lengths] for d in depths]

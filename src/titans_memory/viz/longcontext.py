@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
 
-from titans_memory.tasks.report import per_seed
+from titans_memory.tasks.report import _accuracy, per_seed
 
 _STYLE = {"swa": dict(color="#555555", ls="--"), "lmm": dict(color="#dd5143"), "mac": dict(color="#4c72b0"),
           "mag": dict(color="#55a868"), "mal": dict(color="#8172b2")}
@@ -54,9 +55,11 @@ def plot_accuracy_vs_length(
             if not lengths:
                 continue
             vals = [list(data[(m, n)].values()) for n in lengths]
-            mean = np.array([np.mean(v) for v in vals])
-            lo = np.array([np.min(v) for v in vals])
-            hi = np.array([np.max(v) for v in vals])
+            with warnings.catch_warnings():  # a diverged model: NaN everywhere, no line
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.array([np.nanmean(v) for v in vals])
+                lo = np.array([np.nanmin(v) for v in vals])
+                hi = np.array([np.nanmax(v) for v in vals])
             style = _style(m, i)
             ax.plot(lengths, 100 * mean, marker="o", ms=3, label=m, **style)
             ax.fill_between(lengths, 100 * lo, 100 * hi, color=style["color"], alpha=0.15, lw=0)
@@ -95,7 +98,7 @@ def plot_depth_heatmaps(
         cell: dict = defaultdict(list)
         for r in records:
             if r["model"] == m and r["task"] == task and r["depth"] is not None:
-                cell[(r["depth"], r["context_length"])].append(r["accuracy"])
+                cell[(r["depth"], r["context_length"])].append(_accuracy(r))
         depths = sorted({d for d, _ in cell})
         lengths = sorted({n for _, n in cell})
         grid = np.array([[np.mean(cell[(d, n)]) if (d, n) in cell else np.nan for n in lengths] for d in depths])
@@ -128,7 +131,7 @@ def plot_mqar(records: Sequence[dict], models: Sequence[str] | None = None) -> F
             by: dict = defaultdict(lambda: defaultdict(list))
             for r in recs:
                 if r["model"] == m and r["context_length"] == n:
-                    by[r["pairs"]][r["seed"]].append(r["accuracy"])
+                    by[r["pairs"]][r["seed"]].append(_accuracy(r))
             pairs = sorted(by)
             if not pairs:
                 continue
