@@ -22,7 +22,7 @@ def _run(tmp_path, bench: str, *extra: str) -> dict:
 
 
 def test_niah_quick_end_to_end(tmp_path, capsys):
-    data = _run(tmp_path, "niah")
+    data = _run(tmp_path, "niah", "--kinds", "passkey,number,word,multikey")
     records = data["records"]
     assert data["settings"]["seeds"] == [3] and data["settings"]["train"]["steps"] == 8
     assert {r["model"] for r in records} == {"swa", "lmm"}
@@ -63,6 +63,7 @@ def test_bench_lists_the_models(capsys):
         (["bench", "niah", "--models", "lmm,gpt"], "unknown model(s) gpt"),
         (["bench", "mqar", "--seeds", "1,x"], "comma-separated integers"),
         (["bench", "niah", "--seeds", "1,1"], "distinct"),
+        (["bench", "niah", "--kinds", "passkey,haystack"], "unknown kind(s) haystack"),
         (["bench", "niah", "--budget-minutes", "0"], "number > 0"),
         (["bench", "niah", "--steps", "-3"], "integer >= 1"),
         (["bench", "niah", "--json", "/nonexistent/dir/x.json"], "does not exist"),

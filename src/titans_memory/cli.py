@@ -311,10 +311,14 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--models", type=_comma_list, metavar="A,B,..",
                        help="models to train (default: all; see --list)")
         p.add_argument("--seeds", type=_seed_list, metavar="S,..", help="training seeds (default: 0,1)")
+        if name == "niah":
+            p.add_argument("--kinds", type=_comma_list, metavar="K,..",
+                           help="needle kinds among passkey, number, word, multikey; several are "
+                                "trained as a mixture (default: passkey)")
         p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
         p.add_argument("--steps", type=positive_int, help="training steps per model (default: 600)")
         p.add_argument("--budget-minutes", type=_positive_float, metavar="M",
-                       help="wall-clock budget; training runs are cut to fit it (default: niah 36, mqar 14; quick: 4)")
+                       help="wall-clock budget; training runs are cut to fit it (default: niah 34, mqar 16; quick: 4)")
         p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
         p.add_argument("--json", type=Path, metavar="PATH", help="write the records (and settings) as JSON")
         p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figures (PNG) and tables (Markdown)")
@@ -348,6 +352,13 @@ def _run_bench(args: argparse.Namespace) -> int:
         settings = replace(settings, models=tuple(dict.fromkeys(args.models)))
     if args.seeds:
         settings = replace(settings, seeds=tuple(args.seeds))
+    if getattr(args, "kinds", None):
+        from titans_memory.tasks.needles import KINDS
+
+        unknown = [k for k in args.kinds if k not in KINDS]
+        if unknown:
+            raise CLIError(f"--kinds: unknown kind(s) {', '.join(unknown)}; choose among {', '.join(KINDS)}")
+        settings = replace(settings, kinds=tuple(dict.fromkeys(args.kinds)))
     if args.steps:
         settings = replace(settings, train=replace(settings.train, steps=args.steps))
     if args.quick:
