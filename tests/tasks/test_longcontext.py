@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from titans_memory.core.config import MemoryConfig
 from titans_memory.tasks.longcontext import (
     MODELS,
     ConvSWABlock,
@@ -16,6 +17,7 @@ from titans_memory.tasks.longcontext import (
     answer_logits,
     build_model,
     evaluate,
+    learning_rate,
     memory_config,
     train_on_answers,
 )
@@ -23,82 +25,22 @@ from titans_memory.tasks.mqar import MQAR_VOCAB, mqar_batch
 from titans_memory.tasks.needles import KINDS, VOCAB, needle_batch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class Oracle:
-    """Reads the whole prefix (its cache) and puts all its mass on the right next answer token.
-
-    For the needle tasks: after a ``QUERY`` (and its key) the value of the matching needle; for
-    MQAR: at a key after the pairs, the value that followed it. Elsewhere uniform logits.
-    """
-
-    def __init__(self, vocab_size: int, kind: str, value_length: int = 2, pairs: int = 0) -> None:
-        self.V, self.kind, self.A, self.pairs = vocab_size, kind, value_length, pairs
-
-    def _next(self, row: list[int], p: int) -> int | None:
-        if self.kind == "mqar":
-            if p < 2 * self.pairs:
-                return None
-            table = {row[2 * i]: row[2 * i + 1] for i in range(self.pairs)}
-            return table.get(row[p])
-        multi = self.kind == "multikey"
-        queries = [i for i in range(p + 1) if row[i] == VOCAB.QUERY]
-        if not queries:
-            return None
-        q = queries[-1]
-        j = p - q - multi  # index of the answer token that comes next
-        if not 0 <= j < self.A:
-            return None
-        for m in (i for i in range(q) if row[i] == VOCAB.NEEDLE):
-            if not multi or row[m + 1] == row[q + 1]:
-                return row[m + 1 + multi + j]
-        return None
-
-    def __call__(self, tokens: torch.Tensor, cache=None):
-        seen = tokens if cache is None else torch.cat([cache, tokens], dim=1)
-        start = seen.shape[1] - tokens.shape[1]
-        logits = torch.zeros(*tokens.shape, self.V)
-        for b, row in enumerate(seen.tolist()):
-            for t in range(tokens.shape[1]):
-                nxt = self._next(row, start + t)
-                if nxt is not None:
-                    logits[b, t, nxt] = 10.0
-        return logits, seen
-
-
-class Guesser:
-    """Never knows: random logits (seeded), so each answer is a uniform guess."""
-
-    def __init__(self, vocab_size: int, seed: int = 0) -> None:
-        self.V, self.g = vocab_size, torch.Generator().manual_seed(seed)
-
-    def __call__(self, tokens: torch.Tensor, cache=None):
-        return torch.randn(*tokens.shape, self.V, generator=self.g), None
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("piece", [7, 2048])
-def test_perfect_model_scores_one(kind: str, piece: int) -> None:
+def test_perfect_model_scores_one(kind: str, piece: int, oracle) -> None:
     b = needle_batch(kind, 6, 120, seed=1, keys=5, queries=2)
-    oracle = Oracle(VOCAB.size, kind, value_length=b.targets.shape[-1])
-    assert evaluate(oracle, b, piece=piece) == 1.0
+    model = oracle(VOCAB.size, kind, value_length=b.targets.shape[-1])
+    assert evaluate(model, b, piece=piece) == 1.0
 
 
-def test_perfect_model_scores_one_on_mqar() -> None:
+def test_perfect_model_scores_one_on_mqar(oracle) -> None:
     b = mqar_batch(4, 96, 12, seed=2)
-    assert evaluate(Oracle(MQAR_VOCAB.size, "mqar", pairs=12), b, piece=10) == 1.0
+    assert evaluate(oracle(MQAR_VOCAB.size, "mqar", pairs=12), b, piece=10) == 1.0
 
 
-def test_a_wrong_token_fails_the_whole_answer() -> None:
+def test_a_wrong_token_fails_the_whole_answer(oracle) -> None:
     b = needle_batch("word", 8, 60, seed=3)
-    oracle = Oracle(VOCAB.size, "word", value_length=3)
-    logits = answer_logits(oracle, b.tokens, b.positions)  # (B, 1, 3, V)
+    logits = answer_logits(oracle(VOCAB.size, "word", value_length=3), b.tokens, b.positions)  # (B, 1, 3, V)
     from titans_memory.tasks.longcontext import score
 
     logits[0, 0, 2] = logits[0, 0, 2].roll(1)  # the third letter of the first answer goes wrong
@@ -115,11 +57,11 @@ def test_a_wrong_token_fails_the_whole_answer() -> None:
         (lambda: mqar_batch(100, 64, 20, seed=4), 1 / 64),
     ],
 )
-def test_guessing_model_scores_chance(make, chance: float) -> None:
+def test_guessing_model_scores_chance(make, chance: float, guesser) -> None:
     b = make()
     assert b.chance == pytest.approx(chance)
     n = b.targets.shape[0] * b.targets.shape[1]
-    acc = evaluate(Guesser(max(VOCAB.size, MQAR_VOCAB.size)), b)
+    acc = evaluate(guesser(max(VOCAB.size, MQAR_VOCAB.size)), b)
     assert abs(acc - chance) < 4 * math.sqrt(chance * (1 - chance) / n)
 
 
@@ -202,3 +144,45 @@ def test_training_stops_at_the_time_limit() -> None:
     batches = iter(lambda: needle_batch("passkey", 2, 16, 0), None)
     result = train_on_answers(model, batches, TrainSettings(steps=10_000, time_limit=0.0))
     assert result.stopped_early and result.steps == 0
+
+
+def test_learning_rate_schedule():
+    s = TrainSettings(steps=100, lr=1.0, warmup=10)
+    assert learning_rate(s, 0, 0.0) == pytest.approx(0.1) and learning_rate(s, 9, 0.0) == 1.0
+    assert learning_rate(s, 55, 0.0) == pytest.approx(0.5)  # halfway through the cosine
+    assert learning_rate(s, 100, 0.0) == pytest.approx(0.0, abs=1e-12)
+    # with a time limit, the schedule follows whichever is further along: steps or time
+    timed = TrainSettings(steps=100, lr=1.0, warmup=10, time_limit=60.0)
+    assert learning_rate(timed, 20, 30.0) == pytest.approx(0.5)
+    assert learning_rate(timed, 20, 60.0) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(timed, 55, 1.0) == pytest.approx(0.5)
+
+
+class _Broken(torch.nn.Module):
+    """A model whose output is NaN, or whose forward raises ``error``."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+        self.error = error
+
+    def forward(self, tokens, cache=None):
+        if self.error is not None:
+            raise self.error
+        return self.w * torch.full((*tokens.shape, VOCAB.size), float("nan")), None
+
+
+def test_training_that_diverges_stops_and_says_so():
+    batches = iter(lambda: needle_batch("passkey", 2, 16, 0), None)
+    for model in (_Broken(), _Broken(ValueError("x contains NaN or Inf"))):
+        result = train_on_answers(model, batches, TrainSettings(steps=5))
+        assert result.diverged and result.steps == 0 and not result.stopped_early
+    with pytest.raises(ValueError, match="shape"):  # other errors are not swallowed
+        train_on_answers(_Broken(ValueError("x must have shape")), batches, TrainSettings(steps=5))
+
+
+def test_forget_rate_default_and_the_library_ablation():
+    assert TaskModelConfig().forget_init == 5e-5
+    assert memory_config(MODELS["lmm"], TaskModelConfig()).forget_init == 5e-5
+    lib = memory_config(MODELS["lmm-libforget"], TaskModelConfig())
+    assert lib.forget_init == MemoryConfig().forget_init == 0.005 and lib.forget

@@ -96,7 +96,7 @@ class MQARSettings:
     pairs: tuple[int, ...] = (4, 8, 16, 32)  # evaluated numbers of pairs
     samples: int = 16  # sequences per cell (every pair is queried once)
     workers: int = 2
-    budget_minutes: float | None = 16.0
+    budget_minutes: float | None = 12.0
     train_share: float = 0.85  # MQAR's sequences are short: evaluating is cheap
 
     @property

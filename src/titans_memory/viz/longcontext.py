@@ -101,7 +101,10 @@ def plot_depth_heatmaps(
                 cell[(r["depth"], r["context_length"])].append(_accuracy(r))
         depths = sorted({d for d, _ in cell})
         lengths = sorted({n for _, n in cell})
-        grid = np.array([[np.mean(cell[(d, n)]) if (d, n) in cell else np.nan for n in lengths] for d in depths])
+        with warnings.catch_warnings():  # diverged seeds (NaN) are left out of the mean
+            warnings.simplefilter("ignore", RuntimeWarning)
+            grid = np.array([[np.nanmean(cell[(d, n)]) if (d, n) in cell else np.nan for n in lengths]
+                             for d in depths])
         image = ax.imshow(100 * grid, vmin=0, vmax=100, cmap="RdYlGn", aspect="auto")
         ax.set_xticks(range(len(lengths)), [f"{n // 1024}k" if n >= 1024 else str(n) for n in lengths], fontsize=7)
         ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths], fontsize=7)
