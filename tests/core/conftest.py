@@ -9,15 +9,6 @@ import torch
 from torch import Tensor
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention (many-fold on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _random_functional(tensors: Iterable[Tensor | None], seed: int = 99) -> Tensor:
     """``sum_i <R_i, t_i>`` with seeded random ``R_i``: a scalar that depends on every entry."""
     g = torch.Generator().manual_seed(seed)

@@ -113,7 +113,7 @@ def page(browser, server):  # the browser first: without one, skip before starti
             route.abort()
 
     page.route("**/*", only_local)
-    page.goto(server)
+    page.goto(server, timeout=TIMEOUT_MS)  # the first page load builds the app: slow on a busy machine
     page.wait_for_function(
         f"() => window.Bokeh && Bokeh.documents.length > 0 "
         f"&& Bokeh.documents[0].get_model_by_name('{PLAYGROUND_SOURCES['norm']}') "
@@ -221,7 +221,8 @@ def test_bad_input_is_a_message_in_the_page(page):
 def test_language_switch(page):
     page.get_by_role("button", name="Tiếng Việt").click()
     page.get_by_text("Sân chơi (tầng demo)").wait_for(timeout=TIMEOUT_MS)
-    assert page.get_by_text("forget_rate (mức quên mỗi bước)").count() >= 1
+    # the tab title and the slider labels are separate updates: wait for the label too, not count()
+    page.get_by_text("forget_rate (mức quên mỗi bước)").first.wait_for(timeout=TIMEOUT_MS)
     page.get_by_role("button", name="English").click()
     page.get_by_text("Playground (demo layer)").wait_for(timeout=TIMEOUT_MS)
 

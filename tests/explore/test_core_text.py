@@ -30,14 +30,6 @@ def _library_signals(memory: NeuralMemory, embedding: torch.Tensor, text: str):
     return surprise, gates
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_byte_embedding_is_fixed():
     torch.manual_seed(1)
     a = ct.byte_embedding()

@@ -13,15 +13,6 @@ from titans_memory.models import ModelConfig, TitansLM
 VOCAB = 23
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(arch: str, **changes) -> ModelConfig:
     """2 layers of width 16, 2 heads; window 16, segment 12, memory chunk 8 unless changed."""
     memory = changes.pop("memory", MemoryConfig(dim=16, heads=2, chunk_size=8))

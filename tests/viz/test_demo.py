@@ -29,14 +29,6 @@ from titans_memory.viz.demo import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pipeline():
     return SCENARIOS["full_pipeline"].run()

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from titans_memory.core.registry import add_entry
+
 if TYPE_CHECKING:
     from titans_memory.core.config import MemoryConfig
 
@@ -216,13 +218,10 @@ def register_bias(name: str, factory: BiasFactory, *, replace: bool = False) -> 
         factory: ``config -> AttentionalBias`` (it may read any config field).
         replace: allow replacing an existing entry (else that is an error).
     """
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register_bias: name must be a non-empty string, got {name!r}")
-    if not callable(factory):
-        raise TypeError(f"register_bias: factory must be callable (config -> AttentionalBias), got {factory!r}")
-    if name in BIASES and not replace:
-        raise ValueError(f"register_bias: {name!r} is already registered (pass replace=True)")
-    BIASES[name] = factory
+    add_entry(
+        BIASES, name, factory, replace=replace, caller="register_bias",
+        expected="factory must be callable (config -> AttentionalBias)",
+    )
 
 
 def make_bias(config: MemoryConfig) -> AttentionalBias:

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
+from titans_memory.core.registry import add_entry
+
 if TYPE_CHECKING:
     from titans_memory.core.config import MemoryConfig
 
@@ -171,13 +173,10 @@ RETENTIONS: dict[str, RetentionFactory] = {
 
 def register_retention(name: str, factory: RetentionFactory, *, replace: bool = False) -> None:
     """Make ``MemoryConfig(retention=name)`` build ``factory(config)`` (a :class:`Retention`)."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register_retention: name must be a non-empty string, got {name!r}")
-    if not callable(factory):
-        raise TypeError(f"register_retention: factory must be callable (config -> Retention), got {factory!r}")
-    if name in RETENTIONS and not replace:
-        raise ValueError(f"register_retention: {name!r} is already registered (pass replace=True)")
-    RETENTIONS[name] = factory
+    add_entry(
+        RETENTIONS, name, factory, replace=replace, caller="register_retention",
+        expected="factory must be callable (config -> Retention)",
+    )
 
 
 def make_retention(config: MemoryConfig) -> Retention | None:

@@ -24,6 +24,7 @@ from titans_memory.core.architectures.base import (
     WriteCoefficients,
 )
 from titans_memory.core.architectures.mlp import MatrixMemory, MLPMemory, ResidualMLPMemory
+from titans_memory.core.registry import add_entry
 
 if TYPE_CHECKING:
     from titans_memory.core.config import MemoryConfig
@@ -44,13 +45,7 @@ ARCHITECTURES: dict[str, ArchitectureFactory] = {
 
 def register_architecture(name: str, factory: ArchitectureFactory, *, replace: bool = False) -> None:
     """Make ``MemoryConfig(architecture=name)`` build ``factory(config)``."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register_architecture: name must be a non-empty string, got {name!r}")
-    if not callable(factory):
-        raise TypeError(f"register_architecture: factory must be callable, got {factory!r}")
-    if name in ARCHITECTURES and not replace:
-        raise ValueError(f"register_architecture: {name!r} is already registered (pass replace=True)")
-    ARCHITECTURES[name] = factory
+    add_entry(ARCHITECTURES, name, factory, replace=replace, caller="register_architecture")
 
 
 def architecture_name(config: MemoryConfig) -> str:
