@@ -1,0 +1,341 @@
+"""The long-context benchmarks behind ``titans bench niah`` and ``titans bench mqar``.
+
+Each trains every model of :data:`~titans_memory.tasks.longcontext.MODELS` asked for, once per
+seed, on short sequences, then evaluates it on a grid of longer ones, and returns one record per
+grid cell::
+
+    {"model", "task", "context_length", "depth", "pairs", "accuracy", "chance", "samples",
+     "train_seconds", "train_steps", "seed"}
+
+(``depth`` is None for cells whose needle depth is drawn per sequence; ``pairs`` is MQAR's number
+of key-value pairs, None for the needles). The evaluation sequences depend on the cell only, so
+every model and seed answers the very same questions.
+
+Jobs (one model, one seed) run in ``workers`` processes of one thread each: on small models a
+second thread in one process gains little, a second process doubles the throughput.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import os
+import queue
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+
+from titans_memory.tasks.longcontext import (
+    MODELS,
+    TaskModelConfig,
+    TrainSettings,
+    build_model,
+    evaluate,
+    train_on_answers,
+)
+from titans_memory.tasks.mqar import MQAR_VOCAB, mqar_batch
+from titans_memory.tasks.needles import VOCAB, TaskBatch, needle_batch
+
+ARCHITECTURES = ("swa", "lmm", "mac", "mag", "mal")
+MIRAS = ("lmm-moneta", "lmm-yaad", "lmm-memora", "lmm-deltanet", "lmm-gdn")
+ABLATIONS = ("lmm-nomom", "lmm-noforget", "lmm-matrix", "lmm-libforget")
+DEFAULT_MODELS = ARCHITECTURES + MIRAS + ABLATIONS
+
+
+@dataclass(frozen=True)
+class NiahSettings:
+    """``titans bench niah``: needles, trained on short sequences, evaluated on long ones.
+
+    The default trains and evaluates the passkey (S-NIAH-1) only: a mixture of the four kinds
+    learned far slower (an LMM after 300 steps of 32 x 128 tokens: passkey 75%, number 38%, word
+    and multikey 0% at 128 tokens, where passkey alone reached 100% after about 100 steps of
+    16 x 128), too slow for the budget of 14 models x 2 seeds. ``kinds`` selects others
+    (several are trained as a mixture, one kind per step).
+    """
+
+    models: tuple[str, ...] = DEFAULT_MODELS  # names in MODELS
+    seeds: tuple[int, ...] = (0, 1)  # one training run per model and seed
+    model: TaskModelConfig = field(default_factory=lambda: TaskModelConfig(vocab_size=64))
+    train: TrainSettings = field(default_factory=TrainSettings)
+    train_lengths: tuple[int, ...] = (128,)  # training sequences cycle through these lengths
+    batch_tokens: int = 2048  # tokens per training step (batch = batch_tokens // length)
+    kinds: tuple[str, ...] = ("passkey",)  # of KINDS; several: a mixture, one kind per step
+    value_length: int | None = None  # tokens per value (None: the generator's, 2 digits / 3 letters)
+    keys: int = 8  # needles of multikey (one is queried)
+    lengths: tuple[int, ...] = (32, 128, 512, 2048, 8192, 16384)  # evaluated context lengths
+    multikey_max_length: int = 8192  # multikey is evaluated up to here (its target is 64x = 2048)
+    depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # passkey's needle depths (heatmap)
+    depth_samples: int = 10  # passkey: sequences per (length, depth) cell
+    samples: int = 16  # number, word, multikey: sequences per length (depth drawn per sequence)
+    workers: int = 2  # processes (one thread each)
+    budget_minutes: float | None = 34.0  # wall-clock budget; training runs are cut to fit it
+    train_share: float = 0.7  # of the budget spent training (the rest: evaluating up to 16K)
+
+    @property
+    def task(self) -> str:
+        return "niah"
+
+
+@dataclass(frozen=True)
+class MQARSettings:
+    """``titans bench mqar``: multi-query associative recall, trained on a mixture of pair counts."""
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    seeds: tuple[int, ...] = (0, 1)
+    model: TaskModelConfig = field(default_factory=lambda: TaskModelConfig(vocab_size=MQAR_VOCAB.size))
+    train: TrainSettings = field(default_factory=TrainSettings)
+    train_lengths: tuple[int, ...] = (128,)  # MQAR is evaluated up to 1,024
+    batch_tokens: int = 2048
+    train_pairs: tuple[int, ...] = (4, 8, 16)  # pair counts of the training sequences (cycled)
+    lengths: tuple[int, ...] = (64, 128, 256, 512, 1024)  # evaluated sequence lengths
+    pairs: tuple[int, ...] = (4, 8, 16, 32)  # evaluated numbers of pairs
+    samples: int = 16  # sequences per cell (every pair is queried once)
+    workers: int = 2
+    budget_minutes: float | None = 12.0
+    train_share: float = 0.85  # MQAR's sequences are short: evaluating is cheap
+
+    @property
+    def task(self) -> str:
+        return "mqar"
+
+
+Settings = NiahSettings | MQARSettings
+
+
+def quick(settings: Settings) -> Settings:
+    """A small version of ``settings`` that runs in a few minutes (``--quick``): fewer steps,
+    shorter lengths, fewer samples; the models and seeds asked for are kept."""
+    train = replace(settings.train, steps=min(settings.train.steps, 60), warmup=6)
+    if isinstance(settings, NiahSettings):
+        return replace(
+            settings, train=train, lengths=(32, 128, 512), depths=(0.0, 0.5, 1.0), samples=4,
+            depth_samples=4, budget_minutes=min(settings.budget_minutes or 4.0, 4.0), batch_tokens=1024,
+        )
+    return replace(
+        settings, train=train, lengths=(64, 128), pairs=(4, 8), samples=4,
+        budget_minutes=min(settings.budget_minutes or 4.0, 4.0), batch_tokens=1024,
+    )
+
+
+# --- the data -------------------------------------------------------------------------------------
+
+
+def _cell_seed(*parts: object) -> int:
+    """A seed from the cell alone (stable across runs and Python versions)."""
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
+def training_batches(settings: Settings, seed: int) -> Iterator[TaskBatch]:
+    """The training stream: one batch per step, cycling lengths (and kinds or pair counts)."""
+    rng = np.random.default_rng(10_000 + seed)
+    for step in itertools.count():
+        length = settings.train_lengths[step % len(settings.train_lengths)]
+        batch = max(1, settings.batch_tokens // length)
+        if isinstance(settings, NiahSettings):
+            # every kind meets every length (not step % kinds: with 4 kinds and 2 lengths each
+            # kind would always get the same length)
+            kind = settings.kinds[(step // len(settings.train_lengths)) % len(settings.kinds)]
+            yield needle_batch(kind, batch, length, rng, value_length=settings.value_length, keys=settings.keys)
+        else:
+            pairs = settings.train_pairs[(step // len(settings.train_lengths)) % len(settings.train_pairs)]
+            yield mqar_batch(batch, length, pairs, rng)
+
+
+def evaluation_cells(settings: Settings) -> list[dict]:
+    """The grid: one dict of cell coordinates per evaluation (``task``, ``context_length``,
+    ``depth``, ``pairs``), feasible cells only (a multikey haystack needs room for its needles)."""
+    cells = []
+    if isinstance(settings, NiahSettings):
+        for kind in settings.kinds:
+            for length in settings.lengths:
+                if kind == "multikey" and length > settings.multikey_max_length:
+                    continue
+                depths = settings.depths if kind == "passkey" else (None,)
+                for depth in depths:
+                    try:
+                        _eval_batch(settings, dict(task=kind, context_length=length, depth=depth, pairs=None), 1)
+                    except ValueError:
+                        continue
+                    cells.append(dict(task=kind, context_length=length, depth=depth, pairs=None))
+    else:
+        for pairs in settings.pairs:
+            for length in settings.lengths:
+                if length >= 3 * pairs and pairs <= MQAR_VOCAB.n_keys:
+                    cells.append(dict(task="mqar", context_length=length, depth=None, pairs=pairs))
+    return cells
+
+
+def _eval_batch(settings: Settings, cell: dict, samples: int) -> TaskBatch:
+    seed = _cell_seed(cell["task"], cell["context_length"], cell["depth"], cell["pairs"])
+    if cell["task"] == "mqar":
+        return mqar_batch(samples, cell["context_length"], cell["pairs"], seed)
+    return needle_batch(
+        cell["task"], samples, cell["context_length"], seed, depth=cell["depth"],
+        value_length=settings.value_length, keys=settings.keys,
+    )
+
+
+def _cell_samples(settings: Settings, cell: dict) -> int:
+    # passkey is sampled per depth (the heatmap); the other kinds draw the depth per sequence
+    if isinstance(settings, NiahSettings) and cell["task"] == "passkey":
+        return settings.depth_samples
+    return settings.samples
+
+
+# --- one job: train one model with one seed, evaluate it on the grid --------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    settings: Settings
+    model: str
+    seed: int
+    train_time_limit: float | None
+
+
+def run_job(job: Job, progress: Callable[[str, int], None] | None = None) -> list[dict]:
+    """Train ``job.model`` with ``job.seed`` and evaluate it: the records of every grid cell.
+
+    ``progress(kind, n)`` is told of each training step (``"train"``) and each evaluated cell
+    (``"eval"``).
+    """
+    s = job.settings
+    model = build_model(job.model, s.model, seed=job.seed)
+    train = replace(s.train, time_limit=job.train_time_limit)
+    tick = (lambda _loss: progress("train", 1)) if progress else None
+    result = train_on_answers(model, training_batches(s, job.seed), train, progress=tick)
+    if progress and result.steps < s.train.steps:
+        progress("train", s.train.steps - result.steps)  # the bar counts the steps not taken
+    records = []
+    start = time.perf_counter()
+    diverged = result.diverged
+    for cell in evaluation_cells(s):
+        batch = _eval_batch(s, cell, _cell_samples(s, cell))
+        accuracy = None  # a diverged model has no accuracy (reported as such, not as chance)
+        if not diverged:
+            try:
+                accuracy = evaluate(model, batch)
+            except ValueError as exc:  # the memory's finiteness check during a long sequence
+                if "nan" not in str(exc).lower():
+                    raise
+        records.append(
+            dict(
+                model=job.model, **cell, accuracy=accuracy, chance=batch.chance,
+                samples=int(batch.targets.shape[0] * batch.targets.shape[1]),
+                train_seconds=round(result.seconds, 2), train_steps=result.steps,
+                final_loss=float(np.mean(result.losses[-20:])) if result.losses else None,
+                diverged=diverged, seed=job.seed,
+            )
+        )
+        if progress:
+            progress("eval", 1)
+    eval_seconds = time.perf_counter() - start
+    for r in records:
+        r["eval_seconds"] = round(eval_seconds, 2)
+    return records
+
+
+_EVENTS = None  # a worker's queue to the parent's progress bars (set when the worker starts)
+
+
+def _init_worker(events) -> None:
+    global _EVENTS
+    _EVENTS = events
+    torch.set_num_threads(1)
+
+
+def _worker(job: Job) -> list[dict]:
+    return run_job(job, lambda kind, n: _EVENTS.put((kind, n)))
+
+
+# cost of a training step relative to the LMM (measured, batch 32 x 128; used to share the budget)
+_STEP_COST = {"swa": 0.35, "lmm": 1.0, "mac": 1.9, "mag": 1.3, "mal": 1.25, "lmm-deltanet": 0.45,
+              "lmm-gdn": 0.45, "lmm-matrix": 0.45}
+
+
+def plan(settings: Settings) -> list[Job]:
+    """The jobs, the most expensive first (so that the pool ends together), each with a training
+    time limit that shares ``budget_minutes`` among them in proportion to their cost."""
+    unknown = [m for m in settings.models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose among {', '.join(MODELS)}")
+    if not settings.models or not settings.seeds:
+        raise ValueError("at least one model and one seed are needed")
+    pairs = [(m, s) for m in settings.models for s in settings.seeds]
+    cost = {m: _STEP_COST.get(m, 1.0) for m in settings.models}
+    pairs.sort(key=lambda p: -cost[p[0]])
+    limits: dict[str, float | None] = {m: None for m in settings.models}
+    if settings.budget_minutes is not None:
+        # train_share of the budget trains (the rest evaluates), shared out by cost over the workers
+        total = settings.budget_minutes * 60 * settings.train_share * settings.workers
+        unit = total / sum(cost[m] for m, _ in pairs)
+        limits = {m: unit * cost[m] for m in settings.models}
+    return [Job(settings, m, s, limits[m]) for m, s in pairs]
+
+
+def run_benchmark(settings: Settings, *, progress: bool = True) -> list[dict]:
+    """Every job of ``settings``: the records of all models and seeds (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    jobs = plan(settings)
+    cells = len(evaluation_cells(settings))
+    total_steps = settings.train.steps * len(jobs)
+    bars = {
+        "train": tqdm(total=total_steps, desc=f"{settings.task}: train", unit="step", disable=not progress),
+        "eval": tqdm(total=cells * len(jobs), desc=f"{settings.task}: eval", unit="cell", disable=not progress),
+    }
+    records: list[dict] = []
+    try:
+        if settings.workers == 1:
+            for job in jobs:
+                records += run_job(job, lambda kind, n: bars[kind].update(n))
+        else:
+            # fork: works from scripts and notebooks alike (spawn would re-import ``__main__``);
+            # the parent has run no torch computation, so no thread pool is copied mid-flight
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            events = ctx.Queue()
+            with ProcessPoolExecutor(
+                settings.workers, mp_context=ctx, initializer=_init_worker, initargs=(events,)
+            ) as pool:
+                pending = {pool.submit(_worker, job) for job in jobs}
+                while pending:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    _drain(events, bars)
+                    for fut in done:
+                        records += fut.result()
+                _drain(events, bars)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    order = {m: i for i, m in enumerate(settings.models)}
+    records.sort(key=lambda r: (order[r["model"]], r["seed"]))
+    return records
+
+
+def _drain(events, bars) -> None:
+    while True:
+        try:
+            kind, n = events.get_nowait()
+        except queue.Empty:
+            return
+        bars[kind].update(n)
+
+
+def settings_to_dict(settings: Settings) -> dict:
+    """The settings as JSON-ready data (written next to the records)."""
+    out = asdict(settings)
+    out["task"] = settings.task
+    out["cpu_count"] = os.cpu_count()
+    return out
+
+
+__all__ = [
+    "ABLATIONS", "ARCHITECTURES", "DEFAULT_MODELS", "MIRAS", "Job", "MQARSettings", "NiahSettings",
+    "evaluation_cells", "plan", "quick", "run_benchmark", "run_job", "settings_to_dict",
+    "training_batches", "VOCAB",
+]

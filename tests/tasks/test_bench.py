@@ -1,0 +1,165 @@
+"""The benchmark runner: the grid, the training stream, the budget plan, one job end to end on
+hand-built models (perfect: accuracy 1; guessing: about chance; diverged: reported as such)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from titans_memory.tasks import bench
+from titans_memory.tasks.bench import (
+    DEFAULT_MODELS,
+    Job,
+    MQARSettings,
+    NiahSettings,
+    evaluation_cells,
+    plan,
+    run_job,
+    training_batches,
+)
+from titans_memory.tasks.longcontext import MODELS, TaskModelConfig, TrainResult, TrainSettings
+from titans_memory.tasks.mqar import MQAR_VOCAB
+from titans_memory.tasks.needles import VOCAB
+
+
+def test_default_models_are_all_known_and_grouped():
+    assert set(DEFAULT_MODELS) == set(MODELS)
+    assert [m for m in DEFAULT_MODELS if MODELS[m].group == "ablation"] == list(bench.ABLATIONS)
+    assert [m for m in DEFAULT_MODELS if MODELS[m].group == "miras"] == list(bench.MIRAS)
+
+
+def test_niah_cells():
+    s = NiahSettings(kinds=("passkey", "multikey", "word"), lengths=(32, 128, 16384),
+                     multikey_max_length=8192, depths=(0.0, 1.0))
+    cells = evaluation_cells(s)
+    passkey = [(c["context_length"], c["depth"]) for c in cells if c["task"] == "passkey"]
+    assert passkey == [(n, d) for n in (32, 128, 16384) for d in (0.0, 1.0)]
+    # multikey: 8 needles of 4 tokens do not fit in 32 tokens; 16,384 is above its maximum
+    assert [c["context_length"] for c in cells if c["task"] == "multikey"] == [128]
+    assert [(c["context_length"], c["depth"]) for c in cells if c["task"] == "word"] == [
+        (32, None), (128, None), (16384, None)]
+
+
+def test_mqar_cells():
+    s = MQARSettings(lengths=(64, 128), pairs=(4, 32))
+    cells = {(c["pairs"], c["context_length"]) for c in evaluation_cells(s)}
+    assert cells == {(4, 64), (4, 128), (32, 128)}  # 32 pairs need 96 tokens at least
+
+
+def test_training_stream_covers_kinds_and_lengths_and_is_seeded():
+    s = NiahSettings(kinds=("passkey", "number", "word", "multikey"), train_lengths=(128, 256),
+                     batch_tokens=512)
+    first = [b for _, b in zip(range(8), training_batches(s, 0), strict=False)]
+    combos = {(b.kind, b.tokens.shape[1]) for b in first}
+    assert combos == {(k, n) for k in s.kinds for n in (128, 256)}  # each kind at each length
+    assert all(b.tokens.shape[0] == 512 // b.tokens.shape[1] for b in first)
+    again = [b for _, b in zip(range(8), training_batches(s, 0), strict=False)]
+    other = next(training_batches(s, 1))
+    assert all(torch.equal(a.tokens, b.tokens) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0].tokens, other.tokens)
+    m = MQARSettings(train_pairs=(4, 8), train_lengths=(64,), batch_tokens=128)
+    pairs = [b.targets.shape[1] for _, b in zip(range(4), training_batches(m, 0), strict=False)]
+    assert pairs == [4, 8, 4, 8]
+
+
+def test_plan_shares_the_budget_by_cost():
+    s = NiahSettings(models=("swa", "lmm", "mac"), seeds=(0, 1), budget_minutes=10.0,
+                     train_share=0.5, workers=2)
+    jobs = plan(s)
+    assert [(j.model, j.seed) for j in jobs] == [("mac", 0), ("mac", 1), ("lmm", 0), ("lmm", 1),
+                                                 ("swa", 0), ("swa", 1)]
+    limits = {j.model: j.train_time_limit for j in jobs}
+    cost = bench._STEP_COST
+    assert limits["mac"] / limits["lmm"] == pytest.approx(cost["mac"] / cost["lmm"])
+    # the training time over all jobs is the training share of the budget on every worker
+    assert sum(j.train_time_limit for j in jobs) == pytest.approx(10 * 60 * 0.5 * 2)
+    assert all(j.train_time_limit is None for j in plan(replace(s, budget_minutes=None)))
+    with pytest.raises(ValueError, match="unknown model"):
+        plan(replace(s, models=("lmm", "gpt")))
+    with pytest.raises(ValueError, match="at least one"):
+        plan(replace(s, seeds=()))
+
+
+def _tiny(settings):
+    return replace(settings, models=("lmm",), seeds=(0,), budget_minutes=None, samples=3,
+                   train=TrainSettings(steps=2, warmup=1))
+
+
+def _fixed_model(monkeypatch, model, result: TrainResult | None = None):
+    """``run_job`` gets ``model`` and a training that does nothing (or returns ``result``)."""
+    monkeypatch.setattr(bench, "build_model", lambda name, cfg, seed: model)
+    done = result or TrainResult(steps=2, seconds=0.0, losses=[1.0, 0.5], stopped_early=False)
+    monkeypatch.setattr(bench, "train_on_answers", lambda *args, **kwargs: done)
+
+
+def test_a_perfect_model_scores_one_in_every_cell(monkeypatch, oracle):
+    s = _tiny(NiahSettings(kinds=("passkey", "multikey", "word"), lengths=(48, 300),
+                           depths=(0.0, 0.5, 1.0), depth_samples=2))
+    kinds_seen = []
+
+    class PerKind(oracle):  # one oracle, told the kind of each batch by its tokens
+        def __call__(self, tokens, cache=None):
+            self.kind = "multikey" if torch.isin(tokens, torch.from_numpy(VOCAB.keys)).any() else (
+                "word" if (tokens == VOCAB.SPACE).any() else "passkey")
+            self.A = 3 if self.kind == "word" else 2
+            kinds_seen.append(self.kind)
+            return super().__call__(tokens, cache)
+
+    _fixed_model(monkeypatch, PerKind(VOCAB.size, "passkey"))
+    records = run_job(Job(s, "lmm", 0, None))
+    assert len(records) == len(evaluation_cells(s)) == 2 * 3 + 2 + 2
+    assert all(r["accuracy"] == 1.0 and not r["diverged"] for r in records)
+    assert set(kinds_seen) == {"passkey", "multikey", "word"}
+    passkey = [r for r in records if r["task"] == "passkey"]
+    assert all(r["samples"] == 2 and r["chance"] == pytest.approx(0.01) for r in passkey)
+    assert all(r["samples"] == 3 for r in records if r["task"] != "passkey")
+
+
+def test_a_guessing_model_scores_chance_on_mqar(monkeypatch, guesser):
+    s = replace(_tiny(MQARSettings(lengths=(256,), pairs=(32,))), samples=40)
+    _fixed_model(monkeypatch, guesser(MQAR_VOCAB.size))
+    (record,) = run_job(Job(s, "lmm", 0, None))
+    n = record["samples"]
+    assert n == 40 * 32 and record["chance"] == pytest.approx(1 / 64)
+    assert abs(record["accuracy"] - 1 / 64) < 4 * math.sqrt((1 / 64) * (63 / 64) / n)
+
+
+def test_a_diverged_model_has_no_accuracy(monkeypatch, oracle):
+    s = _tiny(NiahSettings(lengths=(64,), depths=(0.5,)))
+    diverged = TrainResult(steps=1, seconds=0.0, losses=[2.0], stopped_early=False, diverged=True)
+    _fixed_model(monkeypatch, oracle(VOCAB.size, "passkey"), diverged)
+    (record,) = run_job(Job(s, "lmm", 0, None))
+    assert record["diverged"] and record["accuracy"] is None
+
+
+def test_a_job_is_reproducible():
+    s = replace(
+        _tiny(NiahSettings(lengths=(40,), depths=(1.0,), depth_samples=4)),
+        model=TaskModelConfig(dim=16, heads=2, window=8, chunk_size=4, persistent_tokens=1),
+        batch_tokens=64,
+    )
+    a, b = run_job(Job(s, "mal", 5, None)), run_job(Job(s, "mal", 5, None))
+    drop = ("train_seconds", "eval_seconds")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in a] == [
+        {k: v for k, v in r.items() if k not in drop} for r in b]
+    assert a[0]["train_steps"] == 2 and math.isfinite(a[0]["final_loss"])
+
+
+class _NaNModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, tokens, cache=None):
+        return self.w * torch.full((*tokens.shape, VOCAB.size), float("nan")), None
+
+
+def test_run_job_records_a_nan_training_as_diverged(monkeypatch):
+    s = _tiny(NiahSettings(lengths=(64,), depths=(0.5,)))
+    monkeypatch.setattr(bench, "build_model", lambda name, cfg, seed: _NaNModel())
+    (record,) = run_job(Job(s, "lmm", 0, None))
+    assert record["diverged"] and record["accuracy"] is None and record["train_steps"] == 0
