@@ -94,3 +94,20 @@ def test_stability_quick():
         for bound in (10.0, None)
     }
     assert len(out["rows"]) == 120
+
+
+def test_models_benchmark_quick() -> None:
+    from titans_memory.models import ARCHS
+
+    out = _run("models.py")
+    assert {"machine", "device", "shape", "memory", "reps", "speed", "generation"} <= set(out)
+    assert set(out["generation"]) == set(ARCHS)
+    for arch, row in out["speed"].items():
+        assert _positive(row["forward_tokens_per_s"]) and _positive(row["forward_backward_tokens_per_s"]), arch
+        assert _positive(row["forward_vs_swa"]), arch
+    for arch, row in out["generation"].items():
+        assert _positive(row["generation_tokens_per_s"]), arch
+        rows = row["generation_memory"]
+        assert [r["generated"] for r in rows] == [4, 8, 16, 32, 64]
+        # 16 + 32 and 16 + 64 tokens: past the window, at the same offset in segment and chunk
+        assert rows[-1]["cache_mib"] == rows[-2]["cache_mib"], arch

@@ -5,7 +5,9 @@ Two layers:
 * the demo layer (:class:`SurpriseMetric`, :class:`MemoryModule`, :class:`TitansMemoryLayer`,
   the synthetic data generators): small, one token at a time, made to teach;
 * the core (:class:`NeuralMemory`, :class:`MemoryConfig`, :class:`MemoryState`): the memory of
-  the papers, batched, multi-head, chunk-parallel, exact and streaming.
+  the papers, batched, multi-head, chunk-parallel, exact and streaming;
+* the models (:class:`TitansLM`, :class:`ModelConfig`, :class:`ModelCache`): the Titans
+  architectures MAC, MAG, MAL, LMM and a sliding-window baseline, built on the core.
 """
 
 from titans_memory.core.config import MemoryConfig
@@ -14,6 +16,7 @@ from titans_memory.core.presets import PRESETS, preset
 from titans_memory.core.state import MemoryState
 from titans_memory.data import generate_frequency_shift, generate_repeating_with_anomalies
 from titans_memory.demo import MemoryModule, SurpriseMetric, TitansMemoryLayer
+from titans_memory.models import ModelCache, ModelConfig, TitansLM
 
 __version__ = "0.1.0"
 
@@ -22,8 +25,11 @@ __all__ = [
     "MemoryConfig",
     "MemoryModule",
     "MemoryState",
+    "ModelCache",
+    "ModelConfig",
     "NeuralMemory",
     "SurpriseMetric",
+    "TitansLM",
     "TitansMemoryLayer",
     "generate_frequency_shift",
     "generate_repeating_with_anomalies",
