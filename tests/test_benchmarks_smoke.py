@@ -111,3 +111,18 @@ def test_models_benchmark_quick() -> None:
         assert [r["generated"] for r in rows] == [4, 8, 16, 32, 64]
         # 16 + 32 and 16 + 64 tokens: past the window, at the same offset in segment and chunk
         assert rows[-1]["cache_mib"] == rows[-2]["cache_mib"], arch
+
+
+def test_train_benchmark_quick() -> None:
+    from titans_memory.models import ARCHS
+
+    out = _run("train.py")
+    assert {"machine", "shape", "reps", "speed", "ddp"} <= set(out)
+    assert set(out["speed"]) == set(ARCHS)
+    for arch, row in out["speed"].items():
+        assert _positive(row["tokens_per_s"]) and _positive(row["tokens_per_s_vs_swa"]), arch
+    assert out["speed"]["swa"]["tokens_per_s_vs_swa"] == 1.0
+    ddp = out["ddp"]
+    assert set(ddp["tokens_per_s"]) == {"one_process_one_thread", "two_processes", "one_process_two_threads"}
+    assert all(_positive(v) for v in ddp["tokens_per_s"].values())
+    assert _positive(ddp["two_vs_one_process"]) and _positive(ddp["two_processes_vs_two_threads"])
