@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokens", type=int, default=16384)
     parser.add_argument("--configs", nargs="*", default=None, help="default and/or preset names (default: all)")
     parser.add_argument("--quick", action="store_true", help="dim 16, 512 tokens, the default config: a smoke run")
+    parser.add_argument("--markdown", metavar="FILE", help="also write README's tables (markdown) to FILE")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.quick:
@@ -119,7 +120,44 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": time.perf_counter() - started,
     }
     print(json.dumps(result, indent=1))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(result))
     return result
+
+
+def markdown(result: dict) -> str:
+    """README's tables: one row per config, both gate regimes; the unbounded rule; recall."""
+    shape = result["shape"]
+    lines = [
+        f"Envelope at dim {shape['dim']}, {shape['heads']} head(s), {shape['tokens']} tokens per stream; "
+        "60 streams per regime (6 scales x [no burst + 9 bursts]):",
+        "",
+        "| config | init gates: finite | max ‖M‖ | max ‖M‖ / bound | forced gates: finite | max ‖M‖ | max ‖M‖ / bound |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    names = dict.fromkeys(key.split("/")[0] for key in result["summary"])
+    for name in names:
+        cells = []
+        for regime in ("init", "forced"):
+            row = result["summary"][f"{name}/{regime}"]
+            cells += [f"{row['finite']}/{row['streams']}", f"{row['max_weight_norm']:.3g}",
+                      f"{row['max_ratio_to_bound']:.3f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    off = result["unbounded_default"]
+    lines += ["", f"The default config with both mechanisms off (the rule before): {off['finite']}/{off['streams']} "
+              "streams finite.", "",
+              "| recall (mean cosine) | age 0-7 | 8-31 | 32-63 | 64-95 | old pairs after a 100x burst (control) | recent pairs after it (control) |",
+              "|---|---|---|---|---|---|---|"]
+    for key, row in result["recall"].items():
+        ages = row["recall_by_age"]
+        burst = row["burst"]
+        lines.append(
+            f"| {key} | " + " | ".join(f"{v:.3f}" for v in ages.values())
+            + f" | {burst['old_pairs_after_burst']:.3f} ({burst['old_pairs_control']:.3f})"
+            + f" | {burst['recent_pairs_after_burst']:.3f} ({burst['recent_pairs_control']:.3f}) |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -193,3 +193,43 @@ def test_empty_piece_changes_nothing(kit):
 def test_config_type_is_checked():
     with pytest.raises(TypeError, match="ModelConfig"):
         TitansLM({"arch": "mac"})
+
+
+@pytest.mark.parametrize("arch", ["mac", "mag", "mal", "swa"])  # the ones with attention
+def test_cache_keeps_no_view_of_a_long_call(arch, kit):
+    """The attention caches and MAC's last inputs own small storages, not views into the whole
+    call's keys (which would keep every token of a long prompt alive)."""
+
+    def storage_bytes(cache):
+        seen = {}
+        for lc in cache.layers:
+            held = [lc.retrieve_inputs]
+            for kv in (lc.attention, lc.memory_tokens):
+                if kv is not None:
+                    held += [kv.keys, kv.values]
+            for t in held:
+                if t is not None:
+                    seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return sum(seen.values())
+
+    model = kit.tiny_model(arch)
+    with torch.no_grad():
+        _, short = model(kit.tokens(1, 100))
+        _, long = model(kit.tokens(1, 388))  # 288 more: the same offset in window, segment, chunk
+    assert storage_bytes(short) == storage_bytes(long) > 0
+
+
+@pytest.mark.parametrize("arch", ALL)
+def test_gradient_flows_through_the_cache_until_detached(arch, kit):
+    """A loss on the second call reaches the first call's tokens through the cache (the window,
+    the memory), and no longer once the cache is detached."""
+    model = kit.tiny_model(arch)
+    first = torch.full((1, 10), 3)  # token 3 appears only in the first call
+    second = torch.full((1, 6), 5)
+    _, cache = model(first)
+    for detach, reached in ((False, True), (True, False)):
+        model.zero_grad(set_to_none=True)
+        logits, _ = model(second, cache.detach() if detach else cache)
+        logits.sum().backward(retain_graph=True)
+        grad_first = model.embed.weight.grad[3].abs().max().item()
+        assert (grad_first > 0) == reached, (detach, grad_first)

@@ -222,7 +222,8 @@ class Attention(nn.Module):
             v = torch.cat([cache.values, v], dim=2)
         cached = k.shape[2] - T  # L_c <= W - 1
         keep = min(W - 1, k.shape[2])
-        new_cache = KVCache(k[:, :, k.shape[2] - keep :], v[:, :, v.shape[2] - keep :])
+        # copies, not views: a view would keep every key of a long call alive
+        new_cache = KVCache(k[:, :, k.shape[2] - keep :].clone(), v[:, :, v.shape[2] - keep :].clone())
         if T == 0:
             return x.new_zeros(B, 0, self.dim), new_cache
 

@@ -246,7 +246,8 @@ class MACBlock(Block):
             # eqs. 24-25: write y, then read the written memory with y (per token, causal)
             m, memory = self.memory(y, memory)
             outputs.append(self.gate(y, m))
-            recent = primed[:, max(0, primed.shape[1] - K1) :] if K1 else None
+            # a copy: a view of u would keep the whole call's inputs alive in the cache
+            recent = primed[:, max(0, primed.shape[1] - K1) :].clone() if K1 else None
             if (position + stop) % C == 0:  # the segment is complete: the next one starts here
                 segment_memory, kv = memory, None
             start = stop

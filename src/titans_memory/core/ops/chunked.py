@@ -120,6 +120,25 @@ def _token_gradient_norms(key_path: KeyPath) -> Tensor:
     return torch.stack(per_layer).norm(dim=0) if len(per_layer) > 1 else per_layer[0]
 
 
+def _bound_steps(key_path: KeyPath, rule: UpdateRule) -> KeyPath:
+    """The key path with every token's gradient scaled by ``min(1, tau / ||u_t||)``.
+
+    Below the bound the scale is exactly 1 and its derivative 0, so on the CPU, where reading a
+    flag costs no device synchronisation, a chunk whose tokens all stay below it is returned
+    as it is (measured: the scaling otherwise costs ~5% of a forward + backward at four heads).
+    """
+    if key_path.deltas[0].device.type == "cpu":
+        with torch.no_grad():  # sum_l (||H_l[t]|| ||Delta_l[t]||)^2 = ||u_t||^2, in place: ~4x cheaper
+            squared = None
+            for h, d in zip(*key_path, strict=True):
+                term = torch.linalg.vector_norm(h, dim=-1).mul_(torch.linalg.vector_norm(d, dim=-1)).square_()
+                squared = term if squared is None else squared.add_(term)
+            if bool(squared.max() <= rule.max_step_norm**2):
+                return key_path
+    scale = rule.step_scale(_token_gradient_norms(key_path))
+    return key_path._replace(deltas=tuple(d * scale.unsqueeze(-1) for d in key_path.deltas))
+
+
 def _segment(
     rule: UpdateRule,
     weights: list[Tensor],
@@ -167,9 +186,8 @@ def _segment(
         None if param is None else param.unsqueeze(-1),
         row_scale=coef.decay.unsqueeze(-1) if rule.decayed_gradient else None,
     )
-    scale = rule.step_scale(_token_gradient_norms(key_path))
-    if scale is not None:  # u_t <- u_t min(1, tau / ||u_t||): scaling every Delta_l[t] scales u_t
-        key_path = key_path._replace(deltas=tuple(d * scale.unsqueeze(-1) for d in key_path.deltas))
+    if rule.max_step_norm is not None:  # u_t <- u_t min(1, tau / ||u_t||): scaling every Delta_l[t] scales u_t
+        key_path = _bound_steps(key_path, rule)
     if q is None:  # write only: the state after token `last`, no read
         y = None
         new_weights, new_momentum = arch.write(write, weights, momentum, key_path, inplace=inplace)
