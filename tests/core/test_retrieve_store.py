@@ -208,3 +208,14 @@ def test_surprise_is_the_size_of_the_reference_step(overrides):
             torch.testing.assert_close(sizes_plain[:, :, t - 3], step, **TOL)
             s = s_next
     assert recurrent_memory is BACKENDS["recurrent"]
+
+
+def test_the_state_holds_no_view_of_a_long_input():
+    """The convolution tails are copies: a state must not keep a whole long call's projections alive."""
+    mem = make(chunk_size=4)
+    with torch.no_grad():
+        _, state = mem(rand_x(1, 2000))
+        _, state = mem.retrieve(rand_x(1, 2000), state)
+    for name in ("query_tail", "kv_tail"):
+        tail = getattr(state, name)
+        assert tail.untyped_storage().nbytes() <= 3 * tail.nelement() * tail.element_size(), name

@@ -80,3 +80,11 @@ def test_every_step_is_bounded_by_max_step_norm():
     ratio = torch.stack(steps)  # ||u_t|| after the bound
     assert (ratio <= tau * (1 + 1e-9)).all()  # rounding of theta * u / theta
     assert (ratio > 0.99 * tau).any()  # the burst hit the bound
+
+
+def test_the_envelope_goes_on_through_a_nan_stream():
+    """A stream that turns NaN is reported as not finite, and the next pieces still run."""
+    cfg = MemoryConfig(dim=16, heads=2, input_norm=False, max_step_norm=None)
+    rows = stability_envelope("unbounded", cfg, tokens=96, piece=32, scales=(1e3,), bursts=((4, 1e6),), regimes=("forced",))
+    assert len(rows) == 2 and rows[1].burst == (4, 1e6) and not rows[1].finite  # NaN, and no error raised
+    assert all(r.bound == float("inf") for r in rows)

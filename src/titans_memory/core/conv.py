@@ -81,5 +81,6 @@ def causal_depthwise_conv(u: Tensor, weight: Tensor, tail: Tensor | None) -> tup
         return u * weight[:, 0], None
     K, T = weight.shape[1], u.shape[1]
     out = _CausalConv.apply(u, weight, tail)
-    new_tail = u[:, T - (K - 1) :] if T >= K - 1 else torch.cat([tail[:, T:], u], dim=1)
+    # a copy, not a view: a view would keep the whole (B, T, C) input alive as long as the state
+    new_tail = u[:, T - (K - 1) :].clone() if T >= K - 1 else torch.cat([tail[:, T:], u], dim=1)
     return out, new_tail

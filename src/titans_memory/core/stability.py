@@ -157,6 +157,7 @@ def stability_envelope(
             raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
         torch.manual_seed(seed)
         mem = NeuralMemory(config).to(dtype)
+        mem.check_finite = False  # the envelope checks finiteness itself; a NaN stream must go on
         if regime == "forced":
             force_gates(mem, lr=config.max_lr, momentum=0.999)
         batch = len(layout)
