@@ -46,8 +46,8 @@ def _edit_config(ckpt, **changes):
 
 def test_tampered_config_shape(checkpoint):
     _, ckpt = checkpoint
-    _edit_config(ckpt, dim=32)
-    with pytest.raises(CheckpointError, match=r"tensor '.*' has shape \(\d+, 16\), the model built from config.json expects"):
+    _edit_config(ckpt, vocab_size=300)  # a consistent config, but the embedding's shape changes
+    with pytest.raises(CheckpointError, match=r"tensor '.*' has shape \(256, \d+\), the model built from config.json expects \(300, "):
         load_model(ckpt)
 
 

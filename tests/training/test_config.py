@@ -94,6 +94,8 @@ def test_parse_override_by_field_type():
         (["--set", "steps"], r"--set expects FIELD=VALUE"),
         (["--set", "steps=0"], r"TrainConfig\.steps must be >= 1"),
         (["--config", "/no/such/file.json"], r"cannot read the config file"),
+        (["--set", "data=/no/such/folder"], r"data path '/no/such/folder' does not exist"),
+        (["--set", "dim=30", "--set", "arch=swa"], r"ModelConfig.dim \(30\) must be divisible by heads"),
     ],
 )
 def test_train_cli_bad_config_is_one_line_exit_2(tmp_path, capsys, args, match):
@@ -101,3 +103,12 @@ def test_train_cli_bad_config_is_one_line_exit_2(tmp_path, capsys, args, match):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("titans train: error: ")
     assert __import__("re").search(match, err), err
+
+
+def test_train_cli_folder_without_text_is_one_line_exit_2(tmp_path, capsys):
+    data = tmp_path / "binary"
+    data.mkdir()
+    (data / "blob.bin").write_bytes(bytes(range(256)))
+    assert cli.main(["train", "--out", str(tmp_path / "run"), "--quiet", "--set", f"data={data}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no text files" in err

@@ -155,3 +155,22 @@ def test_byte_tokenizer_round_trip():
     assert tok.byte_count(ids) == len(text.encode()) and tok.decode(ids) == text
     assert tok.vocab_size == 256 and tok.separator == 0
     assert D.load_tokenizer(None).name == "bytes"
+
+
+def test_hugging_face_dataset_by_name(tmp_path):
+    """``hf:NAME``: a dataset folder of JSON lines (no download); runs where ``datasets`` is installed."""
+    pytest.importorskip("datasets", reason="datasets is optional: uv run --with datasets pytest tests/training/test_data.py")
+    import json
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    train_rows = [{"text": f"row {i} " + "abc " * i, "id": i} for i in range(10)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train_rows))
+    (folder / "validation.jsonl").write_text(json.dumps({"text": "held out", "id": 99}) + "\n")
+    corpus = D.open_corpus(f"hf:{folder}", 0.1)
+    assert len(corpus.train) == 10 and len(corpus.held_out) == 1
+    assert corpus.read(corpus.train[3]) == train_rows[3]["text"]
+    tok = D.ByteTokenizer()
+    np.testing.assert_array_equal(D.held_out_tokens(corpus, tok, 100), tok.encode("held out\0"))
+    stream = D.TokenStream(corpus, tok, 0, 2, seed=0)
+    assert len(stream.segment(30)) == 31

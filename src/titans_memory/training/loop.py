@@ -16,7 +16,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ from titans_memory.training.evaluate import EvalResult, evaluate
 from titans_memory.training.precision import autocast_for, memory_in_float32
 
 # fields a resumed run may change; any other difference would make the continuation not the same run
+# (a changed `steps` stretches the cosine schedule from the resumed step on)
 RESUMABLE_CHANGES = frozenset(
     {"steps", "eval_every", "save_every", "keep_last", "log_every", "threads", "device", "parallel", "eval_batch"}
 )
@@ -179,9 +180,11 @@ def train(
     Launched by ``torchrun``, every rank calls this; rank 0 alone prints and writes.
     """
     env = distributed.setup(config.device)
+    threads = torch.get_num_threads()
     try:
         return _train(config, Path(run_dir), env, resume=resume, progress=progress, stop_at_step=stop_at_step)
     finally:
+        torch.set_num_threads(threads)  # config.threads applies to this run only
         distributed.teardown(env)
 
 
@@ -361,16 +364,6 @@ def _save(ckpts: CheckpointManager, step: int, model: TitansLM, optimizer: torch
                          training_tensors=tensors, trainer_state=state, tokenizer=tokenizer)
         ckpts.commit(step, bits_per_byte)
     distributed.barrier(env)
-
-
-def describe(result: TrainResult) -> dict:
-    """A JSON-able summary of a :class:`TrainResult`."""
-    return {
-        "run_dir": str(result.run_dir),
-        "step": result.step,
-        "final": None if result.final is None else asdict(result.final),
-        "seconds": result.seconds,
-    }
 
 
 def run_train(args) -> int:
