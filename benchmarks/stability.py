@@ -145,6 +145,18 @@ def markdown(result: dict) -> str:
             cells += [f"{row['finite']}/{row['streams']}", f"{row['max_weight_norm']:.3g}",
                       f"{row['max_ratio_to_bound']:.3f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    scales = sorted({row["scale"] for row in result["rows"]})
+    for regime in ("init", "forced"):
+        lines += ["", f"Per input scale, gates `{regime}`: finite streams / 10 (no burst and 9 bursts), and the "
+                  "largest ‖M‖ / bound over them:", "",
+                  "| config | " + " | ".join(f"scale {sc:g}" for sc in scales) + " |",
+                  "|---|" + "---|" * len(scales)]
+        for name in names:
+            cells = []
+            for sc in scales:
+                rows = [r for r in result["rows"] if r["config"] == name and r["regime"] == regime and r["scale"] == sc]
+                cells.append(f"{sum(r['finite'] for r in rows)}/{len(rows)}, {max(r['max_ratio'] for r in rows):.3f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     off = result["unbounded_default"]
     lines += ["", f"The default config with both mechanisms off (the rule before): {off['finite']}/{off['streams']} "
               "streams finite.", "",
