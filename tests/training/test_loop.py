@@ -139,3 +139,21 @@ def test_every_architecture_trains_and_evaluates(tmp_path, kit, arch):
     result = train(kit.config(arch=arch, steps=2), tmp_path / arch, progress=False)
     assert result.final is not None and 0 < result.final.bits_per_byte < 9
     assert result.losses[2] < result.losses[1] + 0.5
+
+
+def test_bf16_autocast_keeps_the_memory_in_float32(tmp_path, kit):
+    """precision=bf16: attention and MLPs under bf16 autocast, every memory in float32."""
+    from titans_memory.training.precision import memory_in_float32
+
+    torch.manual_seed(0)
+    model = memory_in_float32(TitansLM(kit.config(arch="mag").model_config(256)))
+    seen = {}
+    model.blocks[0].memory.register_forward_hook(lambda m, a, out: seen.setdefault("memory", out[0].dtype))
+    model.blocks[0].mlp.register_forward_hook(lambda m, a, out: seen.setdefault("mlp", out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randint(0, 256, (2, 20)))
+    assert seen == {"memory": torch.float32, "mlp": torch.bfloat16}
+    fp32 = train(kit.config(steps=2), tmp_path / "fp32", progress=False)
+    bf16 = train(kit.config(steps=2, precision="bf16"), tmp_path / "bf16", progress=False)
+    assert bf16.losses[1] == pytest.approx(fp32.losses[1], rel=2e-2)
+    assert bf16.losses[1] != fp32.losses[1]  # autocast did change the arithmetic
