@@ -1,8 +1,8 @@
 """README's "Train your first Titans model" table: LMM, MAC, MAG, MAL and SWA after one short budget.
 
 Each architecture is trained by the ``titans train`` command itself, on the default data (the
-bytes of Python's standard library), with one shared configuration (:data:`SETTINGS`: width 64,
-2 layers, 8 streams of 128 bytes per step, the memory state carried over 4 segments) for the
+bytes of Python's standard library), with one shared configuration (:data:`SETTINGS`: width 32,
+2 layers, 8 streams of 64 bytes per step, the memory state carried over 4 segments) for the
 same number of steps. The five runs go side by side, one process and one thread each, so that a
 busy spell of the machine hits them all alike; each run's wall time is measured. Then the held-out
 bits per byte of each (``titans train``'s last evaluation), the unigram baseline of the same
@@ -31,9 +31,9 @@ ARCHS = ("lmm", "mac", "mag", "mal", "swa")
 
 #: The shared configuration (TrainConfig fields) of every run; ``steps`` is set by --steps.
 SETTINGS = dict(
-    dim=64, depth=2, heads=4, window=64, segment=64, memory_chunk=16, persistent_tokens=4,
-    seq_len=128, state_segments=4, batch_size=8, lr=3e-3, warmup_steps=20,
-    eval_every=100, eval_tokens=16384, eval_context=512, eval_batch=8, threads=1,
+    dim=32, depth=2, heads=2, window=64, segment=64, memory_chunk=16, persistent_tokens=4,
+    seq_len=64, state_segments=4, batch_size=8, lr=1e-2, warmup_steps=20,
+    eval_every=100, eval_tokens=8192, eval_context=512, eval_batch=8, threads=1,
 )
 QUICK = dict(dim=16, depth=2, heads=2, window=16, segment=16, memory_chunk=8, persistent_tokens=2,
              seq_len=32, state_segments=2, batch_size=4, lr=3e-3, warmup_steps=1,
