@@ -33,4 +33,7 @@ def byte_tokenizer():
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token=eos, pad_token=eos, clean_up_tokenization_spaces=False,
         model_max_length=1 << 30,
+        # eos is the character the byte-level table gives byte 0 ("Ā", U+0100), which real text
+        # may hold: never match it in text as the special token (its UTF-8 bytes are 196, 128)
+        split_special_tokens=True,
     )

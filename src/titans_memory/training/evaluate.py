@@ -39,6 +39,11 @@ class EvalResult:
     bits_per_byte: float
 
 
+def at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """bf16 / fp16 logits in float32 for the cross-entropy; float32 and float64 as they are."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
 @torch.no_grad()
 def window_nll(model: nn.Module, windows: torch.Tensor, piece: int, autocast=None) -> torch.Tensor:
     """``(W,)`` summed negative log-likelihood (nats) of tokens 1.. of each row of ``windows`` ``(W, C + 1)``.
@@ -52,7 +57,7 @@ def window_nll(model: nn.Module, windows: torch.Tensor, piece: int, autocast=Non
         with autocast or contextlib.nullcontext():
             logits, cache = model(inputs[:, start : start + piece], cache)
         nll = F.cross_entropy(
-            logits.float().flatten(0, 1), targets[:, start : start + piece].flatten(), reduction="none"
+            at_least_float32(logits).flatten(0, 1), targets[:, start : start + piece].flatten(), reduction="none"
         )  # (W * piece,)
         total += nll.view(windows.shape[0], -1).double().sum(-1)
     return total

@@ -49,7 +49,7 @@ from titans_memory.training.data import (
     open_corpus,
 )
 from titans_memory.training.distributed import DistEnv
-from titans_memory.training.evaluate import EvalResult, evaluate
+from titans_memory.training.evaluate import EvalResult, at_least_float32, evaluate
 from titans_memory.training.precision import autocast_for, memory_in_float32
 
 # fields a resumed run may change; any other difference would make the continuation not the same run
@@ -85,7 +85,7 @@ class LMLoss(nn.Module):
 
     def forward(self, inputs: Tensor, targets: Tensor, cache: ModelCache | None) -> tuple[Tensor, ModelCache]:
         logits, cache = self.model(inputs, cache)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        loss = F.cross_entropy(at_least_float32(logits).flatten(0, 1), targets.flatten())
         return loss, cache.detach()
 
 
