@@ -148,8 +148,9 @@ def test_bf16_autocast_keeps_the_memory_in_float32(tmp_path, kit):
     torch.manual_seed(0)
     model = memory_in_float32(TitansLM(kit.config(arch="mag").model_config(256)))
     seen = {}
-    model.blocks[0].memory.register_forward_hook(lambda m, a, out: seen.setdefault("memory", out[0].dtype))
-    model.blocks[0].mlp.register_forward_hook(lambda m, a, out: seen.setdefault("mlp", out.dtype))
+    # (a forward hook that returns something replaces the output: these return None)
+    model.blocks[0].memory.register_forward_hook(lambda m, a, out: seen.__setitem__("memory", out[0].dtype))
+    model.blocks[0].mlp.register_forward_hook(lambda m, a, out: seen.__setitem__("mlp", out.dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(torch.randint(0, 256, (2, 20)))
     assert seen == {"memory": torch.float32, "mlp": torch.bfloat16}
