@@ -91,7 +91,7 @@ def test_carried_state_continues_the_stream_exactly(kit):
     whole = F.cross_entropy(logits[:, 32:].flatten(0, 1), targets[:, 32:].flatten())
     torch.testing.assert_close(loss2, whole, rtol=0, atol=1e-12)
     fresh, _ = step(two[:, :-1], two[:, 1:], None)
-    assert abs(float(fresh) - float(loss2)) > 1e-6  # the carried memory changes the prediction
+    assert abs(float(fresh.detach()) - float(loss2.detach())) > 1e-6  # the carried memory changes the prediction
 
 
 def test_state_segments_decides_whether_the_state_is_carried(tmp_path, kit):
