@@ -28,6 +28,7 @@ def _weights(run_dir, step):
     return load_file(str(run_dir / "checkpoints" / f"step_{step:07d}" / "model.safetensors"))
 
 
+@pytest.mark.slow  # 84-92 s on the 2-core machine under load (tiny LMM, 200 steps, 2 threads)
 def test_200_steps_on_the_default_data_beat_the_unigram_baseline(tmp_path):
     """A tiny LMM on Python's stdlib (the default data): held-out bits per byte below the unigram's."""
     config = TrainConfig(
