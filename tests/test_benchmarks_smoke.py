@@ -131,3 +131,18 @@ def test_vs_peer_benchmark_quick() -> None:
             assert per_length[who]["peak_growth_mib"] >= 0 and per_length[who]["kib_per_token"] >= 0
     assert _positive(out["checkpoint_cost"]["checkpoint_time_ratio"])
     assert _positive(out["long_single_call"]["time_ratio_one_call"])
+
+
+def test_train_benchmark_quick() -> None:
+    from titans_memory.models import ARCHS
+
+    out = _run("train.py")
+    assert {"machine", "shape", "reps", "speed", "ddp"} <= set(out)
+    assert set(out["speed"]) == set(ARCHS)
+    for arch, row in out["speed"].items():
+        assert _positive(row["tokens_per_s"]) and _positive(row["tokens_per_s_vs_swa"]), arch
+    assert out["speed"]["swa"]["tokens_per_s_vs_swa"] == 1.0
+    ddp = out["ddp"]
+    assert set(ddp["tokens_per_s"]) == {"one_process_one_thread", "two_processes", "one_process_two_threads"}
+    assert all(_positive(v) for v in ddp["tokens_per_s"].values())
+    assert _positive(ddp["two_vs_one_process"]) and _positive(ddp["two_processes_vs_two_threads"])

@@ -449,6 +449,94 @@ register(
 )
 
 
+# --- titans train / sample / eval -----------------------------------------------------------
+# The work is done in titans_memory.training (loop.run_train, sample.run_sample, evaluate.run_eval);
+# these blocks only declare the arguments.
+
+
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="a JSON file of TrainConfig fields")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a TrainConfig field, e.g. --set arch=mag --set steps=500 (repeatable)",
+    )
+    parser.add_argument(
+        "--out", type=directory_path, default=Path("runs/titans"), metavar="DIR",
+        help="run folder: log.jsonl, train_config.json, checkpoints/ (default: runs/titans)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    parser.add_argument("--quiet", action="store_true", help="no config print-out, no progress bar")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from titans_memory.training.loop import run_train
+
+    return run_train(args)
+
+
+register(Subcommand("train", "train a Titans language model (bytes of Python's stdlib by default)",
+                    _configure_train, _run_train))
+
+
+def _configure_sample(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=directory_path, required=True, metavar="DIR",
+                        help="a checkpoint folder, or a run folder (its best checkpoint)")
+    parser.add_argument("--prompt", default="", help="text to continue (default: a new document)")
+    parser.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate (default: 200)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default: 0.8)")
+    parser.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling: keep mass p")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads on CPU")
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from titans_memory.training.sample import run_sample
+
+    return run_sample(args)
+
+
+register(Subcommand("sample", "continue a prompt with a trained model, streaming the tokens",
+                    _configure_sample, _run_sample))
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
+    return values
+
+
+def _configure_eval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=directory_path, required=True, metavar="DIR",
+                        help="a checkpoint folder, or a run folder (its best checkpoint)")
+    parser.add_argument("--contexts", type=_int_list, default=[128, 512, 2048, 8192], metavar="N,N,...",
+                        help="context lengths (default: 128,512,2048,8192)")
+    parser.add_argument("--tokens", type=positive_int, default=32768,
+                        help="held-out tokens scored at every context length (default: 32768)")
+    parser.add_argument("--data", default=None, help="data to score (default: the checkpoint's own held-out set)")
+    parser.add_argument("--batch", type=positive_int, default=8, help="windows per forward call")
+    parser.add_argument("--piece", type=positive_int, default=1024, help="tokens per forward call")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the JSON here")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads on CPU")
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from titans_memory.training.evaluate import run_eval
+
+    return run_eval(args)
+
+
+register(Subcommand("eval", "held-out bits per byte of a checkpoint at several context lengths",
+                    _configure_eval, _run_eval))
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 

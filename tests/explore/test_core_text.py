@@ -237,3 +237,97 @@ def test_recall_curve_is_the_task_s_and_cached():
     assert ct.recall_curve("deltanet") is curve
     with pytest.raises(ValueError, match="unknown preset"):
         ct.recall_curve("nope")
+
+
+# --- checkpoints written by titans train -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def train_runs(tmp_path_factory):
+    """Two-step ``titans train`` runs (MAG, MAC, SWA) of a tiny model on a small text folder."""
+    from titans_memory import cli
+
+    root = tmp_path_factory.mktemp("train_runs")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for i in range(6):
+        (corpus / f"{i}.py").write_text(f"def f(x):\n    return x * {i} + {i}\n" * 20)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    runs = {}
+    for arch in ("mag", "mac", "swa"):
+        runs[arch] = root / arch
+        settings = [f"arch={arch}", "dim=16", "heads=2", "depth=2", "window=16", "segment=16",
+                    "memory_chunk=8", "seq_len=32", "state_segments=1", "batch_size=2", "steps=2",
+                    "eval_every=2", "eval_tokens=64", "eval_context=32", f"data={corpus}"]
+        args = ["train", "--out", str(runs[arch]), "--quiet"]
+        for s in settings:
+            args += ["--set", s]
+        assert cli.main(args) == 0
+    torch.set_num_threads(before)
+    return runs
+
+
+def test_titans_train_checkpoint_shows_its_first_memory_layer(train_runs):
+    from safetensors.torch import load_file
+
+    from titans_memory.training.checkpoint import load_model
+
+    run = train_runs["mag"]
+    ckpt = run / "checkpoints" / "step_0000002"
+    for path in (run, ckpt):  # a run folder (its best checkpoint) or the checkpoint itself
+        loaded = ct.load_checkpoint(path)
+        assert loaded.trained and loaded.trained_embedding
+        assert loaded.label == f"{ckpt} (layer 0 of MAG)"
+    saved = load_file(str(ckpt / "model.safetensors"))
+    for key, value in loaded.memory.state_dict().items():
+        torch.testing.assert_close(value, saved[f"blocks.0.memory.{key}"], rtol=0, atol=0)
+    torch.testing.assert_close(loaded.embedding, saved["embed.weight"], rtol=0, atol=0)
+    # what the memory of a MAG layer writes: the normalised embedding of the bytes (layer 0)
+    model, _, _ = load_model(ckpt)
+    ids = torch.tensor(list(TEXT.encode("utf-8")))
+    with torch.no_grad():
+        u = model.blocks[0].norm(model.embed(ids[None]))  # (1, T, dim)
+    with torch.no_grad():
+        surprise, _ = model.blocks[0].memory.surprise(u)
+        gates = model.blocks[0].memory.gates(u)
+    signals = ct.text_signals(loaded, TEXT)
+    np.testing.assert_array_equal(signals.surprise, surprise[0].mean(0).double().numpy())
+    np.testing.assert_array_equal(signals.lr, gates.lr[0].mean(0).double().numpy())
+    # not what the trained embedding alone would give: the layer's norm is part of the input
+    plain = ct.LoadedMemory(loaded.memory, loaded.embedding, "plain", True, True)
+    assert not np.allclose(ct.text_signals(plain, TEXT).surprise, signals.surprise)
+
+
+def test_mac_checkpoint_feeds_the_attention_outputs_it_writes(train_runs):
+    loaded = ct.load_checkpoint(train_runs["mac"])
+    ids = torch.tensor(list(TEXT.encode("utf-8")))  # 33 bytes: segments of 16, 16 and 1
+    x = loaded.inputs(ids)
+    assert x.shape == (1, len(ids), 16)
+    # writing x from a fresh state leaves the memory where the model's own run leaves it
+    from titans_memory.training.checkpoint import load_model
+
+    model, _, _ = load_model(train_runs["mac"])
+    with torch.no_grad():
+        _, cache = model(ids[None])
+        _, state = loaded.memory.surprise(x)
+    for got, want in zip(state.weights + state.momentum, cache.layers[0].memory.weights
+                         + cache.layers[0].memory.momentum, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert ct.text_signals(loaded, TEXT).surprise.shape == (len(ids),)
+
+
+def test_titans_train_checkpoint_errors(train_runs):
+    with pytest.raises(ExploreInputError, match=r"model without memory \(swa\)") as err:
+        ct.load_checkpoint(train_runs["swa"])
+    assert err.value.code == "err_ckpt_no_memory"
+    ckpt = train_runs["mag"] / "checkpoints" / "step_0000002"
+    config = ckpt / "config.json"
+    good = config.read_text()
+    try:
+        config.write_text(json.dumps({**json.loads(good), "depth": 3}))  # a tampered config
+        with pytest.raises(ExploreInputError, match=r"is missing the tensor 'blocks.2.") as err:
+            ct.load_checkpoint(ckpt)
+        assert err.value.code == "err_ckpt_model"
+    finally:
+        config.write_text(good)

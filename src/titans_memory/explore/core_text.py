@@ -15,7 +15,9 @@ two or three) shows the mean of its bytes, its tooltip each byte's value.
 A fresh memory (a preset) has **untrained gates**: their projections start small, so every
 token's gates sit near the preset's initial values and their variation is that of random
 weights, not learned behaviour. A trained one is loaded from a checkpoint directory
-(:func:`load_checkpoint`).
+(:func:`load_checkpoint`): a memory saved alone (:func:`save_checkpoint`), or a language model
+written by ``titans train``, whose first memory layer is shown reading what it reads inside the
+model (the hidden states of the text, not a random embedding).
 
 Nothing here imports the web library. Bad input raises
 :class:`~titans_memory.explore.texts.ExploreInputError`.
@@ -27,6 +29,7 @@ import functools
 import html
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +77,8 @@ class LoadedMemory:
         label: the preset's name, or the checkpoint's path.
         trained: True for a checkpoint, False for a fresh preset (untrained gates).
         trained_embedding: the embedding came from the checkpoint (else the fixed random one).
+        inputs: for a memory inside a language model, ``ids (T,) -> (1, T, dim)``: what the
+            memory writes when the model reads those bytes; None: ``embedding[ids]``.
     """
 
     memory: NeuralMemory
@@ -81,6 +86,7 @@ class LoadedMemory:
     label: str
     trained: bool
     trained_embedding: bool = False
+    inputs: Callable[[Tensor], Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,16 @@ def preset_memory(name: str, dim: int = TEXT_DIM, seed: int = TEXT_SEED) -> Load
 def load_checkpoint(path: str | Path) -> LoadedMemory:
     """A trained memory from a directory holding ``config.json`` and ``model.safetensors``.
 
+    Two kinds of directory load:
+
+    **A checkpoint of** ``titans train`` (``config.json`` with ``model_type: "titans"``), or the
+    run folder holding it (its best checkpoint is taken). The model is loaded (and checked)
+    by :func:`titans_memory.training.checkpoint.load_model`; the page shows its first layer with
+    memory, fed what that memory writes inside the model: the bytes go through the model's
+    trained embedding and the layers before it (:func:`lm_memory_inputs`).
+
+    **A memory saved alone** (:func:`save_checkpoint`):
+
     * ``config.json``: the :class:`MemoryConfig` fields (``MemoryConfig.to_dict()``), at the top
       level or under the key ``"memory"``.
     * ``model.safetensors``: the memory's ``state_dict()`` (keys as :class:`NeuralMemory` names
@@ -165,18 +181,24 @@ def load_checkpoint(path: str | Path) -> LoadedMemory:
     folder = Path(str(path).strip()).expanduser()
     if not str(path).strip() or not folder.is_dir():
         raise ExploreInputError("err_ckpt_dir", path=str(path))
+    if not (folder / CONFIG_FILE).is_file() and (folder / "checkpoints" / "index.json").is_file():
+        return _load_language_model(folder)  # a run folder of titans train
     missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
     if missing:
         raise ExploreInputError("err_ckpt_files", path=str(folder), missing=", ".join(missing))
     try:
         raw = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        is_language_model = isinstance(raw, dict) and raw.get("model_type") == "titans"
         if isinstance(raw, dict) and isinstance(raw.get("memory"), dict):
             raw = raw["memory"]
         if not isinstance(raw, dict):
             raise ValueError("expected a JSON object of MemoryConfig fields")
-        config = MemoryConfig.from_dict(raw)
+        if not is_language_model:
+            config = MemoryConfig.from_dict(raw)
     except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError
         raise ExploreInputError("err_ckpt_config", detail=str(err)) from None
+    if is_language_model:
+        return _load_language_model(folder)
 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -203,6 +225,50 @@ def load_checkpoint(path: str | Path) -> LoadedMemory:
     return LoadedMemory(
         memory, embedding.to(torch.float32), str(folder), True, trained_embedding
     )
+
+
+def _load_language_model(folder: Path) -> LoadedMemory:
+    """The first memory layer of a ``titans train`` checkpoint (or of a run folder's best)."""
+    from titans_memory.training.checkpoint import CheckpointError, load_model
+
+    try:
+        with _SEED_LOCK, torch.random.fork_rng(devices=[]):
+            model, found, _ = load_model(folder)
+    except CheckpointError as err:
+        raise ExploreInputError("err_ckpt_model", detail=str(err)) from None
+    layers = model.config.layers_with_memory
+    if not layers:
+        raise ExploreInputError("err_ckpt_no_memory", path=str(found), arch=model.config.arch)
+    layer = layers[0]
+    model = model.to(torch.float32).eval()
+    return LoadedMemory(
+        memory=model.blocks[layer].memory,
+        embedding=model.embed.weight.detach(),
+        label=f"{found} (layer {layer} of {model.config.arch.upper()})",
+        trained=True,
+        trained_embedding=True,
+        inputs=functools.partial(lm_memory_inputs, model, layer),
+    )
+
+
+@torch.no_grad()
+def lm_memory_inputs(model, layer: int, ids: Tensor) -> Tensor:
+    """``(1, T', dim)``: what the memory of block ``layer`` writes while ``model`` reads ``ids`` ``(T,)``.
+
+    Every architecture writes its memory by calling it (``memory(inputs, state)``; MAC once per
+    segment, with the state carried), so the inputs of those calls, in order, are one stream the
+    memory writes from a fresh state: for LMM, MAG and MAL the normalised hidden states of the
+    layer (``T' = T``), for MAC the attention outputs of its segments (``T' = T`` too).
+    """
+    seen: list[Tensor] = []
+    handle = model.blocks[layer].memory.register_forward_pre_hook(
+        lambda _module, args: seen.append(args[0].detach())
+    )
+    try:
+        model(ids.view(1, -1))
+    finally:
+        handle.remove()
+    return torch.cat(seen, dim=1)  # (1, T, dim)
 
 
 def _strip_prefix(tensors: dict[str, Tensor], wanted: set[str]) -> dict[str, Tensor]:
@@ -241,7 +307,10 @@ def text_signals(loaded: LoadedMemory, text: str) -> TextSignals:
     """
     data = text_bytes(text)
     ids = torch.tensor(list(data), dtype=torch.long)
-    x = loaded.embedding[ids].unsqueeze(0)  # (1, T, dim)
+    if loaded.inputs is not None:  # a memory inside a language model: what it writes there
+        x = loaded.inputs(ids)  # (1, T, dim)
+    else:
+        x = loaded.embedding[ids].unsqueeze(0)  # (1, T, dim)
     memory = loaded.memory
     with torch.no_grad():
         surprise, _ = memory.surprise(x)  # (1, H, T)

@@ -87,7 +87,7 @@ _EN: dict[str, str] = {
     # --- the core, on text -------------------------------------------------------------------
     "text_input": "Text (type or paste)",
     "preset": "Preset (a MIRAS update rule)",
-    "checkpoint": "Checkpoint directory (config.json + model.safetensors)",
+    "checkpoint": "Checkpoint directory (config.json + model.safetensors), or a titans train run",
     "load": "Load the checkpoint",
     "use_preset": "Back to the preset",
     "run_text": "Colour the text",
@@ -148,6 +148,10 @@ _EN: dict[str, str] = {
     "err_ckpt_files": "checkpoint {path!r} lacks {missing}",
     "err_ckpt_config": "the checkpoint's config.json does not load: {detail}",
     "err_ckpt_weights": "the checkpoint's model.safetensors does not load: {detail}",
+    "err_ckpt_model": "the titans train checkpoint does not load: {detail}",
+    "err_ckpt_no_memory": (
+        "checkpoint {path!r} is a model without memory ({arch}): there is no memory to show"
+    ),
     "what_value": "sequence value #{index}",
     "what_anomaly": "anomaly at t={t}",
     "what_height": "anomaly height",
@@ -225,7 +229,7 @@ _VI: dict[str, str] = {
     # --- the core, on text -------------------------------------------------------------------
     "text_input": "Văn bản (gõ hoặc dán vào)",
     "preset": "Cấu hình có sẵn (một luật cập nhật MIRAS)",
-    "checkpoint": "Thư mục checkpoint (config.json + model.safetensors)",
+    "checkpoint": "Thư mục checkpoint (config.json + model.safetensors), hoặc một lần chạy titans train",
     "load": "Nạp checkpoint",
     "use_preset": "Quay lại cấu hình có sẵn",
     "run_text": "Tô màu văn bản",
@@ -287,6 +291,10 @@ _VI: dict[str, str] = {
     "err_ckpt_files": "checkpoint {path!r} thiếu {missing}",
     "err_ckpt_config": "không nạp được config.json của checkpoint: {detail}",
     "err_ckpt_weights": "không nạp được model.safetensors của checkpoint: {detail}",
+    "err_ckpt_model": "không nạp được checkpoint của titans train: {detail}",
+    "err_ckpt_no_memory": (
+        "checkpoint {path!r} là một mô hình không có bộ nhớ ({arch}): không có bộ nhớ nào để hiển thị"
+    ),
     "what_value": "giá trị thứ {index} của chuỗi",
     "what_anomaly": "điểm bất thường tại t={t}",
     "what_height": "độ cao điểm bất thường",

@@ -1,0 +1,62 @@
+"""``TitansConfig``: the transformers configuration of a :class:`~titans_memory.models.lm.TitansLM`."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+from titans_memory.models.config import ModelConfig
+
+_DEFAULTS = ModelConfig()
+
+
+class TitansConfig(PretrainedConfig):
+    """The fields of :class:`~titans_memory.models.config.ModelConfig`, as a transformers config.
+
+    ``config.json`` written by ``save_pretrained`` and by ``titans train``'s checkpoints are the
+    same file: ``model_type: "titans"`` and the ModelConfig's fields (``memory`` as a dict).
+    """
+
+    model_type = "titans"
+    attribute_map = {"hidden_size": "dim", "num_hidden_layers": "depth", "num_attention_heads": "heads"}
+
+    def __init__(
+        self,
+        arch: str = _DEFAULTS.arch,
+        vocab_size: int = _DEFAULTS.vocab_size,
+        dim: int = _DEFAULTS.dim,
+        depth: int = _DEFAULTS.depth,
+        heads: int = _DEFAULTS.heads,
+        window: int = _DEFAULTS.window,
+        segment: int = _DEFAULTS.segment,
+        persistent_tokens: int = _DEFAULTS.persistent_tokens,
+        memory_layers: list[int] | None = None,
+        memory: dict | None = None,
+        mlp_expansion: float = _DEFAULTS.mlp_expansion,
+        rope_base: float = _DEFAULTS.rope_base,
+        norm_eps: float = _DEFAULTS.norm_eps,
+        tokenizer: str | None = None,
+        **kwargs,
+    ) -> None:
+        self.arch, self.vocab_size, self.dim, self.depth, self.heads = arch, vocab_size, dim, depth, heads
+        self.window, self.segment, self.persistent_tokens = window, segment, persistent_tokens
+        self.memory_layers = None if memory_layers is None else list(memory_layers)
+        self.memory = memory
+        self.mlp_expansion, self.rope_base, self.norm_eps = mlp_expansion, rope_base, norm_eps
+        self.tokenizer = tokenizer  # None: bytes (vocabulary 256)
+        kwargs.setdefault("tie_word_embeddings", False)  # the head has its own weights
+        super().__init__(**kwargs)
+        self.model_config()  # validate now: a bad field is a ValueError naming it
+
+    def model_config(self) -> ModelConfig:
+        """The :class:`ModelConfig` these fields describe."""
+        return ModelConfig.from_dict({
+            "arch": self.arch, "vocab_size": self.vocab_size, "dim": self.dim, "depth": self.depth,
+            "heads": self.heads, "window": self.window, "segment": self.segment,
+            "persistent_tokens": self.persistent_tokens, "memory_layers": self.memory_layers,
+            "memory": self.memory, "mlp_expansion": self.mlp_expansion, "rope_base": self.rope_base,
+            "norm_eps": self.norm_eps,
+        })
+
+    @classmethod
+    def from_model_config(cls, config: ModelConfig, tokenizer: str | None = None, **kwargs) -> TitansConfig:
+        return cls(**config.to_dict(), tokenizer=tokenizer, **kwargs)

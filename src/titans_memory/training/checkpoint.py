@@ -1,0 +1,306 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else; loading never executes code.
+
+A checkpoint is a folder that is at once a training checkpoint and a Hugging Face model folder::
+
+    config.json            the ModelConfig (and ``model_type: "titans"`` for transformers' Auto classes)
+    model.safetensors      the weights, under TitansLM's parameter names
+    training.safetensors   the optimiser's moments and the RNG states
+    trainer_state.json     TrainConfig, step, schedule, data positions, evaluations, optimiser groups
+    tokenizer.json ...     the tokenizer, where ``tokenizers`` is installed (for transformers' tools)
+
+A run's folder keeps them under ``checkpoints/step_NNNNNNN`` with ``checkpoints/index.json``
+naming the latest and the best (lowest held-out bits per byte); the last ``keep_last`` and the best
+are kept, older ones deleted. Each is written to a temporary folder and renamed into place, so a
+run killed mid-write leaves the previous checkpoints intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from titans_memory.models.config import ModelConfig
+from titans_memory.models.lm import TitansLM
+
+FORMAT = "titans-miras/checkpoint/1"
+MODEL_TYPE = "titans"  # transformers' model_type of TitansConfig
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+TRAINING_FILE = "training.safetensors"
+STATE_FILE = "trainer_state.json"
+INDEX_FILE = "index.json"
+_STEP_DIR = re.compile(r"^step_(\d{7,})$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, from another model, or does not match what it says."""
+
+
+# --- the model: config.json + model.safetensors ---------------------------------------------------
+def model_config_dict(config: ModelConfig, tokenizer: str | None = None) -> dict:
+    """``config.json``: the ModelConfig's fields, plus what transformers' Auto classes look for."""
+    return {
+        "model_type": MODEL_TYPE,
+        "architectures": ["TitansForCausalLM"],
+        "titans_format": FORMAT,
+        "tokenizer": tokenizer,  # None: bytes
+        **config.to_dict(),
+    }
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"{str(path.parent)!r} is not a Titans checkpoint: it has no {path.name}") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{what} {str(path)!r} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what} {str(path)!r} must hold a JSON object")
+    return data
+
+
+def read_model_config(folder: Path) -> tuple[ModelConfig, str | None]:
+    """The ModelConfig of a checkpoint (or of a ``save_pretrained`` folder) and its tokenizer name."""
+    data = read_json(folder / CONFIG_FILE, "model config")
+    if data.get("model_type") != MODEL_TYPE:
+        raise CheckpointError(
+            f"{str(folder)!r} is not a Titans checkpoint: its config.json has model_type "
+            f"{data.get('model_type')!r}, expected {MODEL_TYPE!r}"
+        )
+    fields = set(ModelConfig.__dataclass_fields__)
+    try:
+        config = ModelConfig.from_dict({k: v for k, v in data.items() if k in fields})
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{str(folder / CONFIG_FILE)!r}: {err}") from None
+    tokenizer = data.get("tokenizer")
+    if tokenizer is not None and not isinstance(tokenizer, str):
+        raise CheckpointError(f"{str(folder / CONFIG_FILE)!r}: tokenizer must be a string or null")
+    return config, tokenizer
+
+
+def read_tensors(path: Path, what: str) -> dict[str, Tensor]:
+    """A safetensors file (no code runs while reading it), with a clear error if absent or corrupt."""
+    if not path.is_file():
+        raise CheckpointError(f"{str(path.parent)!r} is not a complete checkpoint: it has no {path.name}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{what} {str(path)!r} cannot be read: {err}") from None
+
+
+def check_state_dict(expected: dict[str, Tensor], found: dict[str, Tensor], where: str) -> None:
+    """CheckpointError naming the first missing, unexpected or mis-shaped tensor."""
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{where} is missing the tensor {missing[0]!r}{more}")
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        raise CheckpointError(
+            f"{where} has the tensor {unexpected[0]!r}, which this model does not have: "
+            "the checkpoint is from another model or its config.json was changed"
+        )
+    for name, tensor in expected.items():
+        if tuple(found[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{where}: tensor {name!r} has shape {tuple(found[name].shape)}, the model built from "
+                f"config.json expects {tuple(tensor.shape)}: the config was changed or is from another model"
+            )
+
+
+def save_model_files(folder: Path, config: ModelConfig, state: dict[str, Tensor], tokenizer=None) -> None:
+    """``config.json``, ``model.safetensors`` and the tokenizer's files into ``folder``.
+
+    ``tokenizer``: a :class:`~titans_memory.training.data.ByteTokenizer` or ``HFTokenizer`` (or None).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = None if tokenizer is None or tokenizer.name == "bytes" else tokenizer.name
+    (folder / CONFIG_FILE).write_text(json.dumps(model_config_dict(config, name), indent=2) + "\n")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    save_file(tensors, str(folder / MODEL_FILE), metadata={"format": "pt"})
+    _save_tokenizer(folder, tokenizer)
+
+
+def _save_tokenizer(folder: Path, tokenizer) -> None:
+    if tokenizer is None:
+        return
+    if tokenizer.name != "bytes":
+        tokenizer.hf.save_pretrained(str(folder))
+        return
+    try:  # the byte tokenizer as transformers files, for lm-eval-harness and friends
+        from titans_memory.hf.tokenizer import byte_tokenizer
+    except ImportError:
+        return
+    byte_tokenizer().save_pretrained(str(folder))
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[TitansLM, Path, str | None]:
+    """The model of a checkpoint: a checkpoint folder, a run folder (its best), or a save_pretrained folder.
+
+    Returns ``(model, folder, tokenizer_name)``, the model in eval mode on ``device``.
+    """
+    folder = resolve(path, prefer="best")
+    config, tokenizer = read_model_config(folder)
+    model = TitansLM(config)
+    found = read_tensors(folder / MODEL_FILE, "weights")
+    check_state_dict(model.state_dict(), found, f"checkpoint {str(folder)!r}")
+    model.load_state_dict(found)
+    return model.to(device).eval(), folder, tokenizer
+
+
+# --- finding checkpoints --------------------------------------------------------------------------
+def is_checkpoint(folder: Path) -> bool:
+    return (folder / CONFIG_FILE).is_file() and (folder / MODEL_FILE).is_file()
+
+
+def resolve(path: str | Path, *, prefer: str = "best") -> Path:
+    """The checkpoint folder ``path`` names: itself, or its (or its ``checkpoints/``) best or latest."""
+    folder = Path(path)
+    if not folder.exists():
+        raise CheckpointError(f"checkpoint {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint {str(folder)!r} is not a folder")
+    if (folder / CONFIG_FILE).is_file() or (folder / MODEL_FILE).is_file():
+        return folder
+    for base in (folder / "checkpoints", folder):
+        if (base / INDEX_FILE).is_file():
+            index = read_json(base / INDEX_FILE, "checkpoint index")
+            name = index.get(prefer) or index.get("latest")
+            if not isinstance(name, str) or not _STEP_DIR.match(name):
+                raise CheckpointError(f"{str(base / INDEX_FILE)!r} names no checkpoint ({prefer!r}: {name!r})")
+            if not (base / name).is_dir():
+                raise CheckpointError(f"{str(base / INDEX_FILE)!r} names {name!r}, which does not exist")
+            return base / name
+    raise CheckpointError(
+        f"{str(folder)!r} is not a Titans checkpoint: no config.json, and no checkpoints/index.json of a run"
+    )
+
+
+# --- training checkpoints -------------------------------------------------------------------------
+@dataclass
+class TrainingState:
+    """What :func:`read_training_state` returns: the JSON part and the tensors of a checkpoint."""
+
+    state: dict  # trainer_state.json
+    tensors: dict[str, Tensor]  # training.safetensors: "optimizer/<param>/<key>", "rng/<name>"
+    folder: Path
+
+
+def flatten_optimizer_state(optim_state: dict) -> tuple[dict[str, Tensor], list[dict]]:
+    """A full optimiser state dict (keys: parameter names) as flat tensors and JSON param groups."""
+    tensors: dict[str, Tensor] = {}
+    for param, entries in optim_state["state"].items():
+        for key, value in entries.items():
+            if not isinstance(value, Tensor):
+                value = torch.tensor(value)
+            tensors[f"optimizer/{param}/{key}"] = value.detach().to("cpu").contiguous()
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in optim_state["param_groups"]]
+    return tensors, groups
+
+
+def unflatten_optimizer_state(tensors: dict[str, Tensor], groups: list[dict]) -> dict:
+    state: dict[str, dict[str, Tensor]] = {}
+    for name, value in tensors.items():
+        if not name.startswith("optimizer/"):
+            continue
+        param, _, key = name[len("optimizer/") :].rpartition("/")
+        state.setdefault(param, {})[key] = value
+    param_groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in groups]
+    return {"state": state, "param_groups": param_groups}
+
+
+def write_checkpoint(
+    folder: Path,
+    *,
+    model_config: ModelConfig,
+    model_state: dict[str, Tensor],
+    training_tensors: dict[str, Tensor],
+    trainer_state: dict,
+    tokenizer=None,
+) -> Path:
+    """Write a checkpoint into ``folder`` atomically (a temporary folder renamed into place)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model_files(tmp, model_config, model_state, tokenizer)
+    save_file({k: v.contiguous() for k, v in training_tensors.items()}, str(tmp / TRAINING_FILE))
+    state = {"format": FORMAT, **trainer_state}
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+def read_training_state(folder: Path) -> TrainingState:
+    """The JSON and tensors a resumed run needs; CheckpointError if absent or not ours."""
+    state = read_json(folder / STATE_FILE, "trainer state")
+    if state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{str(folder / STATE_FILE)!r} is not a {FORMAT} trainer state (format {state.get('format')!r})"
+        )
+    for key in ("step", "config", "data", "schedule", "optimizer_groups"):
+        if key not in state:
+            raise CheckpointError(f"{str(folder / STATE_FILE)!r} has no {key!r}")
+    tensors = read_tensors(folder / TRAINING_FILE, "training state")
+    return TrainingState(state, tensors, folder)
+
+
+class CheckpointManager:
+    """A run's ``checkpoints/`` folder: numbered checkpoints, ``index.json``, keep the last N and the best."""
+
+    def __init__(self, run_dir: Path, keep_last: int) -> None:
+        self.root = run_dir / "checkpoints"
+        self.keep_last = keep_last
+
+    def index(self) -> dict:
+        if not (self.root / INDEX_FILE).is_file():
+            return {}
+        return read_json(self.root / INDEX_FILE, "checkpoint index")
+
+    def latest(self) -> Path | None:
+        """The newest checkpoint (by the index, else by the highest step folder), or None."""
+        name = self.index().get("latest")
+        if isinstance(name, str) and _STEP_DIR.match(name) and (self.root / name).is_dir():
+            return self.root / name
+        steps = self.steps()
+        return self.root / steps[-1] if steps else None
+
+    def steps(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        names = [p.name for p in self.root.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
+        return sorted(names, key=lambda n: int(_STEP_DIR.match(n).group(1)))
+
+    def folder_for(self, step: int) -> Path:
+        return self.root / f"step_{step:07d}"
+
+    def commit(self, step: int, bits_per_byte: float | None) -> None:
+        """Record checkpoint ``step`` as the latest (and the best if its bits per byte are lowest); prune."""
+        index = self.index()
+        name = self.folder_for(step).name
+        index["latest"] = name
+        best = index.get("best_bits_per_byte")
+        if bits_per_byte is not None and (best is None or bits_per_byte < best or index.get("best") == name):
+            index["best"], index["best_bits_per_byte"] = name, bits_per_byte
+        tmp = self.root / (INDEX_FILE + ".tmp")
+        tmp.write_text(json.dumps(index, indent=2) + "\n")
+        os.replace(tmp, self.root / INDEX_FILE)
+        keep = set(self.steps()[-self.keep_last :]) | {index.get("best"), name}
+        for old in self.steps():
+            if old not in keep:
+                shutil.rmtree(self.root / old)

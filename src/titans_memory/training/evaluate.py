@@ -1,0 +1,189 @@
+"""Held-out loss and bits per byte, at one context length or several; the unigram baseline.
+
+Bits per byte = (sum of the model's negative log-likelihoods in nats) / ln 2 / (bytes of text the
+scored tokens stand for): for a byte-level model the cross-entropy in bits; for any tokenizer a
+number comparable across tokenizers.
+
+The length-generalisation curve (:func:`context_curve`) scores *the same* held-out tokens at every
+context length ``C``: the text is cut into windows of ``C`` tokens, each read from a fresh state,
+so only the context available to each prediction changes. A window longer than what the model
+was trained on is fed in pieces with the cache carried (exactly one long call; memory flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from titans_memory.training.distributed import DistEnv, all_sum
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of one evaluation."""
+
+    context: int  # tokens per window (each window starts from a fresh state)
+    tokens: int  # tokens scored
+    bytes: int  # bytes of text those tokens stand for
+    loss: float  # mean negative log-likelihood, nats per token
+    bits_per_byte: float
+
+
+def at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """bf16 / fp16 logits in float32 for the cross-entropy; float32 and float64 as they are."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
+@torch.no_grad()
+def window_nll(model: nn.Module, windows: torch.Tensor, piece: int, autocast=None) -> torch.Tensor:
+    """``(W,)`` summed negative log-likelihood (nats) of tokens 1.. of each row of ``windows`` ``(W, C + 1)``.
+
+    The rows go through ``model`` in pieces of ``piece`` tokens, the cache carried.
+    """
+    total = torch.zeros(windows.shape[0], dtype=torch.float64, device=windows.device)
+    cache = None
+    inputs, targets = windows[:, :-1], windows[:, 1:]
+    for start in range(0, inputs.shape[1], piece):
+        with autocast or contextlib.nullcontext():
+            logits, cache = model(inputs[:, start : start + piece], cache)
+        nll = F.cross_entropy(
+            at_least_float32(logits).flatten(0, 1), targets[:, start : start + piece].flatten(), reduction="none"
+        )  # (W * piece,)
+        total += nll.view(windows.shape[0], -1).double().sum(-1)
+    return total
+
+
+def evaluate(
+    model: nn.Module,
+    tokens: np.ndarray,
+    context: int,
+    *,
+    byte_count,
+    env: DistEnv | None = None,
+    batch: int = 8,
+    piece: int = 1024,
+    autocast=None,
+) -> EvalResult:
+    """Score ``tokens[1:]`` in windows of ``context`` (trailing tokens that fill no window are dropped).
+
+    ``byte_count(ids)`` gives the bytes of text the ids stand for. Under several ranks each rank
+    scores every ``world_size``-th window and the sums are added up.
+    """
+    env = env or DistEnv()
+    n_windows = (len(tokens) - 1) // context
+    if n_windows < 1:
+        raise ValueError(f"evaluation needs at least {context + 1} held-out tokens for context {context}, got {len(tokens)}")
+    device = next(model.parameters()).device
+    rows = torch.as_tensor(
+        np.stack([tokens[w * context : w * context + context + 1] for w in range(n_windows)]), dtype=torch.long
+    )  # (W, C + 1)
+    mine = rows[env.rank :: env.world_size]
+    # every rank makes the same number of calls (FSDP gathers weights in each): a rank short of
+    # windows scores a copy of the first one and drops it
+    calls = math.ceil(math.ceil(n_windows / env.world_size) / batch)
+    nll = torch.zeros((), dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    for call in range(calls):
+        part = mine[call * batch : (call + 1) * batch]
+        if len(part):
+            nll += window_nll(model, part.to(device), piece, autocast).sum()
+        else:
+            window_nll(model, rows[:1].to(device), piece, autocast)
+    model.train(was_training)
+    nll = float(all_sum(nll, env))
+    scored = tokens[1 : n_windows * context + 1]
+    n_bytes = byte_count(scored)
+    return EvalResult(
+        context=context,
+        tokens=len(scored),
+        bytes=n_bytes,
+        loss=nll / len(scored),
+        bits_per_byte=nll / math.log(2) / n_bytes,
+    )
+
+
+def unigram_bits_per_byte(counts: np.ndarray, tokens: np.ndarray, context: int, byte_count) -> float:
+    """Bits per byte of a unigram model fit on ``counts`` (add-one smoothing) on the tokens :func:`evaluate` scores."""
+    n_windows = (len(tokens) - 1) // context
+    scored = tokens[1 : n_windows * context + 1]
+    probs = (counts + 1.0) / (counts.sum() + len(counts))
+    nll = -np.log(probs[scored]).sum()
+    return float(nll / math.log(2) / byte_count(scored))
+
+
+def context_curve(
+    model: nn.Module,
+    tokens: np.ndarray,
+    contexts: list[int],
+    *,
+    byte_count,
+    batch: int = 8,
+    piece: int = 1024,
+    autocast=None,
+) -> list[EvalResult]:
+    """:func:`evaluate` at each context length, on the same ``tokens`` (a multiple of every context)."""
+    return [evaluate(model, tokens, c, byte_count=byte_count, batch=batch, piece=piece, autocast=autocast) for c in contexts]
+
+
+# --- titans eval ----------------------------------------------------------------------------------
+def run_eval(args: argparse.Namespace) -> int:
+    """``titans eval``: held-out bits per byte of a checkpoint at several context lengths."""
+    from titans_memory.training.checkpoint import STATE_FILE, load_model, read_json
+    from titans_memory.training.data import held_out_tokens, open_corpus, train_token_counts
+    from titans_memory.training.sample import tokenizer_for
+
+    contexts = sorted(set(args.contexts))
+    if any(c < 1 for c in contexts):
+        raise ValueError(f"--contexts must be integers >= 1, got {args.contexts}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    model, folder, tok_name = load_model(args.checkpoint, device=device)
+    tokenizer = tokenizer_for(folder, tok_name)
+    data, held_out_fraction = args.data, 0.05
+    if (folder / STATE_FILE).is_file():  # a training checkpoint knows its data and split
+        train_cfg = read_json(folder / STATE_FILE, "trainer state").get("config", {})
+        data = data or train_cfg.get("data")
+        held_out_fraction = train_cfg.get("held_out_fraction", held_out_fraction)
+    data = data or "stdlib"
+    corpus = open_corpus(data, held_out_fraction)
+    step = math.lcm(*contexts)  # every context cuts the same tokens into whole windows
+    if step > args.tokens:
+        raise ValueError(f"--tokens ({args.tokens}) must be at least the least common multiple of --contexts ({step})")
+    tokens = held_out_tokens(corpus, tokenizer, args.tokens // step * step + 1)
+    n = (len(tokens) - 1) // step * step
+    if n < step:
+        raise ValueError(f"the held-out text of {data!r} has {len(tokens)} tokens, fewer than {step + 1}")
+    tokens = tokens[: n + 1]
+    results = context_curve(model, tokens, contexts, byte_count=tokenizer.byte_count, batch=args.batch, piece=args.piece)
+    unigram = unigram_bits_per_byte(train_token_counts(corpus, tokenizer), tokens, contexts[0], tokenizer.byte_count)
+    report = {
+        "checkpoint": str(folder),
+        "data": data,
+        "arch": model.config.arch,
+        "unigram_bits_per_byte": unigram,
+        "results": [asdict(r) for r in results],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"checkpoint {folder}  ({model.config.arch}, data {data})")
+        print(f"{'context':>8} {'tokens':>8} {'loss':>8} {'bits/byte':>10}")
+        for r in results:
+            print(f"{r.context:>8} {r.tokens:>8} {r.loss:>8.4f} {r.bits_per_byte:>10.4f}")
+        print(f"unigram baseline (train-split byte frequencies): {unigram:.4f} bits/byte")
+    if args.out is not None:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    sys.stdout.flush()
+    return 0
