@@ -20,13 +20,6 @@ from titans_memory.training.loop import train  # noqa: E402
 ARCHS = ["mac", "mag", "mal", "lmm", "swa"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_model(arch: str, seed: int = 0) -> TitansLM:
     torch.manual_seed(seed)

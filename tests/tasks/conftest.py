@@ -8,14 +8,6 @@ import torch
 from titans_memory.tasks.needles import VOCAB
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Oracle:
     """Reads the whole prefix (its cache) and puts all its mass on the right next answer token.
 

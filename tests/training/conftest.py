@@ -7,7 +7,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from titans_memory.training.config import TrainConfig
 
@@ -44,13 +43,6 @@ def tiny_config(data: Path | str, **changes) -> TrainConfig:
     base.update(changes)
     return TrainConfig(**base)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
