@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor
 
 from titans_memory.core.architectures import MemoryArchitecture, make_architecture
+from titans_memory.core.architectures.base import bound_scale
 from titans_memory.core.objectives import AttentionalBias, make_bias
 from titans_memory.core.retention import Retention, make_retention
 
@@ -68,9 +68,7 @@ class UpdateRule:
         """``min(1, tau / ||u_t||)`` for per-token gradient norms (any shape); None without a bound."""
         if self.max_step_norm is None:
             return None
-        tau = self.max_step_norm
-        # tau / max(tau, n): 1 below the bound, and differentiable; an infinite norm gives 0
-        return tau / torch.clamp(norm, min=tau)
+        return bound_scale(norm, self.max_step_norm)
 
     @classmethod
     def from_config(cls, config: MemoryConfig) -> UpdateRule:

@@ -26,6 +26,12 @@ from torch import Tensor
 from titans_memory.core.objectives import AttentionalBias
 
 
+def bound_scale(norm: Tensor, tau: float) -> Tensor:
+    """``min(1, tau / norm)`` as ``tau / max(tau, norm)``: 1 below the bound, differentiable; an
+    infinite norm gives 0."""
+    return tau / torch.clamp(norm, min=tau)
+
+
 class KeyPath(NamedTuple):
     """The key path of a chunk, taken at the anchor weights.
 
@@ -142,7 +148,7 @@ class DualFormMemory(MemoryArchitecture):
             return path
         per_layer = [h.norm(dim=-1) * d.norm(dim=-1) for h, d in zip(*path, strict=True)]  # (N, c) each
         norm = torch.stack(per_layer).norm(dim=0) if len(per_layer) > 1 else per_layer[0]
-        scale = max_step_norm / torch.clamp(norm, min=max_step_norm)
+        scale = bound_scale(norm, max_step_norm)
         return path._replace(deltas=tuple(d * scale.unsqueeze(-1) for d in path.deltas))
 
     @abstractmethod

@@ -36,13 +36,8 @@ from titans_memory.core.architectures.activations import (
     FUSED_BACKWARD,
     SECOND_DERIVATIVE,
 )
+from titans_memory.core.architectures.base import bound_scale
 from titans_memory.core.objectives import AttentionalBias
-
-
-def bound_scale(norm: Tensor, tau: float) -> Tensor:
-    """``min(1, tau / norm)`` as ``tau / max(tau, norm)``: 1 below the bound, differentiable; an
-    infinite norm gives 0."""
-    return tau / torch.clamp(norm, min=tau)
 
 
 def _rowdot(x: Tensor, y: Tensor) -> Tensor:
