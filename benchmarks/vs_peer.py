@@ -2,7 +2,10 @@
 backward, the peer at its default and at equal semantics, training memory, long single calls.
 
 Prints one JSON document. Every speed comparison alternates the contenders run by run in one
-process and is reported as ratios of medians (``peer / ours``: above 1, ours is faster).
+process and is reported as ratios of medians (``peer / ours``: above 1, ours is faster). Beside
+each ratio: the matrix-multiply work of every contender (GFLOP per call, counted by
+``torch.utils.flop_counter``) and the rate it ran at, so a speed ratio can be read against the
+ratio of work done.
 
     uv run --group bench python benchmarks/vs_peer.py                  # the full set
     uv run --group bench python benchmarks/vs_peer.py --quick          # a smoke run (seconds)
@@ -90,6 +93,21 @@ def _runner(module, x: torch.Tensor, backward: bool, device: str, dtype: str):
     return run
 
 
+def matmul_gflop(module, x: torch.Tensor) -> dict[str, float]:
+    """Matrix-multiply work of one call, in GFLOP, counted by ``torch.utils.flop_counter``: the
+    forward, and the forward + backward of the output's sum (the work each contender does, so that
+    a speed ratio can be read against the ratio of work)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    xg = x.detach().clone().requires_grad_(True)
+    with FlopCounterMode(display=False) as counter:
+        out = module(xg)[0]
+        forward = counter.get_total_flops()
+        out.float().sum().backward()
+    module.zero_grad(set_to_none=True)
+    return {"forward": forward / 1e9, "forward_backward": counter.get_total_flops() / 1e9}
+
+
 def speed_row(batch: int, seq: int, dim: int, heads: int, reps: int, device: str, dtype: str, compiled: bool) -> dict:
     """Ours against the peer's two settings at one shape, alternating in this process."""
     torch.manual_seed(0)
@@ -109,6 +127,8 @@ def speed_row(batch: int, seq: int, dim: int, heads: int, reps: int, device: str
         modules["ours_compiled"] = _ours(dim, heads, compile_step=True)
         modules["ours_compiled"].load_state_dict(modules["ours"].state_dict())
     modules = {name: m.to(device) for name, m in modules.items()}
+    work = {name: matmul_gflop(m, x) for name, m in modules.items() if name != "ours_compiled"}
+    row["matmul_gflop"] = work
     for kind, backward in (("forward", False), ("forward_backward", True)):
         fns = {name: _runner(m, x, backward, device, dtype) for name, m in modules.items()}
         if compiled:  # the first calls compile (or load from inductor's disk cache): timed apart
@@ -119,8 +139,10 @@ def speed_row(batch: int, seq: int, dim: int, heads: int, reps: int, device: str
                   file=sys.stderr)
         t = median_seconds(fns, reps)
         row[f"{kind}_s"] = t
+        row[f"{kind}_gflop_per_s"] = {name: work[name][kind] / t[name] for name in work}
         for peer in ("peer_default", "peer_equal"):
             row[f"{kind}_{peer}_over_ours"] = t[peer] / t["ours"]
+            row[f"{kind}_{peer}_work_over_ours"] = work[peer][kind] / work["ours"][kind]
             if compiled:
                 row[f"{kind}_{peer}_over_ours_compiled"] = t[peer] / t["ours_compiled"]
     return row
@@ -227,7 +249,9 @@ def long_call(batch: int, dim: int, lengths: list[int], reps: int, device: str) 
             "time_ratio_one_call": t[str(lengths[-1])] / t[str(lengths[0])]}
 
 
-def _span(values: list[float], fmt: str) -> str:
+def _span(values: list[float | None], fmt: str) -> str:
+    if any(v is None for v in values):
+        return "n/a"
     lo, hi = min(values), max(values)
     return format(lo, fmt) if format(lo, fmt) == format(hi, fmt) else f"{format(lo, fmt)}–{format(hi, fmt)}"
 
@@ -243,6 +267,19 @@ def markdown(paths: list[str]) -> str:
             cells = [_span([r[f"{kind}_{peer}_over_ours"] for r in rows], ".2f") + "×"
                      for kind in ("forward", "forward_backward") for peer in ("peer_default", "peer_equal")]
             lines.append(f"| {row['shape'].split()[3][6:]} | {key.split('allocator_')[1]} | " + " | ".join(cells) + " |")
+    first = next(iter(runs[0]["speed_vs_titans_pytorch"].values()))
+    if "matmul_gflop" in first[0]:
+        lines += ["", "| heads | pass | matmul GFLOP: ours / peer | peer's work / ours | GFLOP/s: ours / peer default "
+                  "/ peer equal |", "|---|---|---|---|---|"]
+        for i, row in enumerate(first):
+            rows = [r["speed_vs_titans_pytorch"][key][i] for r in runs for key in r["speed_vs_titans_pytorch"]]
+            for kind in ("forward", "forward_backward"):
+                work = row["matmul_gflop"]
+                rates = " / ".join(_span([r[f"{kind}_gflop_per_s"][who] for r in rows], ".0f")
+                                   for who in ("ours", "peer_default", "peer_equal"))
+                lines.append(f"| {row['shape'].split()[3][6:]} | {kind.replace('_', ' + ')} | "
+                             f"{work['ours'][kind]:.2f} / {work['peer_default'][kind]:.2f} | "
+                             f"{row[f'{kind}_peer_default_work_over_ours']:.2f} | {rates} |")
     lines += ["", "| T | ours | ours, chunk-level checkpointing | peer (default) | checkpointing / peer |",
               "|---|---|---|---|---|"]
     for seq in runs[0]["training_memory"]["float32"]:

@@ -61,6 +61,10 @@ def test_training_stream_covers_kinds_and_lengths_and_is_seeded():
     other = next(training_batches(s, 1))
     assert all(torch.equal(a.tokens, b.tokens) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0].tokens, other.tokens)
+    # a length too short for a kind (8 keyed needles take 36 tokens) becomes the shortest that fits
+    short = replace(s, kinds=("passkey", "multikey"), train_lengths=(32,))
+    lengths = [(b.kind, b.tokens.shape[1]) for _, b in zip(range(2), training_batches(short, 0), strict=False)]
+    assert lengths == [("passkey", 32), ("multikey", 36)]
     m = MQARSettings(train_pairs=(4, 8), train_lengths=(64,), batch_tokens=128)
     pairs = [b.targets.shape[1] for _, b in zip(range(4), training_batches(m, 0), strict=False)]
     assert pairs == [4, 8, 4, 8]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from titans_memory.tasks.mqar import MQAR_VOCAB, mqar_answers, mqar_batch
-from titans_memory.tasks.needles import KINDS, VOCAB, needle_answers, needle_batch
+from titans_memory.tasks.needles import KINDS, VOCAB, min_length, needle_answers, needle_batch
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -81,6 +81,16 @@ def test_deterministic_per_seed(kind: str) -> None:
     for name in ("tokens", "positions", "targets", "needles"):
         assert torch.equal(getattr(a, name), getattr(b, name))
     assert not torch.equal(a.tokens, c.tokens)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_min_length_is_the_shortest_that_fits(kind: str) -> None:
+    n = min_length(kind, keys=3, queries=2)
+    assert n == {"passkey": 6, "number": 6, "word": 8, "multikey": 5 * 4}[kind]
+    batch = needle_batch(kind, 2, n, 0, keys=3, queries=2)  # no filler at all: still answerable
+    assert torch.equal(needle_answers(batch.tokens, kind), batch.targets)
+    with pytest.raises(ValueError, match="too short"):
+        needle_batch(kind, 2, n - 1, 0, keys=3, queries=2)
 
 
 def test_chance_levels() -> None:

@@ -155,6 +155,16 @@ def _offsets(n: int, free: int, fixed: float | None, rng: np.random.Generator) -
     return np.concatenate([[first], rest]).astype(np.int64)
 
 
+def min_length(kind: str, *, value_length: int | None = None, keys: int = 8, queries: int = 1) -> int:
+    """The shortest sequence of ``kind`` (:func:`needle_batch`'s arguments): its needles and
+    questions with no filler, ``N (1 + [key] + value) + Q (1 + [key] + value)``."""
+    multi = kind == "multikey"
+    if value_length is None:
+        value_length = 3 if kind == "word" else 2
+    n_needles, n_queries = (keys, queries) if multi else (1, 1)
+    return (n_needles + n_queries) * (1 + multi + value_length)  # NEEDLE (key) value; QUERY (key) answer
+
+
 def needle_batch(
     kind: str,
     batch: int,
@@ -201,9 +211,8 @@ def needle_batch(
         raise ValueError(f"keys must be <= {vocab.n_keys} (distinct key tokens), got {keys}")
     if n_queries > n_needles:
         raise ValueError(f"queries must be <= keys ({n_needles}), got {queries}")
-    needle_len = 1 + multi + value_length  # NEEDLE (key) value
-    question_len = 1 + multi + value_length  # QUERY (key) answer
-    free = length - n_needles * needle_len - n_queries * question_len  # filler tokens
+    needle_len = question_len = 1 + multi + value_length  # NEEDLE (key) value; QUERY (key) answer
+    free = length - min_length(kind, value_length=value_length, keys=n_needles, queries=n_queries)  # filler
     if free < 0:
         raise ValueError(
             f"length {length} is too short for {kind}: needles and questions take "
