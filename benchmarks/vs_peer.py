@@ -127,8 +127,6 @@ def speed_row(batch: int, seq: int, dim: int, heads: int, reps: int, device: str
         modules["ours_compiled"] = _ours(dim, heads, compile_step=True)
         modules["ours_compiled"].load_state_dict(modules["ours"].state_dict())
     modules = {name: m.to(device) for name, m in modules.items()}
-    work = {name: matmul_gflop(m, x) for name, m in modules.items() if name != "ours_compiled"}
-    row["matmul_gflop"] = work
     for kind, backward in (("forward", False), ("forward_backward", True)):
         fns = {name: _runner(m, x, backward, device, dtype) for name, m in modules.items()}
         if compiled:  # the first calls compile (or load from inductor's disk cache): timed apart
@@ -139,12 +137,17 @@ def speed_row(batch: int, seq: int, dim: int, heads: int, reps: int, device: str
                   file=sys.stderr)
         t = median_seconds(fns, reps)
         row[f"{kind}_s"] = t
-        row[f"{kind}_gflop_per_s"] = {name: work[name][kind] / t[name] for name in work}
+        if kind == "forward_backward":  # counted after the timings: the counting run warms the peer's heap
+            row["matmul_gflop"] = work = {name: matmul_gflop(m, x) for name, m in modules.items()
+                                          if name != "ours_compiled"}
         for peer in ("peer_default", "peer_equal"):
             row[f"{kind}_{peer}_over_ours"] = t[peer] / t["ours"]
-            row[f"{kind}_{peer}_work_over_ours"] = work[peer][kind] / work["ours"][kind]
             if compiled:
                 row[f"{kind}_{peer}_over_ours_compiled"] = t[peer] / t["ours_compiled"]
+    for kind in ("forward", "forward_backward"):
+        row[f"{kind}_gflop_per_s"] = {name: work[name][kind] / row[f"{kind}_s"][name] for name in work}
+        for peer in ("peer_default", "peer_equal"):
+            row[f"{kind}_{peer}_work_over_ours"] = work[peer][kind] / work["ours"][kind]
     return row
 
 
@@ -267,12 +270,31 @@ def markdown(paths: list[str]) -> str:
             cells = [_span([r[f"{kind}_{peer}_over_ours"] for r in rows], ".2f") + "×"
                      for kind in ("forward", "forward_backward") for peer in ("peer_default", "peer_equal")]
             lines.append(f"| {row['shape'].split()[3][6:]} | {key.split('allocator_')[1]} | " + " | ".join(cells) + " |")
-    first = next(iter(runs[0]["speed_vs_titans_pytorch"].values()))
-    if "matmul_gflop" in first[0]:
+    compiled = [r for r in runs
+                if "forward_peer_default_over_ours_compiled" in next(iter(r["speed_vs_titans_pytorch"].values()))[0]]
+    if compiled:  # runs with --compiled: the opt-in compiled step beside the eager default
+        lines += ["", "| heads | allocator | compiled fwd vs peer default | compiled fwd+bwd vs peer default "
+                  "| compiled fwd+bwd vs peer equal | eager / compiled: fwd, fwd+bwd | first call: fwd, fwd+bwd |",
+                  "|---|---|---|---|---|---|---|"]
+        for key in compiled[0]["speed_vs_titans_pytorch"]:
+            for i, row in enumerate(compiled[0]["speed_vs_titans_pytorch"][key]):
+                rows = [r["speed_vs_titans_pytorch"][key][i] for r in compiled]
+                cells = [_span([r[f"{kind}_{peer}_over_ours_compiled"] for r in rows], ".2f") + "×"
+                         for kind, peer in (("forward", "peer_default"), ("forward_backward", "peer_default"),
+                                            ("forward_backward", "peer_equal"))]
+                eager = ", ".join(_span([r[f"{kind}_s"]["ours"] / r[f"{kind}_s"]["ours_compiled"] for r in rows],
+                                        ".2f") + "×" for kind in ("forward", "forward_backward"))
+                first = ", ".join(_span([r[f"{kind}_compiled_first_call_s"] for r in rows], ".1f") + " s"
+                                  for kind in ("forward", "forward_backward"))
+                lines.append(f"| {row['shape'].split()[3][6:]} | {key.split('allocator_')[1]} | "
+                             + " | ".join(cells) + f" | {eager} | {first} |")
+    counted = [r for r in runs if "matmul_gflop" in next(iter(r["speed_vs_titans_pytorch"].values()))[0]]
+    if counted:  # runs from before the work was counted have no such table
+        first = next(iter(counted[0]["speed_vs_titans_pytorch"].values()))
         lines += ["", "| heads | pass | matmul GFLOP: ours / peer | peer's work / ours | GFLOP/s: ours / peer default "
                   "/ peer equal |", "|---|---|---|---|---|"]
         for i, row in enumerate(first):
-            rows = [r["speed_vs_titans_pytorch"][key][i] for r in runs for key in r["speed_vs_titans_pytorch"]]
+            rows = [r["speed_vs_titans_pytorch"][key][i] for r in counted for key in r["speed_vs_titans_pytorch"]]
             for kind in ("forward", "forward_backward"):
                 work = row["matmul_gflop"]
                 rates = " / ".join(_span([r[f"{kind}_gflop_per_s"][who] for r in rows], ".0f")

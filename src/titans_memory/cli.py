@@ -316,9 +316,9 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
                            help="needle kinds among passkey, number, word, multikey; several are "
                                 "trained as a mixture (default: passkey)")
         p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
-        p.add_argument("--steps", type=positive_int, help="training steps per model (default: 600)")
+        p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 600)")
         p.add_argument("--budget-minutes", type=_positive_float, metavar="M",
-                       help="wall-clock budget; training runs are cut to fit it (default: niah 34, mqar 12; quick: 4)")
+                       help="wall-clock cap; training runs are cut to fit it (default: niah 50, mqar 12; quick: 4)")
         p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
         p.add_argument("--json", type=Path, metavar="PATH", help="write the records (and settings) as JSON")
         p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figures (PNG) and tables (Markdown)")
