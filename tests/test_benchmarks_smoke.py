@@ -126,6 +126,10 @@ def test_vs_peer_benchmark_quick() -> None:
                     assert set(row[f"{kind}_s"]) == {"ours", "peer_default", "peer_equal"}
                     assert _positive(row[f"{kind}_peer_default_over_ours"])
                     assert _positive(row[f"{kind}_peer_equal_over_ours"])
+                    # the work each did, counted: a backward adds work, and the rates follow from it
+                    work = row["matmul_gflop"]
+                    assert work["ours"]["forward_backward"] > work["ours"]["forward"] > 0
+                    assert row[f"{kind}_gflop_per_s"]["ours"] == work["ours"][kind] / row[f"{kind}_s"]["ours"]
     for per_length in out["training_memory"]["float32"].values():
         for who in ("ours", "ours_checkpoint"):
             assert per_length[who]["peak_growth_mib"] >= 0 and per_length[who]["kib_per_token"] >= 0
