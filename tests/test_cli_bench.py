@@ -22,9 +22,10 @@ def _run(tmp_path, bench: str, *extra: str) -> dict:
 
 
 def test_niah_quick_end_to_end(tmp_path, capsys):
-    data = _run(tmp_path, "niah", "--kinds", "passkey,number,word,multikey")
+    data = _run(tmp_path, "niah", "--kinds", "passkey,number,word,multikey", "--train-lengths", "48,96")
     records = data["records"]
     assert data["settings"]["seeds"] == [3] and data["settings"]["train"]["steps"] == 8
+    assert data["settings"]["train_lengths"] == [48, 96]
     assert {r["model"] for r in records} == {"swa", "lmm"}
     assert all(RECORD_KEYS <= set(r) and r["seed"] == 3 and r["train_steps"] == 8 for r in records)
     assert {r["task"] for r in records} == {"passkey", "number", "word", "multikey"}
@@ -66,6 +67,8 @@ def test_bench_lists_the_models(capsys):
         (["bench", "niah", "--kinds", "passkey,haystack"], "unknown kind(s) haystack"),
         (["bench", "niah", "--budget-minutes", "0"], "number > 0"),
         (["bench", "niah", "--steps", "-3"], "integer >= 1"),
+        (["bench", "niah", "--train-lengths", "64,x"], "comma-separated integers"),
+        (["bench", "mqar", "--train-lengths", "0"], "token counts >= 1"),
         (["bench", "niah", "--json", "/nonexistent/dir/x.json"], "does not exist"),
     ],
 )

@@ -290,6 +290,16 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _length_list(text: str) -> list[int]:
+    try:
+        lengths = [int(t) for t in _comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not lengths or min(lengths) < 1:
+        raise argparse.ArgumentTypeError(f"expected token counts >= 1, got {text!r}")
+    return lengths
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -315,6 +325,8 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--kinds", type=_comma_list, metavar="K,..",
                            help="needle kinds among passkey, number, word, multikey; several are "
                                 "trained as a mixture (default: passkey)")
+        p.add_argument("--train-lengths", type=_length_list, metavar="N,..",
+                       help="training sequence lengths, taken in turn (default: niah 32,128; mqar 128)")
         p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
         p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 600)")
         p.add_argument("--budget-minutes", type=_positive_float, metavar="M",
@@ -359,6 +371,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         if unknown:
             raise CLIError(f"--kinds: unknown kind(s) {', '.join(unknown)}; choose among {', '.join(KINDS)}")
         settings = replace(settings, kinds=tuple(dict.fromkeys(args.kinds)))
+    if args.train_lengths:
+        settings = replace(settings, train_lengths=tuple(args.train_lengths))
     if args.steps:
         settings = replace(settings, train=replace(settings.train, steps=args.steps))
     if args.quick:
