@@ -417,7 +417,7 @@ def _bench_tables(settings, records: list[dict]) -> str:
     if settings.task == "niah":
         for task in settings.kinds:
             parts.append(f"### {task}\n\n" + report.length_table(records, task, settings.models, window=window))
-        if 16384 in settings.lengths:
+        if 16384 in settings.lengths and "passkey" in settings.kinds:
             parts.append("### Titans' S-NIAH at 16K beside ours\n\n" + report.paper_comparison(records))
     else:
         parts.append("### MQAR\n\n" + report.mqar_table(records, settings.models))
