@@ -68,7 +68,7 @@ def test_bench_lists_the_models(capsys):
         (["bench", "niah", "--budget-minutes", "0"], "number > 0"),
         (["bench", "niah", "--steps", "-3"], "integer >= 1"),
         (["bench", "niah", "--train-lengths", "64,x"], "comma-separated integers"),
-        (["bench", "mqar", "--train-lengths", "0"], "token counts >= 1"),
+        (["bench", "mqar", "--train-lengths", "0"], "integers >= 1"),
         (["bench", "niah", "--json", "/nonexistent/dir/x.json"], "does not exist"),
     ],
 )

@@ -290,16 +290,6 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def _length_list(text: str) -> list[int]:
-    try:
-        lengths = [int(t) for t in _comma_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not lengths or min(lengths) < 1:
-        raise argparse.ArgumentTypeError(f"expected token counts >= 1, got {text!r}")
-    return lengths
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -325,7 +315,7 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--kinds", type=_comma_list, metavar="K,..",
                            help="needle kinds among passkey, number, word, multikey; several are "
                                 "trained as a mixture (default: passkey)")
-        p.add_argument("--train-lengths", type=_length_list, metavar="N,..",
+        p.add_argument("--train-lengths", type=_int_list, metavar="N,..",
                        help="training sequence lengths, taken in turn (default: niah 32,128; mqar 128)")
         p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
         p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 600)")

@@ -144,7 +144,6 @@ def training_batches(settings: Settings, seed: int) -> Iterator[TaskBatch]:
     rng = np.random.default_rng(10_000 + seed)
     for step in itertools.count():
         length = settings.train_lengths[step % len(settings.train_lengths)]
-        batch = max(1, settings.batch_tokens // length)
         if isinstance(settings, NiahSettings):
             # every kind meets every length (not step % kinds: with 4 kinds and 2 lengths each
             # kind would always get the same length)
@@ -155,7 +154,7 @@ def training_batches(settings: Settings, seed: int) -> Iterator[TaskBatch]:
             yield needle_batch(kind, batch, length, rng, value_length=settings.value_length, keys=settings.keys)
         else:
             pairs = settings.train_pairs[(step // len(settings.train_lengths)) % len(settings.train_pairs)]
-            yield mqar_batch(batch, length, pairs, rng)
+            yield mqar_batch(max(1, settings.batch_tokens // length), length, pairs, rng)
 
 
 def evaluation_cells(settings: Settings) -> list[dict]:

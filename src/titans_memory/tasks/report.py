@@ -122,12 +122,19 @@ def ablation_table(records: Sequence[dict], full: str, ablations: Sequence[str])
     return _markdown(head, rows)
 
 
-def depth_table(records: Sequence[dict], model: str, task: str = "passkey") -> str:
-    """Accuracy (%) of ``model`` by needle depth (rows) and context length (columns)."""
+def depth_cells(records: Iterable[dict], model: str, task: str = "passkey") -> dict:
+    """``{(depth, context_length): [accuracy, ...]}`` of ``model`` on ``task``, one accuracy per
+    seed, for the cells evaluated at a fixed needle depth."""
     data: dict = defaultdict(list)
     for r in records:
         if r["task"] == task and r["model"] == model and r["depth"] is not None:
             data[(r["depth"], r["context_length"])].append(_accuracy(r))
+    return data
+
+
+def depth_table(records: Sequence[dict], model: str, task: str = "passkey") -> str:
+    """Accuracy (%) of ``model`` by needle depth (rows) and context length (columns)."""
+    data = depth_cells(records, model, task)
     depths = sorted({d for d, _ in data})
     lengths = sorted({n for _, n in data})
     rows = [[f"{d:g}"] + [cell_text(data.get((d, n))) for n in lengths] for d in depths]

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from titans_memory.models.config import ModelConfig
 from titans_memory.models.lm import TitansLM
+from titans_memory.training.config import read_json_file
 
 FORMAT = "titans-miras/checkpoint/1"
 MODEL_TYPE = "titans"  # transformers' model_type of TitansConfig
@@ -58,16 +59,8 @@ def model_config_dict(config: ModelConfig, tokenizer: str | None = None) -> dict
 
 
 def read_json(path: Path, what: str) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CheckpointError(f"{str(path.parent)!r} is not a Titans checkpoint: it has no {path.name}") from None
-    except OSError as err:
-        raise CheckpointError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{what} {str(path)!r} is not valid JSON: {err}") from None
+    missing = f"{str(path.parent)!r} is not a Titans checkpoint: it has no {path.name}"
+    data = read_json_file(path, what, error=CheckpointError, missing=missing)
     if not isinstance(data, dict):
         raise CheckpointError(f"{what} {str(path)!r} must hold a JSON object")
     return data

@@ -11,6 +11,23 @@ from pathlib import Path
 from titans_memory.core.presets import PRESETS, preset
 from titans_memory.models.config import ARCHS, ModelConfig
 
+
+def read_json_file(
+    path: Path, what: str, *, error: type[ValueError] = ValueError, missing: str | None = None
+) -> object:
+    """The parsed JSON of ``path``; an unreadable file or invalid JSON raises ``error`` naming
+    ``what`` and the path (``missing``: the message for a file that does not exist)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        if missing is not None and isinstance(err, FileNotFoundError):
+            raise error(missing) from None
+        raise error(f"cannot read {what} {str(path)!r}: {err.strerror or err}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(f"{what} {str(path)!r} is not valid JSON: {err}") from None
+
 PRECISIONS = ("auto", "fp32", "bf16")
 PARALLEL = ("ddp", "fsdp")
 
@@ -187,14 +204,7 @@ class TrainConfig:
     def from_file(cls, path: str | Path) -> TrainConfig:
         """Read a JSON file of TrainConfig fields (any subset; the rest keep their defaults)."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ValueError(f"cannot read the config file {str(path)!r}: {err.strerror or err}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+        data = read_json_file(path, "the config file")
         return cls.from_dict(data, source=f"config file {str(path)!r}")
 
 

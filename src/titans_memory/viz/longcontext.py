@@ -18,7 +18,7 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
 
-from titans_memory.tasks.report import _accuracy, per_seed
+from titans_memory.tasks.report import _accuracy, depth_cells, per_seed
 
 _STYLE = {"swa": dict(color="#555555", ls="--"), "lmm": dict(color="#dd5143"), "mac": dict(color="#4c72b0"),
           "mag": dict(color="#55a868"), "mal": dict(color="#8172b2")}
@@ -95,10 +95,7 @@ def plot_depth_heatmaps(
     for ax in axes.flat[len(models):]:
         ax.set_axis_off()
     for ax, m in zip(axes.flat, models, strict=False):
-        cell: dict = defaultdict(list)
-        for r in records:
-            if r["model"] == m and r["task"] == task and r["depth"] is not None:
-                cell[(r["depth"], r["context_length"])].append(_accuracy(r))
+        cell = depth_cells(records, m, task)
         depths = sorted({d for d, _ in cell})
         lengths = sorted({n for _, n in cell})
         with warnings.catch_warnings():  # diverged seeds (NaN) are left out of the mean
