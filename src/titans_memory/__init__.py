@@ -8,17 +8,34 @@ Two layers:
   the papers, batched, multi-head, chunk-parallel, exact and streaming;
 * the models (:class:`TitansLM`, :class:`ModelConfig`, :class:`ModelCache`): the Titans
   architectures MAC, MAG, MAL, LMM and a sliding-window baseline, built on the core.
+
+The public names are imported on first use (PEP 562), so that importing a light submodule (the
+``titans`` command's parser) does not import torch.
 """
 
-from titans_memory.core.config import MemoryConfig
-from titans_memory.core.neural_memory import NeuralMemory
-from titans_memory.core.presets import PRESETS, preset
-from titans_memory.core.state import MemoryState
-from titans_memory.data import generate_frequency_shift, generate_repeating_with_anomalies
-from titans_memory.demo import MemoryModule, SurpriseMetric, TitansMemoryLayer
-from titans_memory.models import ModelCache, ModelConfig, TitansLM
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "MemoryConfig": "titans_memory.core.config",
+    "NeuralMemory": "titans_memory.core.neural_memory",
+    "PRESETS": "titans_memory.core.presets",
+    "preset": "titans_memory.core.presets",
+    "MemoryState": "titans_memory.core.state",
+    "generate_frequency_shift": "titans_memory.data",
+    "generate_repeating_with_anomalies": "titans_memory.data",
+    "MemoryModule": "titans_memory.demo",
+    "SurpriseMetric": "titans_memory.demo",
+    "TitansMemoryLayer": "titans_memory.demo",
+    "ModelCache": "titans_memory.models",
+    "ModelConfig": "titans_memory.models",
+    "TitansLM": "titans_memory.models",
+}
 
 __all__ = [
     "PRESETS",
@@ -35,3 +52,25 @@ __all__ = [
     "generate_repeating_with_anomalies",
     "preset",
 ]
+
+if TYPE_CHECKING:  # static tools (type checkers, IDEs) see the names without running the imports
+    from titans_memory.core.config import MemoryConfig
+    from titans_memory.core.neural_memory import NeuralMemory
+    from titans_memory.core.presets import PRESETS, preset
+    from titans_memory.core.state import MemoryState
+    from titans_memory.data import generate_frequency_shift, generate_repeating_with_anomalies
+    from titans_memory.demo import MemoryModule, SurpriseMetric, TitansMemoryLayer
+    from titans_memory.models import ModelCache, ModelConfig, TitansLM
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'titans_memory' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,13 +12,9 @@ was trained on is fed in pieces with the cache carried (exactly one long call; m
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
-import sys
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -134,56 +130,3 @@ def context_curve(
 ) -> list[EvalResult]:
     """:func:`evaluate` at each context length, on the same ``tokens`` (a multiple of every context)."""
     return [evaluate(model, tokens, c, byte_count=byte_count, batch=batch, piece=piece, autocast=autocast) for c in contexts]
-
-
-# --- titans eval ----------------------------------------------------------------------------------
-def run_eval(args: argparse.Namespace) -> int:
-    """``titans eval``: held-out bits per byte of a checkpoint at several context lengths."""
-    from titans_memory.training.checkpoint import STATE_FILE, load_model, read_json
-    from titans_memory.training.data import held_out_tokens, open_corpus, train_token_counts
-    from titans_memory.training.sample import tokenizer_for
-
-    contexts = sorted(set(args.contexts))
-    if any(c < 1 for c in contexts):
-        raise ValueError(f"--contexts must be integers >= 1, got {args.contexts}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
-    model, folder, tok_name = load_model(args.checkpoint, device=device)
-    tokenizer = tokenizer_for(folder, tok_name)
-    data, held_out_fraction = args.data, 0.05
-    if (folder / STATE_FILE).is_file():  # a training checkpoint knows its data and split
-        train_cfg = read_json(folder / STATE_FILE, "trainer state").get("config", {})
-        data = data or train_cfg.get("data")
-        held_out_fraction = train_cfg.get("held_out_fraction", held_out_fraction)
-    data = data or "stdlib"
-    corpus = open_corpus(data, held_out_fraction)
-    step = math.lcm(*contexts)  # every context cuts the same tokens into whole windows
-    if step > args.tokens:
-        raise ValueError(f"--tokens ({args.tokens}) must be at least the least common multiple of --contexts ({step})")
-    tokens = held_out_tokens(corpus, tokenizer, args.tokens // step * step + 1)
-    n = (len(tokens) - 1) // step * step
-    if n < step:
-        raise ValueError(f"the held-out text of {data!r} has {len(tokens)} tokens, fewer than {step + 1}")
-    tokens = tokens[: n + 1]
-    results = context_curve(model, tokens, contexts, byte_count=tokenizer.byte_count, batch=args.batch, piece=args.piece)
-    unigram = unigram_bits_per_byte(train_token_counts(corpus, tokenizer), tokens, contexts[0], tokenizer.byte_count)
-    report = {
-        "checkpoint": str(folder),
-        "data": data,
-        "arch": model.config.arch,
-        "unigram_bits_per_byte": unigram,
-        "results": [asdict(r) for r in results],
-    }
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"checkpoint {folder}  ({model.config.arch}, data {data})")
-        print(f"{'context':>8} {'tokens':>8} {'loss':>8} {'bits/byte':>10}")
-        for r in results:
-            print(f"{r.context:>8} {r.tokens:>8} {r.loss:>8.4f} {r.bits_per_byte:>10.4f}")
-        print(f"unigram baseline (train-split byte frequencies): {unigram:.4f} bits/byte")
-    if args.out is not None:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    sys.stdout.flush()
-    return 0

@@ -364,25 +364,3 @@ def _save(ckpts: CheckpointManager, step: int, model: TitansLM, optimizer: torch
                          training_tensors=tensors, trainer_state=state, tokenizer=tokenizer)
         ckpts.commit(step, bits_per_byte)
     distributed.barrier(env)
-
-
-def run_train(args) -> int:
-    """``titans train``: the config (file, then ``--set`` overrides), then :func:`train`."""
-    from titans_memory.cli import output_directory, parse_override
-
-    config = TrainConfig.from_file(args.config) if args.config is not None else TrainConfig()
-    overrides = dict(parse_override(text, TrainConfig) for text in args.set)
-    config = config.replace(**overrides)  # validated again: a bad value names its field
-    run_dir = output_directory(args.out)
-    result = train(config, run_dir, resume=args.resume, progress=not args.quiet)
-    if result.final is not None and not args.quiet and distributed_rank() == 0:
-        print(f"titans train: {result.step} steps in {result.seconds:.1f} s; held-out "
-              f"{result.final.bits_per_byte:.4f} bits/byte; checkpoints in {run_dir / 'checkpoints'}")
-    return 0
-
-
-def distributed_rank() -> int:
-    """This process' rank under torchrun (0 otherwise)."""
-    import os
-
-    return int(os.environ.get("RANK", "0"))

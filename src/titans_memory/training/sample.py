@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import codecs
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -62,42 +59,3 @@ def stream_tokens(
         yield int(token)
         if i + 1 < max_new_tokens:
             logits, cache = model(token[:, None], cache)
-
-
-def run_sample(args: argparse.Namespace) -> int:
-    """Print ``args.prompt`` and its continuation, token by token."""
-    from titans_memory.training.checkpoint import load_model
-
-    check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
-    model, folder, tok_name = load_model(args.checkpoint, device=device)
-    tokenizer = tokenizer_for(folder, tok_name)
-    prompt = [int(t) for t in tokenizer.encode(args.prompt)] or [tokenizer.separator]
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    out = sys.stdout
-    out.write(args.prompt)
-    out.flush()
-    if isinstance(tokenizer, ByteTokenizer):  # bytes: print each character once its bytes are in
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        for token in stream_tokens(model, prompt, args.max_new_tokens, temperature=args.temperature,
-                                   top_k=args.top_k, top_p=args.top_p, generator=generator):
-            out.write(decoder.decode(bytes([token])))
-            out.flush()
-        out.write(decoder.decode(b"", final=True))
-    else:  # a tokenizer: decode what came so far and print what is new
-        ids: list[int] = []
-        shown = ""
-        for token in stream_tokens(model, prompt, args.max_new_tokens, temperature=args.temperature,
-                                   top_k=args.top_k, top_p=args.top_p, generator=generator):
-            ids.append(token)
-            text = tokenizer.decode(ids)
-            if not text.endswith("\ufffd"):  # wait for the rest of a character
-                out.write(text[len(shown) :])
-                shown = text
-                out.flush()
-        out.write(tokenizer.decode(ids)[len(shown) :])
-    out.write("\n")
-    out.flush()
-    return 0

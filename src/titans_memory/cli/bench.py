@@ -1,0 +1,168 @@
+"""``titans bench``: the long-context benchmark runner (needles in a haystack, MQAR).
+
+The benchmarks themselves live in :mod:`titans_memory.tasks.bench`; this module turns the command
+line into their settings and writes the tables and figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from titans_memory.cli._common import (
+    CLIError,
+    comma_list,
+    directory_path,
+    int_list,
+    output_directory,
+    positive_float,
+    positive_int,
+    seed_list,
+)
+
+HELP = "long-context benchmarks: train small models, test them far beyond their window"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    helps = {
+        "niah": "needles in a haystack (passkey, number, word, multi-key): train short, test long",
+        "mqar": "multi-query associative recall: accuracy by number of pairs and length",
+    }
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--models", type=comma_list, metavar="A,B,..",
+                       help="models to train (default: all; see --list)")
+        p.add_argument("--seeds", type=seed_list, metavar="S,..", help="training seeds (default: 0,1)")
+        if name == "niah":
+            p.add_argument("--kinds", type=comma_list, metavar="K,..",
+                           help="needle kinds among passkey, number, word, multikey; several are "
+                                "trained as a mixture (default: passkey)")
+        p.add_argument("--train-lengths", type=int_list, metavar="N,..",
+                       help="training sequence lengths, taken in turn (default: niah 32,128; mqar 128)")
+        p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
+        p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 600)")
+        p.add_argument("--budget-minutes", type=positive_float, metavar="M",
+                       help="wall-clock cap; training runs are cut to fit it (default: niah 50, mqar 12; quick: 4)")
+        p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
+        p.add_argument("--json", type=Path, metavar="PATH", help="write the records (and settings) as JSON")
+        p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figures (PNG) and tables (Markdown)")
+        p.add_argument("--list", action="store_true", help="list the models and exit")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from dataclasses import replace
+
+    from titans_memory.tasks.bench import (
+        MQARSettings,
+        NiahSettings,
+        quick,
+        run_benchmark,
+        settings_to_dict,
+    )
+    from titans_memory.tasks.longcontext import MODELS
+
+    if args.list:
+        for name, spec in MODELS.items():
+            print(f"{name:<14} {spec.group:<13} {spec.text}")
+        return 0
+    settings = NiahSettings() if args.benchmark == "niah" else MQARSettings()
+    if args.models:
+        unknown = [m for m in args.models if m not in MODELS]
+        if unknown:
+            raise CLIError(f"--models: unknown model(s) {', '.join(unknown)}; choose among {', '.join(MODELS)}")
+        settings = replace(settings, models=tuple(dict.fromkeys(args.models)))
+    if args.seeds:
+        settings = replace(settings, seeds=tuple(args.seeds))
+    if getattr(args, "kinds", None):
+        from titans_memory.tasks.needles import KINDS
+
+        unknown = [k for k in args.kinds if k not in KINDS]
+        if unknown:
+            raise CLIError(f"--kinds: unknown kind(s) {', '.join(unknown)}; choose among {', '.join(KINDS)}")
+        settings = replace(settings, kinds=tuple(dict.fromkeys(args.kinds)))
+    if args.train_lengths:
+        settings = replace(settings, train_lengths=tuple(args.train_lengths))
+    if args.steps:
+        settings = replace(settings, train=replace(settings.train, steps=args.steps))
+    if args.quick:
+        settings = quick(settings)
+    if args.budget_minutes:
+        settings = replace(settings, budget_minutes=args.budget_minutes)
+    if args.workers:
+        settings = replace(settings, workers=args.workers)
+    out = output_directory(args.out) if args.out else None
+    if args.json is not None:
+        if args.json.is_dir():
+            raise CLIError(f"--json {str(args.json)!r} is a directory; give a file path")
+        if not args.json.parent.exists():
+            raise CLIError(f"--json: the directory {str(args.json.parent)!r} does not exist")
+
+    start = time.perf_counter()
+    records = run_benchmark(settings, progress=not args.quiet)
+    wall = time.perf_counter() - start
+    result = {"settings": settings_to_dict(settings), "wall_seconds": round(wall, 1), "records": records}
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1))
+    tables = bench_tables(settings, records)
+    print(tables)
+    print(f"\n{args.benchmark}: {len(records)} records, {wall / 60:.1f} min wall", file=sys.stderr)
+    if out is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        (out / f"{args.benchmark}_tables.md").write_text(tables + "\n")
+        for path in bench_figures(settings, records, out):
+            print(path, file=sys.stderr)
+    return 0
+
+
+def bench_tables(settings, records: list[dict]) -> str:
+    """The Markdown tables of a benchmark's ``records``: accuracy by length, then the ablations."""
+    from titans_memory.tasks import report
+    from titans_memory.tasks.bench import ABLATIONS, MIRAS
+
+    window = settings.model.window
+    ablations = [m for m in ABLATIONS + MIRAS if m in settings.models]
+    parts = []
+    if settings.task == "niah":
+        for task in settings.kinds:
+            parts.append(f"### {task}\n\n" + report.length_table(records, task, settings.models, window=window))
+        if 16384 in settings.lengths and "passkey" in settings.kinds:
+            parts.append("### Titans' S-NIAH at 16K beside ours\n\n" + report.paper_comparison(records))
+    else:
+        parts.append("### MQAR\n\n" + report.mqar_table(records, settings.models))
+        parts.append("### MQAR, pairs averaged\n\n" + report.length_table(records, "mqar", settings.models))
+    if "lmm" in settings.models and ablations:
+        parts.append("### Ablations and MIRAS memories beside the LMM\n\n" + report.ablation_table(records, "lmm", ablations))
+    return "\n\n".join(parts)
+
+
+def bench_figures(settings, records: list[dict], out: Path) -> list[Path]:
+    """Write the benchmark's figures (PNG) into ``out``; return their paths."""
+    from titans_memory.viz.longcontext import (
+        plot_accuracy_vs_length,
+        plot_depth_heatmaps,
+        plot_mqar,
+    )
+
+    paths = []
+    if settings.task == "niah":
+        figs = {
+            "niah_accuracy.png": plot_accuracy_vs_length(records, settings.kinds, settings.models, window=settings.model.window),
+            "niah_depth.png": plot_depth_heatmaps(records, settings.models),
+        }
+    else:
+        figs = {
+            "mqar_pairs.png": plot_mqar(records, settings.models),
+            "mqar_accuracy.png": plot_accuracy_vs_length(records, ["mqar"], settings.models, window=settings.model.window),
+        }
+    for name, fig in figs.items():
+        path = out / name
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    return paths
