@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from titans_memory.core.config import MemoryConfig
+from titans_memory.models.blocks import ConvSWABlock
 from titans_memory.tasks.longcontext import (
     MODELS,
-    ConvSWABlock,
     TaskModelConfig,
     TrainSettings,
     answer_logits,

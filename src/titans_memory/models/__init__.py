@@ -7,6 +7,8 @@ persistent tokens; ``forward(tokens, cache)`` streams exactly, ``generate`` samp
 
 from titans_memory.models.attention import Attention, KVCache
 from titans_memory.models.blocks import (
+    BLOCKS,
+    ConvSWABlock,
     LMMBlock,
     MACBlock,
     MAGBlock,
@@ -15,6 +17,7 @@ from titans_memory.models.blocks import (
     RMSNorm,
     SWABlock,
     SwiGLU,
+    conv_swa_blocks,
 )
 from titans_memory.models.cache import LayerCache, ModelCache
 from titans_memory.models.config import ARCHS, ModelConfig
@@ -22,6 +25,8 @@ from titans_memory.models.lm import TitansLM, sample_logits
 
 __all__ = [
     "ARCHS",
+    "BLOCKS",
+    "ConvSWABlock",
     "Attention",
     "KVCache",
     "LMMBlock",
@@ -36,5 +41,6 @@ __all__ = [
     "SWABlock",
     "SwiGLU",
     "TitansLM",
+    "conv_swa_blocks",
     "sample_logits",
 ]

@@ -140,13 +140,19 @@ class Attention(nn.Module):
     def _heads(self, t: Tensor) -> Tensor:
         return rearrange(t, "b t (h d) -> b h t d", h=self.heads)
 
-    def project(self, x: Tensor, position: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def project(
+        self, x: Tensor, position: int, qkv: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Queries, keys, values of ``x`` ``(B, T, dim)`` at positions ``position ..``.
 
+        ``qkv`` ``(B, T, 3 dim)``: the projections ``x W_QKV`` when the caller computed them
+        (e.g. convolved, :class:`~titans_memory.models.blocks.ConvSWABlock`); default: from ``x``.
         Returns ``(q, k, v, q_raw)``, each ``(B, H, T, d)``: ``q`` and ``k`` rotated by their
         absolute positions, ``q_raw`` the queries before the rotation (for the persistent tokens).
         """
-        q, k, v = map(self._heads, self.to_qkv(x).chunk(3, dim=-1))
+        if qkv is None:
+            qkv = self.to_qkv(x)
+        q, k, v = map(self._heads, qkv.chunk(3, dim=-1))
         pos = torch.arange(position, position + x.shape[1], device=x.device)
         f = self._freqs(x.device)
         return rotary(q, pos, self.rope_base, f), rotary(k, pos, self.rope_base, f), v, q
@@ -208,15 +214,18 @@ class Attention(nn.Module):
         )
 
     # --- sliding window -------------------------------------------------------------------------
-    def sliding(self, x: Tensor, cache: KVCache | None, position: int) -> tuple[Tensor, KVCache]:
+    def sliding(
+        self, x: Tensor, cache: KVCache | None, position: int, qkv: Tensor | None = None
+    ) -> tuple[Tensor, KVCache]:
         """Sliding-window attention of ``x`` ``(B, T, dim)``, the first token at ``position``.
 
         ``cache`` holds the keys and values of the (at most ``window - 1``) tokens before
-        ``position``; the returned cache those before ``position + T``.
+        ``position``; the returned cache those before ``position + T``. ``qkv`` ``(B, T, 3 dim)``:
+        the projections to use instead of ``x W_QKV`` (see :meth:`project`).
         """
         B, T, _ = x.shape
         W = self.window
-        q, k, v, q_raw = self.project(x, position)
+        q, k, v, q_raw = self.project(x, position, qkv)
         if cache is not None:
             k = torch.cat([cache.keys, k], dim=2)
             v = torch.cat([cache.values, v], dim=2)

@@ -16,18 +16,27 @@ continue the stream exactly (attention keys and values, the memory's state).
 ``MAL``     ``x + M(norm x)``, then ``x + SWA(norm x)``: memory, then attention (sec. 4.3)
 ``MAC``     per segment: retrieve, attend over ``[p | h | x]``, write, gate (sec. 4.1)
 ==========  ===================================================================================
+
+:class:`ConvSWABlock` is the SWA block with the memory's short causal convolution on q, k, v:
+the fair no-memory control of the long-context benchmarks (``TitansLM(config,
+block_factory=conv_swa_blocks(kernel))``). The architecture names are written once, in
+:data:`~titans_memory.models.config.Arch`; :data:`BLOCKS` maps each to its block class.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from titans_memory.core.config import MemoryConfig
+from titans_memory.core.conv import causal_depthwise_conv
 from titans_memory.core.neural_memory import NeuralMemory
 from titans_memory.models.attention import Attention
 from titans_memory.models.cache import LayerCache
-from titans_memory.models.config import ModelConfig
+from titans_memory.models.config import ARCHS, Arch, ModelConfig
 
 
 class RMSNorm(nn.Module):
@@ -263,13 +272,58 @@ class MACBlock(Block):
         return x, new_cache
 
 
-BLOCKS: dict[str, type[Block]] = {
+class ConvSWABlock(SWABlock):
+    """The SWA block with a short causal convolution on q, k, v (the memory's, on attention).
+
+    ``q, k, v = conv(u W_QKV)``, ``u = RMSNorm(x)``, each channel convolved over its last
+    ``kernel`` tokens, then rotary positions and sliding-window attention as in :class:`SWABlock`.
+    It is the fair no-memory control beside the memory models, whose q, k, v pass the same kind of
+    convolution. Streams like every block: the cache's ``retrieve_inputs`` carries the last
+    ``kernel - 1`` normalised inputs, whose projections restart the convolution on the next piece.
+
+    Args:
+        cfg: the model's sizes (as for :class:`SWABlock`).
+        kernel: the convolution's width in tokens, >= 1 (1: a per-channel scale only).
+    """
+
+    def __init__(self, cfg: ModelConfig, kernel: int) -> None:
+        if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1:
+            raise ValueError(f"ConvSWABlock kernel must be an integer >= 1, got {kernel!r}")
+        super().__init__(cfg)
+        self.kernel = kernel
+        bound = 1.0 / math.sqrt(kernel)
+        self.conv_weight = nn.Parameter(torch.empty(3 * cfg.dim, kernel).uniform_(-bound, bound))
+        with torch.no_grad():  # start close to no convolution: the current token dominates
+            self.conv_weight[:, -1] += 1.0
+
+    def mix(self, x: Tensor, cache: LayerCache, position: int) -> tuple[Tensor, LayerCache]:
+        K1 = self.kernel - 1
+        u = self.norm(x)  # (B, T, dim)
+        recent = cache.retrieve_inputs  # (B, K - 1, dim): the last normalised inputs
+        if recent is None:
+            recent = u.new_zeros(u.shape[0], K1, u.shape[-1])
+        primed = torch.cat([recent, u], dim=1)  # (B, K - 1 + T, dim)
+        qkv = self.attn.to_qkv(primed)  # (B, K - 1 + T, 3 dim)
+        tail, qkv = qkv[:, :K1], qkv[:, K1:]
+        qkv, _ = causal_depthwise_conv(qkv, self.conv_weight, tail)  # (B, T, 3 dim)
+        y, kv = self.attn.sliding(u, cache.attention, position, qkv=qkv)
+        new_recent = primed[:, primed.shape[1] - K1 :]
+        return x + y, LayerCache(attention=kv, retrieve_inputs=new_recent)
+
+
+#: The block of each architecture (a layer with memory); the keys are exactly ``ARCHS``.
+BLOCKS: dict[Arch, type[Block]] = {
     "swa": SWABlock,
     "lmm": LMMBlock,
     "mag": MAGBlock,
     "mal": MALBlock,
     "mac": MACBlock,
 }
+if set(BLOCKS) != set(ARCHS):  # a name added to Arch needs its block here, and only then
+    raise RuntimeError(f"BLOCKS {sorted(BLOCKS)} and ARCHS {sorted(ARCHS)} name different architectures")
+
+#: Builds the block of layer ``layer`` of a model: ``factory(cfg, layer) -> Block``.
+BlockFactory = Callable[[ModelConfig, int], Block]
 
 
 def make_block(cfg: ModelConfig, layer: int) -> Block:
@@ -277,3 +331,19 @@ def make_block(cfg: ModelConfig, layer: int) -> Block:
     if layer in cfg.layers_with_memory:
         return BLOCKS[cfg.arch](cfg)
     return SWABlock(cfg)
+
+
+def conv_swa_blocks(kernel: int) -> BlockFactory:
+    """A block factory for ``arch="swa"`` models whose every block is a :class:`ConvSWABlock`.
+
+    ``kernel == 1`` gives plain :class:`SWABlock` s (no convolution), as :func:`make_block` does.
+    """
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1:
+        raise ValueError(f"conv_swa_blocks kernel must be an integer >= 1, got {kernel!r}")
+
+    def factory(cfg: ModelConfig, layer: int) -> Block:
+        if cfg.arch != "swa":
+            raise ValueError(f"conv_swa_blocks builds the blocks of arch='swa' models, got arch={cfg.arch!r}")
+        return ConvSWABlock(cfg, kernel) if kernel > 1 else SWABlock(cfg)
+
+    return factory

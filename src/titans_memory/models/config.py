@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Literal
+from typing import Literal, get_args
 
 from titans_memory.core.config import MemoryConfig
 
 Arch = Literal["mac", "mag", "mal", "lmm", "swa"]
-ARCHS: tuple[str, ...] = ("mac", "mag", "mal", "lmm", "swa")
+ARCHS: tuple[str, ...] = get_args(Arch)  # the names are written once, in Arch
 
 
 def _is_int(value: object) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from titans_memory.models.blocks import RMSNorm, make_block
+from titans_memory.models.blocks import BlockFactory, RMSNorm, make_block
 from titans_memory.models.cache import ModelCache
 from titans_memory.models.config import ModelConfig
 
@@ -49,6 +49,10 @@ class TitansLM(nn.Module):
     Args:
         config: a :class:`ModelConfig`; ``config.arch`` picks the block of every layer with memory
             (``config.memory_layers``), the others are sliding-window attention blocks.
+        block_factory: ``factory(config, layer) -> Block`` builds each layer's block (default:
+            :func:`~titans_memory.models.blocks.make_block`, as just said); e.g.
+            :func:`~titans_memory.models.blocks.conv_swa_blocks` for the convolved SWA control.
+            What it builds is not part of ``config``: checkpoints record plain ``config`` models.
 
     Example::
 
@@ -64,13 +68,14 @@ class TitansLM(nn.Module):
     whole sequence (for any split); the cache's size does not grow with the sequence.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, *, block_factory: BlockFactory | None = None) -> None:
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        make = make_block if block_factory is None else block_factory
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.dim)
-        self.blocks = nn.ModuleList(make_block(config, i) for i in range(config.depth))
+        self.blocks = nn.ModuleList(make(config, i) for i in range(config.depth))
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
 

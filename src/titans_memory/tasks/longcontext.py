@@ -25,10 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from titans_memory.core.config import MemoryConfig
-from titans_memory.core.conv import causal_depthwise_conv
 from titans_memory.core.presets import preset
-from titans_memory.models.blocks import SWABlock
-from titans_memory.models.cache import LayerCache
+from titans_memory.models.blocks import conv_swa_blocks
 from titans_memory.models.config import ModelConfig
 from titans_memory.models.lm import TitansLM
 from titans_memory.tasks.needles import TaskBatch
@@ -117,65 +115,6 @@ def memory_config(spec: ModelSpec, cfg: TaskModelConfig) -> MemoryConfig:
     return MemoryConfig(**{**base, **spec.memory})
 
 
-class ConvSWABlock(SWABlock):
-    """The SWA block with the memory's short causal convolution on q, k, v (the fair baseline).
-
-    ``q, k, v = conv(x W_QKV)`` per channel over the last ``kernel`` tokens, then rotary
-    positions and sliding-window attention as in :class:`SWABlock`. Streams like every block: the
-    cache's ``retrieve_inputs`` carries the last ``kernel - 1`` normalised inputs, whose
-    projections restart the convolution on the next piece.
-    """
-
-    def __init__(self, cfg: ModelConfig, kernel: int) -> None:
-        super().__init__(cfg)
-        self.kernel = kernel
-        bound = 1.0 / math.sqrt(kernel)
-        self.conv_weight = nn.Parameter(torch.empty(3 * cfg.dim, kernel).uniform_(-bound, bound))
-        with torch.no_grad():  # start close to no convolution: the current token dominates
-            self.conv_weight[:, -1] += 1.0
-
-    def mix(self, x: Tensor, cache: LayerCache, position: int) -> tuple[Tensor, LayerCache]:
-        attn, K1 = self.attn, self.kernel - 1
-        u = self.norm(x)  # (B, T, dim)
-        B, T, _ = u.shape
-        recent = cache.retrieve_inputs
-        if recent is None:
-            recent = u.new_zeros(B, K1, u.shape[-1])
-        primed = torch.cat([recent, u], dim=1)  # (B, K - 1 + T, dim)
-        qkv = attn.to_qkv(primed)
-        tail, qkv = qkv[:, :K1], qkv[:, K1:]
-        qkv, _ = causal_depthwise_conv(qkv, self.conv_weight, tail)
-        y, kv = _sliding_from_qkv(attn, qkv, cache.attention, position)
-        new_recent = primed[:, primed.shape[1] - K1 :]
-        return x + y, LayerCache(attention=kv, retrieve_inputs=new_recent)
-
-
-def _sliding_from_qkv(attn, qkv: Tensor, cache, position: int):
-    """``attn.sliding`` on given pre-projection outputs ``qkv`` ``(B, T, 3 dim)``.
-
-    Swaps the projection for one call: ``sliding`` projects with ``to_qkv``; an identity map in
-    its place hands it the convolved projections instead.
-    """
-    proj = attn.to_qkv
-    attn.to_qkv = _Given(qkv, proj.weight)
-    try:
-        return attn.sliding(qkv[..., : attn.dim], cache, position)
-    finally:
-        attn.to_qkv = proj
-
-
-class _Given(nn.Module):
-    """Returns a fixed tensor when called (and exposes the projection's weight for persistent keys)."""
-
-    def __init__(self, out: Tensor, weight: Tensor) -> None:
-        super().__init__()
-        self.out = out
-        self.weight = weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out
-
-
 def build_model(name: str, cfg: TaskModelConfig | None = None, *, seed: int = 0) -> TitansLM:
     """The model called ``name`` in :data:`MODELS`, its weights drawn with ``seed``."""
     if name not in MODELS:
@@ -188,11 +127,11 @@ def build_model(name: str, cfg: TaskModelConfig | None = None, *, seed: int = 0)
         window=cfg.window, segment=cfg.window, persistent_tokens=cfg.persistent_tokens,
         memory=mem,
     )
+    # the SWA control convolves q, k, v as the memory models do (kernel 1: plain SWA)
+    blocks = conv_swa_blocks(cfg.conv_kernel) if spec.arch == "swa" else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = TitansLM(mcfg)
-        if spec.arch == "swa" and cfg.conv_kernel > 1:
-            model.blocks = nn.ModuleList(ConvSWABlock(mcfg, cfg.conv_kernel) for _ in range(cfg.depth))
+        model = TitansLM(mcfg, block_factory=blocks)
     return model
 
 
