@@ -27,8 +27,8 @@ _EXPORTS = {
     "PRESETS": "titans_memory.core.presets",
     "preset": "titans_memory.core.presets",
     "MemoryState": "titans_memory.core.state",
-    "generate_frequency_shift": "titans_memory.data",
-    "generate_repeating_with_anomalies": "titans_memory.data",
+    "generate_frequency_shift": "titans_memory.demo.data",
+    "generate_repeating_with_anomalies": "titans_memory.demo.data",
     "MemoryModule": "titans_memory.demo",
     "SurpriseMetric": "titans_memory.demo",
     "TitansMemoryLayer": "titans_memory.demo",
@@ -58,8 +58,8 @@ if TYPE_CHECKING:  # static tools (type checkers, IDEs) see the names without ru
     from titans_memory.core.neural_memory import NeuralMemory
     from titans_memory.core.presets import PRESETS, preset
     from titans_memory.core.state import MemoryState
-    from titans_memory.data import generate_frequency_shift, generate_repeating_with_anomalies
     from titans_memory.demo import MemoryModule, SurpriseMetric, TitansMemoryLayer
+    from titans_memory.demo.data import generate_frequency_shift, generate_repeating_with_anomalies
     from titans_memory.models import ModelCache, ModelConfig, TitansLM
 
 

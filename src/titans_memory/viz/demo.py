@@ -36,8 +36,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from titans_memory.data import generate_repeating_with_anomalies
 from titans_memory.demo import TitansMemoryLayer
+from titans_memory.demo.data import generate_repeating_with_anomalies
 
 # --------------------------------------------------------------------------------------------
 # Scenarios
@@ -92,7 +92,7 @@ class DemoScenario:
         name: key in :data:`SCENARIOS`, and the figure's file name without ``.png``.
         title: the figure's title.
         pattern, repeats, anomaly_indices, anomaly_value: the arguments of
-            :func:`~titans_memory.data.generate_repeating_with_anomalies`.
+            :func:`~titans_memory.demo.data.generate_repeating_with_anomalies`.
         layer_kwargs: keyword arguments of :class:`TitansMemoryLayer` besides ``input_dim=1``.
         forget_rates: for a sweep over ``forget_rate`` (the forgetting figure), else empty.
     """

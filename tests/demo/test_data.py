@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from titans_memory.data import generate_frequency_shift, generate_repeating_with_anomalies
+from titans_memory.demo.data import generate_frequency_shift, generate_repeating_with_anomalies
 
 
 def test_repeating_with_anomalies_shapes_and_types():
@@ -93,3 +93,15 @@ def test_frequency_shift_bad_arguments(kwargs, error, message):
     args = {"length": 10, "base_freq": 0.1, "shifted_freq": 0.3, "shift_at": [5], **kwargs}
     with pytest.raises(error, match=re.escape(message)):
         generate_frequency_shift(**args)
+
+
+def test_the_generators_keep_their_public_imports():
+    import titans_memory
+    import titans_memory.data
+    import titans_memory.demo
+
+    for name in ("generate_frequency_shift", "generate_repeating_with_anomalies"):
+        moved = getattr(titans_memory.demo.data, name)
+        assert getattr(titans_memory, name) is moved
+        assert getattr(titans_memory.demo, name) is moved
+        assert getattr(titans_memory.data, name) is moved
