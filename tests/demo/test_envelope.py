@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from titans_memory.demo import TitansMemoryLayer, _wide
-from titans_memory.viz.demo import SCENARIOS, weight_norm, write_norms
+from titans_memory.demo.scenarios import SCENARIOS, weight_norm, write_norms
 
 F32 = torch.finfo(torch.float32).max
 VALUES = [1e10, 1e20, 1e30, F32, -1e10, -1e20, -1e30, -F32]

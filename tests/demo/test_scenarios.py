@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from titans_memory.demo import MemoryModule, SurpriseMetric
-from titans_memory.viz.demo import SCENARIOS, weight_norm, write_norms, write_updates
+from titans_memory.demo.scenarios import SCENARIOS, weight_norm, write_norms, write_updates
 
 # One case per layer run: the forgetting scenario is a sweep, one run per rate.
 CASES = [

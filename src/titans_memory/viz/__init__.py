@@ -1,7 +1,9 @@
 """Figures. Every plotting function returns a :class:`matplotlib.figure.Figure`; nothing calls
 ``plt.show``. The demo layer's figures (the five of the original demo, and the plots the
-notebooks explore the layer with), its scenarios and trace helpers live in
-:mod:`titans_memory.viz.demo`; the comparison of the MIRAS presets in :mod:`titans_memory.viz.miras`.
+notebooks explore the layer with) live in :mod:`titans_memory.viz.demo`, which also re-exports
+the scenarios and trace helpers of :mod:`titans_memory.demo.scenarios`; the comparison of the
+MIRAS presets in :mod:`titans_memory.viz.miras`; the long-context plots in
+:mod:`titans_memory.viz.longcontext`.
 """
 
 from titans_memory.viz.demo import (
