@@ -222,9 +222,6 @@ def test_the_plain_float32_arithmetic_fails_on_these_streams(monkeypatch):
     gradient norm overflows: the clipping factor becomes 0 and the write is silently skipped
     (README quotes these values).
     """
-    assert torch.isfinite(torch.tensor(1.8e19).square())
-    assert torch.isinf(torch.tensor(1.9e19).square())
-    assert math.sqrt(F32) == pytest.approx(1.8447e19, rel=1e-4)
     monkeypatch.setattr(_wide, "plain_steps", lambda nets, block, bound: None)
 
     def plain_run(value: float):
