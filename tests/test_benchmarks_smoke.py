@@ -15,6 +15,9 @@ import pytest
 
 from titans_memory.core import PRESETS
 
+# every test runs a benchmark script: 6-125 s each on the 2-core machine under load
+pytestmark = pytest.mark.slow
+
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

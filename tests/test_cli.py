@@ -20,6 +20,7 @@ FIGURE_NAMES = {
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # runs every demo scenario and draws six figures: ~18 s under load
 def test_figures_writes_every_png(tmp_path, capsys):
     out = tmp_path / "nested" / "figs"
     assert cli.main(["figures", "--out", str(out), "--dpi", "40"]) == 0

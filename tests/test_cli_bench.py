@@ -21,6 +21,7 @@ def _run(tmp_path, bench: str, *extra: str) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow  # trains two models: ~9 s under load
 def test_niah_quick_end_to_end(tmp_path, capsys):
     data = _run(tmp_path, "niah", "--kinds", "passkey,number,word,multikey", "--train-lengths", "48,96")
     records = data["records"]
@@ -43,6 +44,7 @@ def test_niah_quick_end_to_end(tmp_path, capsys):
     assert "### passkey" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # trains two models: ~14 s under load
 def test_mqar_quick_end_to_end(tmp_path):
     records = _run(tmp_path, "mqar")["records"]
     cells = {(r["pairs"], r["context_length"]) for r in records if r["model"] == "swa"}

@@ -41,6 +41,7 @@ def test_port_in_use_is_one_line_and_status_2(capsys):
     assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
 
 
+@pytest.mark.slow  # a server process: ~37 s on the 2-core machine under load
 def test_serves_the_page_on_a_free_port():
     pytest.importorskip("panel", reason=_NEEDS_EXTRA)
     proc = subprocess.Popen(

@@ -98,6 +98,7 @@ def test_every_notebook_has_a_source_and_a_pair():
     )
 
 
+@pytest.mark.slow  # runs every notebook in a kernel: ~4 min on the 2-core machine under load
 @pytest.mark.parametrize("source", SOURCES, ids=[p.name for p in SOURCES])
 def test_notebook_runs(source: Path, outcomes: dict[Path, BaseException | None]) -> None:
     error = outcomes[source]
@@ -106,6 +107,7 @@ def test_notebook_runs(source: Path, outcomes: dict[Path, BaseException | None])
         pytest.fail(f"{source.name} failed:\n{error}", pytrace=False)
 
 
+@pytest.mark.slow  # starts a kernel: ~4 s
 def test_kernels_run_this_interpreter_with_the_kernel_env(kernel_env) -> None:
     # (torch and matplotlib read these variables when imported; importing them here would only
     # add seconds)

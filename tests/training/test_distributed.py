@@ -40,6 +40,7 @@ def _torchrun(args: list[str], timeout: float = 900) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
+@pytest.mark.slow  # two training processes: 54-82 s on the 2-core machine under load
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_two_ranks_equal_one_and_checkpoints_cross_world_sizes(tmp_path, kit, parallel):
     if parallel == "fsdp":
