@@ -11,14 +11,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa
 
 import titans_memory.hf as thf  # noqa: E402
 from titans_memory import MemoryConfig, cli  # noqa: E402
-from titans_memory.models import ModelConfig, TitansLM  # noqa: E402
+from titans_memory.models import ARCHS, ModelConfig, TitansLM  # noqa: E402
 from titans_memory.training.checkpoint import load_model, save_model_files  # noqa: E402
 from titans_memory.training.config import TrainConfig  # noqa: E402
 from titans_memory.training.data import ByteTokenizer  # noqa: E402
 from titans_memory.training.loop import train  # noqa: E402
-
-ARCHS = ["mac", "mag", "mal", "lmm", "swa"]
-
 
 
 def tiny_model(arch: str, seed: int = 0) -> TitansLM:

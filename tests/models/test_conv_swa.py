@@ -81,3 +81,13 @@ def test_bad_kernel_is_a_value_error(kernel):
 def test_conv_swa_blocks_are_for_swa_models_only():
     with pytest.raises(ValueError, match="arch='swa' models, got arch='mag'"):
         TitansLM(CFG.replace(arch="mag"), block_factory=conv_swa_blocks(3))
+
+
+def test_benchmark_groups_come_from_the_model_table():
+    from titans_memory.tasks.bench import ABLATIONS, ARCHITECTURES, MIRAS
+    from titans_memory.tasks.longcontext import MODELS
+
+    assert ARCHITECTURES == ("swa", "lmm", "mac", "mag", "mal")
+    assert set(ARCHITECTURES) == set(ARCHS)
+    assert set(ARCHITECTURES + MIRAS + ABLATIONS) == set(MODELS)
+    assert all(MODELS[name].arch in ARCHS for name in MODELS)

@@ -41,9 +41,10 @@ from titans_memory.tasks.longcontext import (
 from titans_memory.tasks.mqar import MQAR_VOCAB, mqar_batch
 from titans_memory.tasks.needles import VOCAB, TaskBatch, min_length, needle_batch
 
-ARCHITECTURES = ("swa", "lmm", "mac", "mag", "mal")
-MIRAS = ("lmm-moneta", "lmm-yaad", "lmm-memora", "lmm-deltanet", "lmm-gdn")
-ABLATIONS = ("lmm-nomom", "lmm-noforget", "lmm-matrix", "lmm-libforget")
+# the benchmarked models by group, in MODELS' order (the names are written once, in MODELS)
+ARCHITECTURES = tuple(name for name, spec in MODELS.items() if spec.group == "architecture")
+MIRAS = tuple(name for name, spec in MODELS.items() if spec.group == "miras")
+ABLATIONS = tuple(name for name, spec in MODELS.items() if spec.group == "ablation")
 DEFAULT_MODELS = ARCHITECTURES + MIRAS + ABLATIONS
 
 
