@@ -10,6 +10,8 @@ Two layers:
   architectures MAC, MAG, MAL, LMM and a sliding-window baseline, built on the core.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.neural_memory import NeuralMemory
 from titans_memory.core.presets import PRESETS, preset
@@ -18,7 +20,10 @@ from titans_memory.data import generate_frequency_shift, generate_repeating_with
 from titans_memory.demo import MemoryModule, SurpriseMetric, TitansMemoryLayer
 from titans_memory.models import ModelCache, ModelConfig, TitansLM
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = version("titans-miras")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "PRESETS",
