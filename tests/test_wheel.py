@@ -98,12 +98,12 @@ def test_the_wheel_installs_and_runs_outside_the_repository(dist, tmp_path):
 
     check = (
         "import importlib, pkgutil, titans_memory\n"
-        "assert titans_memory.__file__.startswith(%r), titans_memory.__file__\n"
+        f"assert titans_memory.__file__.startswith({str(venv)!r}), titans_memory.__file__\n"
         "names = [m.name for m in pkgutil.walk_packages(titans_memory.__path__, 'titans_memory.')]\n"
         "for name in names: importlib.import_module(name)\n"
         "import titans_memory.explore.app\n"
         "print(len(names), titans_memory.__version__)\n"
-    ) % str(venv)
+    )
     count, version = _run([str(python), "-c", check], cwd=tmp_path, env=env).stdout.split()
     assert int(count) >= 40
     assert version == tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]["version"]
