@@ -115,6 +115,28 @@ def test_the_benchmark_tables_are_included_as_the_commands_wrote_them(site):
         assert f"<th>{cell}</th>" in html, f"{path} was not included"
 
 
+def test_the_included_vs_peer_tables_are_what_the_command_writes_from_the_records():
+    """``benchmarks/results/vs_peer_tables.md`` (included by the Performance page) equals
+    ``vs_peer.py --markdown`` of the committed runs: regenerate it when the records change."""
+    import importlib.util
+
+    bench = ROOT / "benchmarks"
+    sys.path.insert(0, str(bench))  # vs_peer.py imports _timing from beside it
+    try:
+        spec = importlib.util.spec_from_file_location("_docs_vs_peer", bench / "vs_peer.py")
+        vs_peer = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(vs_peer)
+    finally:
+        sys.path.remove(str(bench))
+    runs = sorted(str(p) for p in (bench / "results").glob("vs_peer_idle_run*.json"))
+    assert len(runs) == 4
+    committed = (bench / "results" / "vs_peer_tables.md").read_text("utf-8")
+    assert committed == vs_peer.markdown(runs) + "\n", (
+        "regenerate: uv run python benchmarks/vs_peer.py --markdown "
+        "benchmarks/results/vs_peer_idle_run*.json > benchmarks/results/vs_peer_tables.md"
+    )
+
+
 def _inventory(site: Path) -> set[str]:
     """The identifiers of mkdocstrings' Sphinx inventory (``objects.inv``)."""
     header, _, rest = (site / "objects.inv").read_bytes().partition(b"zlib.\n")
