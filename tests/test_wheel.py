@@ -8,7 +8,6 @@ Slow (a build and an install); it uses uv's cache, so torch is not downloaded ag
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -26,14 +25,15 @@ pytestmark = pytest.mark.slow
 
 
 def _uv() -> list[str]:
-    """The uv command: the binary on PATH, or the module of this interpreter's environment."""
-    if shutil.which("uv"):
-        return ["uv"]
-    try:
-        import uv  # noqa: F401
-    except ImportError:
-        pytest.skip("uv is not installed (python3 -m pip install uv)")
-    return [sys.executable, "-m", "uv"]
+    """The uv command: the binary on PATH, else ``python -m uv`` of this or the system Python
+    (how .ci/run reaches a uv that pip installed off PATH)."""
+    for cmd in (["uv"], [sys.executable, "-m", "uv"], ["python3", "-m", "uv"]):
+        try:
+            if subprocess.run([*cmd, "--version"], capture_output=True).returncode == 0:
+                return cmd
+        except OSError:
+            continue
+    pytest.skip("uv is not installed (python3 -m pip install uv)")
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
