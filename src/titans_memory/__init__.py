@@ -16,9 +16,13 @@ The public names are imported on first use (PEP 562), so that importing a light 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = version("titans-miras")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 #: public name -> the module that defines it
 _EXPORTS = {
