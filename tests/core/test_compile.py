@@ -67,6 +67,7 @@ def test_compiled_module_equals_eager_and_stops_recompiling():
     assert breaks == [], breaks
 
 
+@pytest.mark.slow
 def test_compiled_module_gradients_equal_eager():
     torch.manual_seed(1)
     mem = NeuralMemory(CFG)
@@ -84,6 +85,7 @@ def test_compiled_module_gradients_equal_eager():
         _close(g, g_ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["chunked", "chunked_checkpoint"])
 def test_compiled_step_has_no_graph_break_and_no_length_recompiles(backend):
     # compile_step compiles the chunk step with fullgraph=True: a graph break would raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -61,6 +62,7 @@ def cases(draw):
     return changes, batch, sizes, scale, burst, forced, draw(st.integers(0, 2**16))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_documented_error_or_finite_result(case):

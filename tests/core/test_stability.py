@@ -12,6 +12,7 @@ from titans_memory.core.stability import force_gates, memory_norms, stability_en
 CONFIGS = {"default": MemoryConfig(dim=16, heads=2)} | {name: preset(name, dim=16, heads=2) for name in PRESETS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_envelope_is_finite_and_under_the_bound(name):
     """Every scale 1e-3..1e6, bursts of 1/4/64 tokens at 10x..1e6x, gates at init and forced to
