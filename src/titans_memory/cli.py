@@ -155,7 +155,10 @@ def _run_figures(args: argparse.Namespace) -> int:
     from titans_memory.viz.demo import save_demo_figures
     from titans_memory.viz.miras import write_miras_figure
 
-    out = output_directory(args.out)
+    from titans_memory.validate import check_dpi, check_output_path
+
+    check_dpi(args.dpi)
+    out = output_directory(check_output_path(args.out, "--out"))
     paths = save_demo_figures(out, progress=not args.quiet, dpi=args.dpi)
     if not args.quiet:
         print("MIRAS presets: recall vs age and an outlier burst ...", file=sys.stderr)

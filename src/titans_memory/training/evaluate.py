@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -137,26 +136,58 @@ def context_curve(
 
 
 # --- titans eval ----------------------------------------------------------------------------------
+def checkpoint_data(folder: Path, data: str | None) -> tuple[str, float]:
+    """The data ``titans eval`` scores and its held-out fraction.
+
+    ``data`` (the command line's ``--data``) wins. Without it, a training checkpoint's own data is
+    used, but a path read from its ``trainer_state.json`` (a file anyone could have edited) is
+    printed before it is opened, and must be a string; with neither, Python's stdlib.
+    """
+    from titans_memory.training.checkpoint import STATE_FILE, CheckpointError, read_json
+
+    held_out_fraction = 0.05
+    saved = None
+    if (folder / STATE_FILE).is_file():  # a training checkpoint knows its data and split
+        train_cfg = read_json(folder / STATE_FILE, "trainer state").get("config", {})
+        if not isinstance(train_cfg, dict):
+            raise CheckpointError(f"{str(folder / STATE_FILE)!r}: 'config' must be a JSON object")
+        saved = train_cfg.get("data")
+        fraction = train_cfg.get("held_out_fraction", held_out_fraction)
+        if isinstance(fraction, int | float) and not isinstance(fraction, bool) and 0 < fraction < 1:
+            held_out_fraction = float(fraction)
+        else:
+            raise CheckpointError(f"{str(folder / STATE_FILE)!r}: held_out_fraction must be in (0, 1), got {fraction!r}")
+    if data is not None:
+        return data, held_out_fraction
+    if saved is None:
+        return "stdlib", held_out_fraction
+    if not isinstance(saved, str) or not saved.strip():
+        raise CheckpointError(f"{str(folder / STATE_FILE)!r}: data must be a non-empty string, got {saved!r}")
+    if saved != "stdlib":
+        print(f"titans eval: scoring the held-out part of {saved!r}, the data named in "
+              f"{str(folder / STATE_FILE)!r} (pass --data to choose another)", file=sys.stderr, flush=True)
+    return saved, held_out_fraction
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """``titans eval``: held-out bits per byte of a checkpoint at several context lengths."""
-    from titans_memory.training.checkpoint import STATE_FILE, load_model, read_json
+    from titans_memory.training.checkpoint import load_model
     from titans_memory.training.data import held_out_tokens, open_corpus, train_token_counts
+    from titans_memory.training.files import atomic_write_text, json_text
     from titans_memory.training.sample import tokenizer_for
+    from titans_memory.validate import check_output_path, resolve_device
 
     contexts = sorted(set(args.contexts))
     if any(c < 1 for c in contexts):
         raise ValueError(f"--contexts must be integers >= 1, got {args.contexts}")
+    if args.out is not None:  # before the work, not after it
+        check_output_path(args.out, "--out", is_file=True)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     model, folder, tok_name = load_model(args.checkpoint, device=device)
     tokenizer = tokenizer_for(folder, tok_name)
-    data, held_out_fraction = args.data, 0.05
-    if (folder / STATE_FILE).is_file():  # a training checkpoint knows its data and split
-        train_cfg = read_json(folder / STATE_FILE, "trainer state").get("config", {})
-        data = data or train_cfg.get("data")
-        held_out_fraction = train_cfg.get("held_out_fraction", held_out_fraction)
-    data = data or "stdlib"
+    data, held_out_fraction = checkpoint_data(folder, args.data)
     corpus = open_corpus(data, held_out_fraction)
     step = math.lcm(*contexts)  # every context cuts the same tokens into whole windows
     if step > args.tokens:
@@ -176,7 +207,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "results": [asdict(r) for r in results],
     }
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json_text(report))
     else:
         print(f"checkpoint {folder}  ({model.config.arch}, data {data})")
         print(f"{'context':>8} {'tokens':>8} {'loss':>8} {'bits/byte':>10}")
@@ -184,6 +215,6 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"{r.context:>8} {r.tokens:>8} {r.loss:>8.4f} {r.bits_per_byte:>10.4f}")
         print(f"unigram baseline (train-split byte frequencies): {unigram:.4f} bits/byte")
     if args.out is not None:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(Path(args.out), json_text(report) + "\n", what="evaluation")
     sys.stdout.flush()
     return 0

@@ -23,12 +23,19 @@ def tokenizer_for(folder: Path, name: str | None) -> Tokenizer:
     return HFTokenizer(name)
 
 
+#: the smallest temperature above 0: below it the logits divided by it could overflow float32
+#: (and the draw is greedy in all but name); 0 itself means greedy
+MIN_TEMPERATURE = 1e-4
+
+
 def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
     """ValueError naming the argument that is out of range."""
     if max_new_tokens < 0:
         raise ValueError(f"--max-new-tokens must be >= 0, got {max_new_tokens}")
-    if not temperature >= 0:
-        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not (temperature == 0 or MIN_TEMPERATURE <= temperature < float("inf")):
+        raise ValueError(
+            f"--temperature must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE:g}, got {temperature}"
+        )
     if top_k is not None and top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
@@ -67,11 +74,12 @@ def stream_tokens(
 def run_sample(args: argparse.Namespace) -> int:
     """Print ``args.prompt`` and its continuation, token by token."""
     from titans_memory.training.checkpoint import load_model
+    from titans_memory.validate import resolve_device
 
     check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     model, folder, tok_name = load_model(args.checkpoint, device=device)
     tokenizer = tokenizer_for(folder, tok_name)
     prompt = [int(t) for t in tokenizer.encode(args.prompt)] or [tokenizer.separator]
