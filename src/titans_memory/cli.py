@@ -152,10 +152,9 @@ def _run_figures(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never open a window
+    from titans_memory.validate import check_dpi, check_output_path
     from titans_memory.viz.demo import save_demo_figures
     from titans_memory.viz.miras import write_miras_figure
-
-    from titans_memory.validate import check_dpi, check_output_path
 
     check_dpi(args.dpi)
     out = output_directory(check_output_path(args.out, "--out"))

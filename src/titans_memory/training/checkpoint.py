@@ -30,10 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from titans_memory.models.config import ModelConfig
-from titans_memory.models.lm import TitansLM
-from titans_memory.training.config import read_json_file
-from titans_memory.training.files import (
+from titans_memory.fileio import (
     WriteError,
     atomic_write_text,
     describe_os_error,
@@ -43,6 +40,9 @@ from titans_memory.training.files import (
     json_text,
     remove_tree,
 )
+from titans_memory.models.config import ModelConfig
+from titans_memory.models.lm import TitansLM
+from titans_memory.training.config import read_json_file
 
 FORMAT = "titans-miras/checkpoint/1"
 MODEL_TYPE = "titans"  # transformers' model_type of TitansConfig
@@ -311,7 +311,7 @@ def write_checkpoint(
     """Write a checkpoint into ``folder`` atomically: a temporary folder, flushed to disk, renamed into place.
 
     A failure while writing (a full disk) removes the temporary folder and raises
-    :class:`~titans_memory.training.files.WriteError` naming the folder and the cause; the
+    :class:`~titans_memory.fileio.WriteError` naming the folder and the cause; the
     checkpoints already there stay as they were.
     """
     tmp = folder.with_name(folder.name + ".tmp")

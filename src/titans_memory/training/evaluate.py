@@ -171,9 +171,9 @@ def checkpoint_data(folder: Path, data: str | None) -> tuple[str, float]:
 
 def run_eval(args: argparse.Namespace) -> int:
     """``titans eval``: held-out bits per byte of a checkpoint at several context lengths."""
+    from titans_memory.fileio import atomic_write_text, json_text
     from titans_memory.training.checkpoint import load_model
     from titans_memory.training.data import held_out_tokens, open_corpus, train_token_counts
-    from titans_memory.training.files import atomic_write_text, json_text
     from titans_memory.training.sample import tokenizer_for
     from titans_memory.validate import check_output_path, resolve_device
 

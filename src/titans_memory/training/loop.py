@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from titans_memory.fileio import RunLock, append_line, atomic_write_text, json_text
 from titans_memory.models.cache import ModelCache
 from titans_memory.models.lm import TitansLM
 from titans_memory.training import distributed
@@ -59,7 +60,6 @@ from titans_memory.training.data import (
 )
 from titans_memory.training.distributed import DistEnv
 from titans_memory.training.evaluate import EvalResult, at_least_float32, evaluate
-from titans_memory.training.files import RunLock, append_line, atomic_write_text, json_text
 from titans_memory.training.precision import autocast_for, memory_in_float32
 
 # fields a resumed run may change; any other difference would make the continuation not the same run

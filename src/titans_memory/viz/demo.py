@@ -38,6 +38,7 @@ from torch import Tensor
 
 from titans_memory.data import generate_repeating_with_anomalies
 from titans_memory.demo import TitansMemoryLayer
+from titans_memory.fileio import save_figure
 
 # --------------------------------------------------------------------------------------------
 # Scenarios
@@ -802,6 +803,6 @@ def save_demo_figures(
     for name, build in bar:
         bar.set_postfix_str(name)
         path = out / SCENARIOS[name].filename
-        build().savefig(path, dpi=dpi)
+        save_figure(build(), path, dpi=dpi)
         paths.append(path)
     return paths

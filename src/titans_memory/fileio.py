@@ -103,6 +103,21 @@ def atomic_write_text(path: Path, text: str, *, what: str = "file") -> None:
         raise WriteError(f"cannot write the {what} {str(path)!r}: {describe_os_error(err)}") from None
 
 
+def save_figure(fig, path: str | Path, *, dpi: int) -> Path:
+    """``fig.savefig`` through a temporary file renamed into place: a failure (a full disk) leaves
+    no partial or 0-byte image and raises :class:`WriteError` naming the path and the cause."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"cannot write the figure {str(path)!r}: {describe_os_error(err)}") from None
+    return path
+
+
 def append_line(path: Path, line: str, *, what: str = "log") -> None:
     """Append one line to ``path`` and flush it; a failure raises :class:`WriteError` naming the path."""
     try:
