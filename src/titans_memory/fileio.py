@@ -129,15 +129,18 @@ def append_line(path: Path, line: str, *, what: str = "log") -> None:
         raise WriteError(f"cannot write the {what} {str(path)!r}: {describe_os_error(err)}") from None
 
 
-def remove_tree(folder: Path) -> None:
-    """Delete ``folder`` after renaming it out of sight, so a kill mid-way leaves no half folder behind."""
+def remove_tree(folder: Path, fault: str = "removing") -> None:
+    """Delete ``folder`` after renaming it out of sight, so a kill mid-way leaves no half folder behind.
+
+    ``fault``: the name of the :func:`fault_point` between the rename and the deletion.
+    """
     if not folder.exists():
         return
     trash = folder.with_name(f".trash-{folder.name}")
     if trash.exists():
         shutil.rmtree(trash)
     os.replace(folder, trash)
-    fault_point("during_prune")
+    fault_point(fault)
     shutil.rmtree(trash)
 
 

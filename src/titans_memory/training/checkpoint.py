@@ -420,4 +420,4 @@ class CheckpointManager:
         keep = set(self.steps()[-self.keep_last :]) | {index.get("best"), index.get("last_finite"), name}
         for old in self.steps():
             if old not in keep:
-                remove_tree(self.root / old)
+                remove_tree(self.root / old, fault="during_prune")
