@@ -25,7 +25,14 @@ import torch
 from safetensors.torch import load_file
 
 from titans_memory import cli
-from titans_memory.fileio import FAULT_ENV, RunLock, WriteError, atomic_write_text, json_text, save_figure
+from titans_memory.fileio import (
+    FAULT_ENV,
+    RunLock,
+    WriteError,
+    atomic_write_text,
+    json_text,
+    save_figure,
+)
 from titans_memory.training import checkpoint as ckpt_module
 from titans_memory.training.checkpoint import CheckpointManager, load_model
 from titans_memory.training.config import TrainConfig
