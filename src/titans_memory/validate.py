@@ -15,8 +15,8 @@ DPI_RANGE = (10, 1200)
 
 def printable_path(path: str | Path) -> str:
     """``path`` quoted for a message, its bytes that are not UTF-8 shown as ``\\xNN`` escapes."""
-    raw = os.fsencode(path)
-    return repr(raw.decode("utf-8", errors="backslashreplace"))
+    text = os.fsencode(path).decode("utf-8", errors="backslashreplace")
+    return "'" + text.replace("'", "\\'") + "'"
 
 
 def check_utf8_path(path: str | Path, what: str) -> None:

@@ -269,11 +269,11 @@ def file_corpus(
             if not full.is_file():
                 continue
             if not _utf8_name(full):  # its name could not be recorded in the run's JSON
-                skipped.append(printable_path(full))
+                skipped.append(printable_path(os.path.relpath(full, root)))
                 continue
             if not _is_text(full):
                 if _not_utf8(full):
-                    skipped.append(printable_path(full))
+                    skipped.append(printable_path(os.path.relpath(full, root)))
                 continue
             rel = full.relative_to(root).as_posix()
             docs.extend(_pieces(rel, full.stat().st_size))
