@@ -75,7 +75,7 @@ def test_cuda_on_a_machine_without_it(run, capsys):
 @pytest.mark.parametrize("temperature", ["1e-40", "1e-30", "5e-5", "inf", "nan", "-1"])
 def test_temperature_too_small_to_sample(run, capsys, temperature):
     one_line_error(capsys, ["sample", "--checkpoint", str(run), "--temperature", temperature, "--device", "cpu"],
-                   "--temperature must be 0 (greedy) or a finite number >= 0.0001")
+                   "--temperature must be >= 0 (0: greedy; otherwise a finite number >= 0.0001")
 
 
 def test_the_smallest_temperature_samples(run, capsys):

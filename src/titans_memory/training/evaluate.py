@@ -180,6 +180,9 @@ def run_eval(args: argparse.Namespace) -> int:
     contexts = sorted(set(args.contexts))
     if any(c < 1 for c in contexts):
         raise ValueError(f"--contexts must be integers >= 1, got {args.contexts}")
+    step = math.lcm(*contexts)  # every context cuts the same tokens into whole windows
+    if step > args.tokens:
+        raise ValueError(f"--tokens ({args.tokens}) must be at least the least common multiple of --contexts ({step})")
     if args.out is not None:  # before the work, not after it
         check_output_path(args.out, "--out", is_file=True)
     if args.threads:
@@ -189,9 +192,6 @@ def run_eval(args: argparse.Namespace) -> int:
     tokenizer = tokenizer_for(folder, tok_name)
     data, held_out_fraction = checkpoint_data(folder, args.data)
     corpus = open_corpus(data, held_out_fraction)
-    step = math.lcm(*contexts)  # every context cuts the same tokens into whole windows
-    if step > args.tokens:
-        raise ValueError(f"--tokens ({args.tokens}) must be at least the least common multiple of --contexts ({step})")
     tokens = held_out_tokens(corpus, tokenizer, args.tokens // step * step + 1)
     n = (len(tokens) - 1) // step * step
     if n < step:

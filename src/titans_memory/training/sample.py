@@ -34,7 +34,8 @@ def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, t
         raise ValueError(f"--max-new-tokens must be >= 0, got {max_new_tokens}")
     if not (temperature == 0 or MIN_TEMPERATURE <= temperature < float("inf")):
         raise ValueError(
-            f"--temperature must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE:g}, got {temperature}"
+            f"--temperature must be >= 0 (0: greedy; otherwise a finite number >= {MIN_TEMPERATURE:g}, below which "
+            f"the logits / temperature overflow), got {temperature}"
         )
     if top_k is not None and top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {top_k}")
