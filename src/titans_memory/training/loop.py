@@ -78,8 +78,8 @@ _NONFINITE = "contains NaN or Inf"  # the memory's own check of its input and st
 
 def _divergence(step: int, what: str, lr: float) -> DivergenceError:
     return DivergenceError(
-        f"the run diverged at step {step}: {what} (learning rate {lr:.3g}); the weights of step {step - 1} "
-        "are kept; lower lr, lengthen warmup_steps or set grad_clip, and resume from the last checkpoint"
+        f"the run diverged at step {step}: {what} (learning rate {lr:.3g}); this step was not applied and the "
+        "checkpoints written so far are kept; lower lr, lengthen warmup_steps or set grad_clip"
     )
 
 
@@ -339,7 +339,7 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
             except (ValueError, RuntimeError) as err:
                 if _NONFINITE not in str(err):
                     raise
-                raise _divergence(step + 1, f"a memory's input or state became NaN or Inf ({err})", lr) from None
+                raise _divergence(step + 1, "the activations became NaN or Inf (in a memory's input or state)", lr) from None
             (loss / config.grad_accum).backward()
             loss_sum += loss.detach().double().cpu()
         step_loss = float(distributed.all_sum(loss_sum, env)) / (config.grad_accum * env.world_size)
@@ -374,7 +374,7 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
             except (ValueError, RuntimeError) as err:
                 if _NONFINITE not in str(err):
                     raise
-                raise _divergence(done, f"the held-out evaluation met NaN or Inf ({err})", lr) from None
+                raise _divergence(done, "the held-out evaluation's activations became NaN or Inf", lr) from None
             record = {
                 "step": done, "tokens": done * tokens_per_step, "train_loss": window_loss / window_steps,
                 "eval_loss": ev.loss, "bits_per_byte": ev.bits_per_byte, "eval_tokens": ev.tokens,
