@@ -331,7 +331,6 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    import json
     import time
     from dataclasses import replace
 
@@ -385,7 +384,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     result = {"settings": settings_to_dict(settings), "wall_seconds": round(wall, 1), "records": records}
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1))
+        from titans_memory.fileio import atomic_write_text, json_text
+
+        atomic_write_text(args.json, json_text(result, indent=1), what="benchmark results")  # NaN -> null
     tables = _bench_tables(settings, records)
     print(tables)
     print(f"\n{args.benchmark}: {len(records)} records, {wall / 60:.1f} min wall", file=sys.stderr)
