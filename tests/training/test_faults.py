@@ -148,6 +148,31 @@ def test_resume_continues_the_loss_average_and_logs_each_evaluation_once(tmp_pat
     assert [r["step"] for r in split["log"]] == [4, 8]
 
 
+def test_checkpoint_files_and_folder_are_flushed_before_the_rename(tmp_path, kit, monkeypatch):
+    import titans_memory.fileio as fileio
+
+    events: list[tuple[str, Path]] = []
+    real_fsync, real_replace = fileio._fsync_path, os.replace
+
+    def fsync(path):
+        events.append(("fsync", Path(path)))
+        real_fsync(path)
+
+    def replace(src, dst):
+        events.append(("replace", Path(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fileio, "_fsync_path", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    train(kit.config(steps=2), tmp_path / "run", progress=False)
+    tmp = tmp_path / "run" / "checkpoints" / "step_0000002.tmp"
+    published = events.index(("replace", tmp))
+    flushed = {path for kind, path in events[:published] if kind == "fsync"}
+    files = {tmp / p.name for p in (tmp_path / "run" / "checkpoints" / "step_0000002").iterdir()}
+    assert files and files | {tmp} <= flushed  # every file and the folder itself
+    assert ("fsync", tmp_path / "run" / "checkpoints") in events[published:]  # and the rename
+
+
 # --- one run per folder ----------------------------------------------------------------------------
 def test_a_second_run_into_a_busy_folder_is_one_line_and_exit_2(tmp_path, kit, capsys):
     run = tmp_path / "run"
