@@ -53,7 +53,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import time
     from dataclasses import replace
 
@@ -107,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     result = {"settings": settings_to_dict(settings), "wall_seconds": round(wall, 1), "records": records}
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1))
+        from titans_memory.fileio import atomic_write_text, json_text
+
+        atomic_write_text(args.json, json_text(result, indent=1), what="benchmark results")  # NaN -> null
     tables = bench_tables(settings, records)
     print(tables)
     print(f"\n{args.benchmark}: {len(records)} records, {wall / 60:.1f} min wall", file=sys.stderr)
@@ -144,6 +145,7 @@ def bench_tables(settings, records: list[dict]) -> str:
 
 def bench_figures(settings, records: list[dict], out: Path) -> list[Path]:
     """Write the benchmark's figures (PNG) into ``out``; return their paths."""
+    from titans_memory.fileio import save_figure
     from titans_memory.viz.longcontext import (
         plot_accuracy_vs_length,
         plot_depth_heatmaps,
@@ -163,6 +165,6 @@ def bench_figures(settings, records: list[dict], out: Path) -> list[Path]:
         }
     for name, fig in figs.items():
         path = out / name
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path, dpi=120)
         paths.append(path)
     return paths

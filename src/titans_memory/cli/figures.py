@@ -27,10 +27,12 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never open a window
+    from titans_memory.validate import check_dpi, check_output_path
     from titans_memory.viz.demo import save_demo_figures
     from titans_memory.viz.miras import write_miras_figure
 
-    out = output_directory(args.out)
+    check_dpi(args.dpi)
+    out = output_directory(check_output_path(args.out, "--out"))
     paths = save_demo_figures(out, progress=not args.quiet, dpi=args.dpi)
     if not args.quiet:
         print("MIRAS presets: recall vs age and an outlier burst ...", file=sys.stderr)

@@ -24,15 +24,6 @@ SAMPLE_HELP = "continue a prompt with a trained model, streaming the tokens"
 EVAL_HELP = "held-out bits per byte of a checkpoint at several context lengths"
 
 
-def _device(name: str) -> str:
-    """``auto`` is CUDA when there is one, else the CPU; any other name is taken as it is."""
-    import torch
-
-    if name != "auto":
-        return name
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 # --- titans train ---------------------------------------------------------------------------------
 
 
@@ -54,7 +45,9 @@ def run_train(args: argparse.Namespace) -> int:
     """``titans train``: the config (file, then ``--set`` overrides), then ``training.loop.train``."""
     from titans_memory.training.config import TrainConfig
     from titans_memory.training.loop import train
+    from titans_memory.validate import check_output_path
 
+    check_output_path(args.out, "--out")  # a path the run could not write is refused at start
     config = TrainConfig.from_file(args.config) if args.config is not None else TrainConfig()
     overrides = dict(parse_override(text, TrainConfig) for text in args.set)
     config = config.replace(**overrides)  # validated again: a bad value names its field
@@ -96,11 +89,12 @@ def run_sample(args: argparse.Namespace) -> int:
     from titans_memory.training.checkpoint import load_model
     from titans_memory.training.data import ByteTokenizer
     from titans_memory.training.sample import check_sampling, stream_tokens, tokenizer_for
+    from titans_memory.validate import resolve_device
 
     check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model, folder, tok_name = load_model(args.checkpoint, device=device)
     tokenizer = tokenizer_for(folder, tok_name)
     prompt = [int(t) for t in tokenizer.encode(args.prompt)] or [tokenizer.separator]
@@ -153,35 +147,37 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     """``titans eval``: held-out bits per byte of a checkpoint at several context lengths."""
-    import json
     import math
     from dataclasses import asdict
 
     import torch
 
-    from titans_memory.training.checkpoint import STATE_FILE, load_model, read_json
+    from titans_memory.fileio import atomic_write_text, json_text
+    from titans_memory.training.checkpoint import load_model
     from titans_memory.training.data import held_out_tokens, open_corpus, train_token_counts
-    from titans_memory.training.evaluate import context_curve, unigram_bits_per_byte
+    from titans_memory.training.evaluate import (
+        checkpoint_data,
+        context_curve,
+        unigram_bits_per_byte,
+    )
     from titans_memory.training.sample import tokenizer_for
+    from titans_memory.validate import check_output_path, resolve_device
 
     contexts = sorted(set(args.contexts))
     if any(c < 1 for c in contexts):
         raise ValueError(f"--contexts must be integers >= 1, got {args.contexts}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = _device(args.device)
-    model, folder, tok_name = load_model(args.checkpoint, device=device)
-    tokenizer = tokenizer_for(folder, tok_name)
-    data, held_out_fraction = args.data, 0.05
-    if (folder / STATE_FILE).is_file():  # a training checkpoint knows its data and split
-        train_cfg = read_json(folder / STATE_FILE, "trainer state").get("config", {})
-        data = data or train_cfg.get("data")
-        held_out_fraction = train_cfg.get("held_out_fraction", held_out_fraction)
-    data = data or "stdlib"
-    corpus = open_corpus(data, held_out_fraction)
     step = math.lcm(*contexts)  # every context cuts the same tokens into whole windows
     if step > args.tokens:
         raise ValueError(f"--tokens ({args.tokens}) must be at least the least common multiple of --contexts ({step})")
+    if args.out is not None:  # before the work, not after it
+        check_output_path(args.out, "--out", is_file=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model, folder, tok_name = load_model(args.checkpoint, device=device)
+    tokenizer = tokenizer_for(folder, tok_name)
+    data, held_out_fraction = checkpoint_data(folder, args.data)
+    corpus = open_corpus(data, held_out_fraction)
     tokens = held_out_tokens(corpus, tokenizer, args.tokens // step * step + 1)
     n = (len(tokens) - 1) // step * step
     if n < step:
@@ -197,7 +193,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "results": [asdict(r) for r in results],
     }
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json_text(report))
     else:
         print(f"checkpoint {folder}  ({model.config.arch}, data {data})")
         print(f"{'context':>8} {'tokens':>8} {'loss':>8} {'bits/byte':>10}")
@@ -205,6 +201,6 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"{r.context:>8} {r.tokens:>8} {r.loss:>8.4f} {r.bits_per_byte:>10.4f}")
         print(f"unigram baseline (train-split byte frequencies): {unigram:.4f} bits/byte")
     if args.out is not None:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(Path(args.out), json_text(report) + "\n", what="evaluation")
     sys.stdout.flush()
     return 0

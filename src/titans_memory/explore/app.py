@@ -195,6 +195,9 @@ def serve(
         title="titans explore",
         verbose=False,
     )
+    from titans_memory.explore.server import guard_routes
+
+    guard_routes(server)  # only the explorer's own pages: no import of other modules by URL
     url = f"http://127.0.0.1:{server.port}/"
     # The text tab's first opening would compute the default preset's recall curve and pay
     # torch's first-call costs (~2-3 s on 2 busy cores): do it now, while the learner reads.

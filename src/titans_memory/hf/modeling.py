@@ -5,6 +5,11 @@ Its parameters are TitansLM's, under the same names, so ``save_pretrained`` writ
 ``generate`` works through a cache that carries the memory state (:class:`ModelCache`: every
 layer's memory weights, momentum and attention keys): the prompt goes through once, then one token
 per call, exactly the logits of one call over the whole text, as ``titans sample`` does.
+
+Greedy decoding and sampling are supported; beam search, contrastive search and assisted
+decoding are refused with a ``ValueError``: they would have to reorder or roll back the memory
+state (weights written at test time), which this cache does not do, and their beam scores would
+not be the model's log-probabilities.
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ class TitansForCausalLM(PreTrainedModel, GenerationMixin):
     ) -> TitansCausalLMOutput | tuple:
         if inputs_embeds is not None or input_ids is None:
             raise ValueError("TitansForCausalLM needs input_ids (inputs_embeds is not supported)")
+        _check_ids(input_ids)
         self._check_mask(attention_mask)
         logits, cache = self._lm(input_ids, titans_cache)  # (B, T, V)
         loss = None
@@ -123,6 +129,34 @@ class TitansForCausalLM(PreTrainedModel, GenerationMixin):
         return out
 
     # --- generation: the cache travels as `titans_cache` ------------------------------------------
+    def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
+        """transformers' ``generate``, greedy or sampled; a clear ValueError for what the memory cannot do.
+
+        Refused: ``num_beams > 1`` (and beam groups), contrastive search (``penalty_alpha``) and
+        assisted decoding (``assistant_model``, ``prompt_lookup_num_tokens``), which would need the
+        memory state reordered or rolled back; an empty ``input_ids``.
+        """
+        config = generation_config if generation_config is not None else self.generation_config
+        def setting(name: str, default=None):
+            return kwargs[name] if name in kwargs else getattr(config, name, default)
+
+        for name, allowed in (("num_beams", 1), ("num_beam_groups", 1)):
+            value = setting(name, 1)
+            if value is not None and value != allowed:
+                raise ValueError(
+                    f"TitansForCausalLM.generate: {name}={value} is not supported (beam search would need the "
+                    "memory state reordered with the beams); use greedy decoding or sampling (num_beams=1)"
+                )
+        if setting("penalty_alpha") is not None and (setting("top_k") or 0) > 1:
+            raise ValueError("TitansForCausalLM.generate: contrastive search (penalty_alpha) is not supported")
+        for name in ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit"):
+            if setting(name) is not None:
+                raise ValueError(f"TitansForCausalLM.generate: assisted decoding ({name}) is not supported")
+        ids = inputs if inputs is not None else kwargs.get("input_ids")
+        if ids is not None:
+            _check_ids(ids)
+        return super().generate(inputs, generation_config, **kwargs)
+
     def prepare_inputs_for_generation(
         self, input_ids: torch.LongTensor, titans_cache: ModelCache | None = None, attention_mask=None, **kwargs
     ) -> dict:
@@ -135,3 +169,14 @@ class TitansForCausalLM(PreTrainedModel, GenerationMixin):
         model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
         model_kwargs["titans_cache"] = outputs.get("titans_cache")
         return model_kwargs
+
+
+def _check_ids(input_ids: torch.Tensor) -> None:
+    """ValueError for ``input_ids`` that are not ``(B, T)`` integers with ``B, T >= 1``."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+        raise ValueError(f"input_ids must be an integer tensor (B, T), got {type(input_ids).__name__}")
+    if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(
+            f"input_ids must be (batch, length) with at least one token, got shape {tuple(input_ids.shape)}; "
+            "an empty prompt has nothing to continue: start it with a token (e.g. the tokenizer's separator)"
+        )

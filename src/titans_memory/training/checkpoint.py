@@ -10,13 +10,15 @@ A checkpoint is a folder that is at once a training checkpoint and a Hugging Fac
 
 A run's folder keeps them under ``checkpoints/step_NNNNNNN`` with ``checkpoints/index.json``
 naming the latest and the best (lowest held-out bits per byte); the last ``keep_last`` and the best
-are kept, older ones deleted. Each is written to a temporary folder and renamed into place, so a
-run killed mid-write leaves the previous checkpoints intact.
+are kept, older ones deleted (never the best, never the newest one whose weights and score are
+finite). Each is written to a temporary folder, flushed to disk (fsync) and renamed into place, so
+a run killed mid-write, or one whose disk fills up, leaves the previous checkpoints intact and no
+temporary folder behind.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 import shutil
@@ -28,6 +30,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from titans_memory.fileio import (
+    WriteError,
+    atomic_write_text,
+    describe_os_error,
+    fault_point,
+    fsync_dir,
+    fsync_tree,
+    json_text,
+    remove_tree,
+)
 from titans_memory.models.config import ModelConfig
 from titans_memory.models.lm import TitansLM
 from titans_memory.training.config import read_json_file
@@ -122,7 +134,7 @@ def save_model_files(folder: Path, config: ModelConfig, state: dict[str, Tensor]
     """
     folder.mkdir(parents=True, exist_ok=True)
     name = None if tokenizer is None or tokenizer.name == "bytes" else tokenizer.name
-    (folder / CONFIG_FILE).write_text(json.dumps(model_config_dict(config, name), indent=2) + "\n")
+    (folder / CONFIG_FILE).write_text(json_text(model_config_dict(config, name)) + "\n", encoding="utf-8")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     save_file(tensors, str(folder / MODEL_FILE), metadata={"format": "pt"})
     _save_tokenizer(folder, tokenizer)
@@ -148,11 +160,56 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple
     """
     folder = resolve(path, prefer="best")
     config, tokenizer = read_model_config(folder)
+    check_parameter_memory(config, device, where=f"checkpoint {str(folder)!r}")
     model = TitansLM(config)
     found = read_tensors(folder / MODEL_FILE, "weights")
     check_state_dict(model.state_dict(), found, f"checkpoint {str(folder)!r}")
     model.load_state_dict(found)
     return model.to(device).eval(), folder, tokenizer
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Parameters of the model ``config`` describes, counted on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        model = TitansLM(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def available_memory(device: str | torch.device) -> int | None:
+    """Bytes free for tensors on ``device``: the GPU's free memory, else the machine's available RAM."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None  # unknown: do not refuse
+
+
+def check_parameter_memory(config: ModelConfig, device: str | torch.device, *, where: str, factor: int = 1) -> int:
+    """ValueError when the float32 parameters (times ``factor``: 4 for weights, gradient and AdamW's
+    two moments) would not fit in the memory ``device`` has free; returns the estimate in bytes.
+
+    Estimated before allocating, so that a crafted or mistyped config is a one-line error with the
+    figure, not the operating system killing the process.
+    """
+    need = parameter_count(config) * 4 * factor
+    free = available_memory(device)
+    if free is not None and need > free:
+        raise ValueError(
+            f"{where}: the model's parameters need about {need / 2**30:,.1f} GiB "
+            f"({parameter_count(config):,} parameters{' x ' + str(factor) if factor > 1 else ''} in float32), "
+            f"more than the {free / 2**30:,.1f} GiB free on {torch.device(device)}"
+        )
+    return need
 
 
 # --- finding checkpoints --------------------------------------------------------------------------
@@ -216,6 +273,32 @@ def unflatten_optimizer_state(tensors: dict[str, Tensor], groups: list[dict]) ->
     return {"state": state, "param_groups": param_groups}
 
 
+def check_optimizer_state(model_state: dict[str, Tensor], tensors: dict[str, Tensor], where: str) -> None:
+    """CheckpointError unless the AdamW moments of ``tensors`` ("optimizer/<param>/<key>") match the
+    weights: every moment has its parameter's shape, every step count is a scalar, no unknown name."""
+    for name, value in tensors.items():
+        if not name.startswith("optimizer/"):
+            continue
+        param, _, key = name[len("optimizer/") :].rpartition("/")
+        if param not in model_state:
+            raise CheckpointError(f"{where}: optimizer state for {param!r}, which this model does not have")
+        if key == "step":
+            if value.numel() != 1:
+                raise CheckpointError(f"{where}: optimizer step of {param!r} has shape {tuple(value.shape)}, expected a scalar")
+        elif tuple(value.shape) != tuple(model_state[param].shape):
+            raise CheckpointError(
+                f"{where}: optimizer state {key!r} of {param!r} has shape {tuple(value.shape)}, the parameter has "
+                f"{tuple(model_state[param].shape)}: training.safetensors is from another model or was changed"
+            )
+        if not value.is_floating_point() and key != "step":
+            raise CheckpointError(f"{where}: optimizer state {key!r} of {param!r} is not floating point ({value.dtype})")
+
+
+def is_finite_state(tensors: dict[str, Tensor]) -> bool:
+    """Whether every floating-point tensor of ``tensors`` holds only finite numbers."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())
+
+
 def write_checkpoint(
     folder: Path,
     *,
@@ -225,17 +308,31 @@ def write_checkpoint(
     trainer_state: dict,
     tokenizer=None,
 ) -> Path:
-    """Write a checkpoint into ``folder`` atomically (a temporary folder renamed into place)."""
+    """Write a checkpoint into ``folder`` atomically: a temporary folder, flushed to disk, renamed into place.
+
+    A failure while writing (a full disk) removes the temporary folder and raises
+    :class:`~titans_memory.fileio.WriteError` naming the folder and the cause; the
+    checkpoints already there stay as they were.
+    """
     tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_model_files(tmp, model_config, model_state, tokenizer)
-    save_file({k: v.contiguous() for k, v in training_tensors.items()}, str(tmp / TRAINING_FILE))
-    state = {"format": FORMAT, **trainer_state}
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    step = trainer_state.get("step")
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_model_files(tmp, model_config, model_state, tokenizer)
+        fault_point("writing_tmp", step)  # a kill here leaves a half-written .tmp folder
+        save_file({k: v.contiguous() for k, v in training_tensors.items()}, str(tmp / TRAINING_FILE))
+        state = {"format": FORMAT, **trainer_state}
+        (tmp / STATE_FILE).write_text(json_text(state) + "\n", encoding="utf-8")
+        fsync_tree(tmp)  # the files are on disk before the rename publishes them
+        if folder.exists():
+            remove_tree(folder)
+        os.replace(tmp, folder)
+        fault_point("after_rename", step)
+        fsync_dir(folder.parent)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(f"cannot write the checkpoint {str(folder)!r}: {describe_os_error(err)}") from None
     return folder
 
 
@@ -260,6 +357,19 @@ class CheckpointManager:
         self.root = run_dir / "checkpoints"
         self.keep_last = keep_last
 
+    def clean(self) -> list[str]:
+        """Remove what a killed run left behind: ``*.tmp`` checkpoint folders and half-pruned ones."""
+        removed = []
+        if self.root.is_dir():
+            for path in sorted(self.root.iterdir()):
+                if path.name.endswith(".tmp") or path.name.startswith(".trash-"):
+                    if path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+                    removed.append(path.name)
+        return removed
+
     def index(self) -> dict:
         if not (self.root / INDEX_FILE).is_file():
             return {}
@@ -282,18 +392,32 @@ class CheckpointManager:
     def folder_for(self, step: int) -> Path:
         return self.root / f"step_{step:07d}"
 
-    def commit(self, step: int, bits_per_byte: float | None) -> None:
-        """Record checkpoint ``step`` as the latest (and the best if its bits per byte are lowest); prune."""
+    def commit(self, step: int, bits_per_byte: float | None, *, finite: bool = True) -> None:
+        """Record checkpoint ``step`` as the latest (and the best if its bits per byte are lowest); prune.
+
+        ``finite``: whether the checkpoint's weights are all finite. A checkpoint with non-finite
+        weights or score is never the best, and pruning keeps the newest finite checkpoint and the
+        best whatever ``keep_last`` says.
+        """
         index = self.index()
         name = self.folder_for(step).name
         index["latest"] = name
+        score_ok = bits_per_byte is None or math.isfinite(bits_per_byte)
+        if finite and score_ok:
+            index["last_finite"] = name
         best = index.get("best_bits_per_byte")
-        if bits_per_byte is not None and (best is None or bits_per_byte < best or index.get("best") == name):
+        if not isinstance(best, int | float) or not math.isfinite(best):
+            best = None  # an index from before this check could hold NaN
+        if finite and bits_per_byte is not None and score_ok and (
+            best is None or bits_per_byte < best or index.get("best") == name
+        ):
             index["best"], index["best_bits_per_byte"] = name, bits_per_byte
-        tmp = self.root / (INDEX_FILE + ".tmp")
-        tmp.write_text(json.dumps(index, indent=2) + "\n")
-        os.replace(tmp, self.root / INDEX_FILE)
-        keep = set(self.steps()[-self.keep_last :]) | {index.get("best"), name}
+        elif index.get("best") == name:  # this step was the best before being rewritten non-finite
+            index.pop("best", None)
+            index.pop("best_bits_per_byte", None)
+        fault_point("before_index", step)
+        atomic_write_text(self.root / INDEX_FILE, json_text(index) + "\n", what="checkpoint index")
+        keep = set(self.steps()[-self.keep_last :]) | {index.get("best"), index.get("last_finite"), name}
         for old in self.steps():
             if old not in keep:
-                shutil.rmtree(self.root / old)
+                remove_tree(self.root / old, fault="during_prune")

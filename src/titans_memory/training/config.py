@@ -220,6 +220,8 @@ def _check_type(name: str, value: object, hint: object) -> None:
         if kind is bool and isinstance(value, bool):
             return
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**63) <= value < 2**63:  # torch and numpy read it as a 64-bit integer
+                raise ValueError(f"TrainConfig.{name} must fit in 64 bits (|value| < 2**63), got {value}")
             return
         if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
             if math.isfinite(value):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -203,17 +204,40 @@ def _is_text(path: Path) -> bool:
     return True
 
 
+def _not_utf8(path: Path) -> bool:
+    """A file of text in another encoding (no NUL in its first bytes, but not UTF-8): worth a warning."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    return bool(head) and b"\0" not in head
+
+
 def _pieces(rel: str, size: int) -> list[Document]:
     return [Document(rel, s, min(s + PIECE_BYTES, size)) for s in range(0, size, PIECE_BYTES)]
 
 
+def _utf8_name(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def file_corpus(
-    path: str | Path, held_out_fraction: float, *, pattern: str | None = None, name: str | None = None
+    path: str | Path, held_out_fraction: float, *, pattern: str | None = None, name: str | None = None,
+    warn: bool = True,
 ) -> FileCorpus:
     """A corpus of one text file or of every text file under a folder (``pattern``: a glob filter).
 
-    Raises ValueError when the path does not exist or holds no text.
+    Raises ValueError when the path does not exist or holds no text. In a folder, a file whose
+    name or first bytes are not UTF-8 is skipped; ``warn``: say so on stderr, naming the files.
     """
+    from titans_memory.validate import check_utf8_path, printable_path
+
+    check_utf8_path(path, "data path")
     root = Path(path)
     if not root.exists():
         raise ValueError(f"data path {str(root)!r} does not exist")
@@ -233,6 +257,7 @@ def file_corpus(
     if not root.is_dir():
         raise ValueError(f"data path {str(root)!r} is neither a file nor a folder")
     docs: list[Document] = []
+    skipped: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in ("site-packages", "__pycache__"))
         for fname in sorted(filenames):
@@ -241,10 +266,21 @@ def file_corpus(
             full = Path(dirpath) / fname
             if pattern is not None and not full.match(pattern):
                 continue
-            if not full.is_file() or not _is_text(full):
+            if not full.is_file():
+                continue
+            if not _utf8_name(full):  # its name could not be recorded in the run's JSON
+                skipped.append(printable_path(os.path.relpath(full, root)))
+                continue
+            if not _is_text(full):
+                if _not_utf8(full):
+                    skipped.append(printable_path(os.path.relpath(full, root)))
                 continue
             rel = full.relative_to(root).as_posix()
             docs.extend(_pieces(rel, full.stat().st_size))
+    if skipped and warn:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        print(f"titans: skipped {len(skipped)} file(s) under {printable_path(root)} whose name or contents are not "
+              f"UTF-8 text: {', '.join(skipped[:3])}{more}", file=sys.stderr)
     if not docs:
         what = f"files matching {pattern!r}" if pattern else "text files"
         raise ValueError(f"data folder {str(root)!r} holds no {what}")
@@ -261,7 +297,7 @@ def file_corpus(
 def stdlib_corpus(held_out_fraction: float) -> FileCorpus:
     """The ``.py`` sources of this Python's standard library (no download)."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    return file_corpus(root, held_out_fraction, pattern="*.py", name=f"stdlib ({root})")
+    return file_corpus(root, held_out_fraction, pattern="*.py", name=f"stdlib ({root})", warn=False)
 
 
 class DatasetCorpus(Corpus):

@@ -44,21 +44,28 @@ class DistEnv:
         return self.world_size > 1
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: this rank's GPU if CUDA is there, else the CPU; otherwise ``name`` as torch reads it."""
+def pick_device(name: str, local_rank: int = 0, *, what: str = "TrainConfig.device") -> torch.device:
+    """``auto``: this rank's GPU if CUDA is there, else the CPU; otherwise ``name`` as torch reads it.
+
+    ValueError (naming ``what``) for a name torch does not know or a device this machine lacks.
+    """
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"TrainConfig.device {name!r} is not a device torch knows (auto, cpu, cuda, cuda:0, mps)") from None
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{what} {name!r} is not a device torch knows (auto, cpu, cuda, cuda:0, mps)") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{what} {name!r}: this library runs on cpu, cuda or mps, not {device.type}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"TrainConfig.device {name!r}: CUDA is not available on this machine")
+            raise ValueError(f"{what} {name!r}: CUDA is not available on this machine")
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")
+        elif device.index >= torch.cuda.device_count():
+            raise ValueError(f"{what} {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"TrainConfig.device {name!r}: MPS is not available on this machine")
+        raise ValueError(f"{what} {name!r}: MPS is not available on this machine")
     return device
 
 

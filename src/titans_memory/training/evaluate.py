@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -130,3 +132,36 @@ def context_curve(
 ) -> list[EvalResult]:
     """:func:`evaluate` at each context length, on the same ``tokens`` (a multiple of every context)."""
     return [evaluate(model, tokens, c, byte_count=byte_count, batch=batch, piece=piece, autocast=autocast) for c in contexts]
+
+
+def checkpoint_data(folder: Path, data: str | None) -> tuple[str, float]:
+    """The data ``titans eval`` scores and its held-out fraction.
+
+    ``data`` (the command line's ``--data``) wins. Without it, a training checkpoint's own data is
+    used, but a path read from its ``trainer_state.json`` (a file anyone could have edited) is
+    printed before it is opened, and must be a string; with neither, Python's stdlib.
+    """
+    from titans_memory.training.checkpoint import STATE_FILE, CheckpointError, read_json
+
+    held_out_fraction = 0.05
+    saved = None
+    if (folder / STATE_FILE).is_file():  # a training checkpoint knows its data and split
+        train_cfg = read_json(folder / STATE_FILE, "trainer state").get("config", {})
+        if not isinstance(train_cfg, dict):
+            raise CheckpointError(f"{str(folder / STATE_FILE)!r}: 'config' must be a JSON object")
+        saved = train_cfg.get("data")
+        fraction = train_cfg.get("held_out_fraction", held_out_fraction)
+        if isinstance(fraction, int | float) and not isinstance(fraction, bool) and 0 < fraction < 1:
+            held_out_fraction = float(fraction)
+        else:
+            raise CheckpointError(f"{str(folder / STATE_FILE)!r}: held_out_fraction must be in (0, 1), got {fraction!r}")
+    if data is not None:
+        return data, held_out_fraction
+    if saved is None:
+        return "stdlib", held_out_fraction
+    if not isinstance(saved, str) or not saved.strip():
+        raise CheckpointError(f"{str(folder / STATE_FILE)!r}: data must be a non-empty string, got {saved!r}")
+    if saved != "stdlib":
+        print(f"titans eval: scoring the held-out part of {saved!r}, the data named in "
+              f"{str(folder / STATE_FILE)!r} (pass --data to choose another)", file=sys.stderr, flush=True)
+    return saved, held_out_fraction

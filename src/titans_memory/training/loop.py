@@ -8,12 +8,18 @@
    then gradient clipping, AdamW, the warm-up + cosine learning rate;
 4. every ``eval_every`` steps (and at the end): held-out loss and bits per byte, a line in
    ``log.jsonl``; every ``save_every`` steps (and at the end): a checkpoint.
+
+What a run guarantees: it holds an exclusive lock on its folder (a second run into the same
+folder is refused); checkpoints are flushed to disk and renamed into place; a resumed run
+continues as the uninterrupted one would, its ``log.jsonl`` and the loss averaging window
+included; a step whose loss or gradients are not finite stops the run (:class:`DivergenceError`)
+before the optimiser touches the weights.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from titans_memory.fileio import RunLock, append_line, atomic_write_text, json_text
 from titans_memory.models.cache import ModelCache
 from titans_memory.models.lm import TitansLM
 from titans_memory.training import distributed
@@ -31,8 +38,11 @@ from titans_memory.training.checkpoint import (
     MODEL_FILE,
     CheckpointError,
     CheckpointManager,
+    check_optimizer_state,
+    check_parameter_memory,
     check_state_dict,
     flatten_optimizer_state,
+    is_finite_state,
     read_tensors,
     read_training_state,
     unflatten_optimizer_state,
@@ -57,6 +67,20 @@ from titans_memory.training.precision import autocast_for, memory_in_float32
 RESUMABLE_CHANGES = frozenset(
     {"steps", "eval_every", "save_every", "keep_last", "log_every", "threads", "device", "parallel", "eval_batch"}
 )
+
+
+class DivergenceError(ValueError):
+    """The loss or the gradients of a step are not finite: the run stops before the weights take them."""
+
+
+_NONFINITE = "contains NaN or Inf"  # the memory's own check of its input and state (core/finite.py)
+
+
+def _divergence(step: int, what: str, lr: float) -> DivergenceError:
+    return DivergenceError(
+        f"the run diverged at step {step}: {what} (learning rate {lr:.3g}); this step was not applied and the "
+        "checkpoints written so far are kept; lower lr, lengthen warmup_steps or set grad_clip"
+    )
 
 
 @dataclass
@@ -181,9 +205,18 @@ def train(
     """
     env = distributed.setup(config.device)
     threads = torch.get_num_threads()
+    run_dir = Path(run_dir)
+    lock = None
     try:
-        return _train(config, Path(run_dir), env, resume=resume, progress=progress, stop_at_step=stop_at_step)
+        if env.is_main:  # one run per folder, for the run's whole life
+            lock = RunLock(run_dir).acquire()
+            if lock.stale_pid is not None and lock.stale_pid != os.getpid():
+                print(f"titans train: {str(run_dir)!r} held a stale lock of process {lock.stale_pid}, which ended "
+                      "without releasing it; taken over", file=sys.stderr)
+        return _train(config, run_dir, env, resume=resume, progress=progress, stop_at_step=stop_at_step)
     finally:
+        if lock is not None:
+            lock.release()
         torch.set_num_threads(threads)  # config.threads applies to this run only
         distributed.teardown(env)
 
@@ -194,6 +227,8 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
     if config.threads is not None and env.device.type == "cpu":
         torch.set_num_threads(config.threads)
     ckpts = CheckpointManager(run_dir, config.keep_last)
+    if env.is_main:
+        ckpts.clean()  # the .tmp folder of a run killed mid-write
     latest = ckpts.latest()
     if latest is not None and not resume:
         raise ValueError(
@@ -207,6 +242,8 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
     tokenizer = load_tokenizer(config.tokenizer)
     corpus = open_corpus(config.data, config.held_out_fraction)
     model_config = config.model_config(tokenizer.vocab_size)
+    # weights, gradients and AdamW's two moments: refuse a model that cannot fit before allocating it
+    check_parameter_memory(model_config, env.device, where="TrainConfig", factor=4)
     model = TitansLM(model_config).to(env.device)
     step_module = distributed.wrap(model, LMLoss(model), config.parallel, env)
     optimizer = torch.optim.AdamW(
@@ -218,7 +255,7 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
         memory_in_float32(model)
 
     # --- 2. resume: weights, optimiser, schedule, data positions, RNG ----------------------------
-    start, positions, evaluations = 0, None, []
+    start, positions, evaluations, window, elapsed = 0, None, [], {}, 0.0
     if resume and latest is not None:
         saved = read_training_state(latest)
         _check_resume(saved.state["config"], config, latest)
@@ -231,6 +268,7 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
             expected = TitansLM(model_config).state_dict()
         weights = read_tensors(latest / MODEL_FILE, "weights")
         check_state_dict(expected, weights, f"checkpoint {str(latest)!r}")
+        check_optimizer_state(expected, saved.tensors, f"checkpoint {str(latest / 'training.safetensors')!r}")
         optim_state = unflatten_optimizer_state(saved.tensors, saved.state["optimizer_groups"])
         distributed.load_full_state(model, optimizer, weights, optim_state)
         torch.set_rng_state(saved.tensors["rng/torch"])
@@ -241,6 +279,8 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
             raise CheckpointError(f"{str(latest)!r}: data positions do not match batch_size {config.batch_size}")
         positions = [StreamPosition.from_list(p) for p in raw]
         start, evaluations = int(saved.state["step"]), list(saved.state.get("evaluations", []))
+        window = saved.state.get("window") or {}
+        elapsed = float(saved.state.get("elapsed_s") or 0.0)
         if start % config.state_segments and env.is_main:
             print(f"titans train: {str(latest)!r} was written mid-way through a carried state; "
                   "the streams restart their state here, so the continuation is not exact", file=sys.stderr)
@@ -255,7 +295,11 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
     n_params = sum(p.numel() for p in model.parameters())
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "train_config.json").write_text(config.to_json() + "\n")
+        atomic_write_text(run_dir / "train_config.json", json_text(config.to_dict()) + "\n", what="config")
+        # the log is the checkpoint's history: what a killed run logged after its last checkpoint
+        # is logged again by the resumed run, so it must not stay (nor a fresh run's predecessor's)
+        atomic_write_text(run_dir / "log.jsonl", "".join(json_text(r, indent=None) + "\n" for r in evaluations),
+                          what="log")
         if progress:
             print(f"titans train: {config.to_json()}")
             print(
@@ -273,7 +317,10 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
         from tqdm import tqdm
 
         bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
-    window_start, window_tokens, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
+    # the averaging window of the logged training loss continues across a resume
+    window_start = time.perf_counter() - float(window.get("seconds", 0.0))
+    window_tokens, window_loss, window_steps = int(window.get("tokens", 0)), float(window.get("loss", 0.0)), int(window.get("steps", 0))
+    started -= elapsed  # elapsed_s counts the run's time before the resume too
     last_step = min(config.steps, stop_at_step) if stop_at_step is not None else config.steps
     step_module.train()
     for step in range(start, last_step):
@@ -286,15 +333,25 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
         for micro in range(config.grad_accum):
             segment = batches.next(micro).to(env.device)  # (b, seq_len + 1)
             sync = micro == config.grad_accum - 1
-            with distributed.no_sync(step_module, model, sync), autocast():
-                loss, caches[micro] = step_module(segment[:, :-1], segment[:, 1:], caches[micro])
+            try:
+                with distributed.no_sync(step_module, model, sync), autocast():
+                    loss, caches[micro] = step_module(segment[:, :-1], segment[:, 1:], caches[micro])
+            except (ValueError, RuntimeError) as err:
+                if _NONFINITE not in str(err):
+                    raise
+                raise _divergence(step + 1, "the activations became NaN or Inf (in a memory's input or state)", lr) from None
             (loss / config.grad_accum).backward()
             loss_sum += loss.detach().double().cpu()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        step_loss = float(distributed.all_sum(loss_sum, env)) / (config.grad_accum * env.world_size)
+        if not math.isfinite(step_loss):
+            raise _divergence(step + 1, f"the training loss is {step_loss}", lr)
+        # the global gradient norm (max_norm inf: no clipping, the gradients multiplied by exactly 1)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
+        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        if not math.isfinite(norm):
+            raise _divergence(step + 1, f"the gradient norm is {norm}", lr)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        step_loss = float(distributed.all_sum(loss_sum, env)) / (config.grad_accum * env.world_size)
         result.losses[step + 1] = step_loss
         result.step = step + 1
         window_tokens += tokens_per_step
@@ -311,8 +368,13 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
         is_last = done == config.steps
         if done % config.eval_every == 0 or is_last:
             train_seconds = time.perf_counter() - window_start
-            ev = evaluate(model, eval_tokens, config.eval_context, byte_count=tokenizer.byte_count, env=env,
-                          batch=config.eval_batch, piece=config.seq_len, autocast=autocast())
+            try:
+                ev = evaluate(model, eval_tokens, config.eval_context, byte_count=tokenizer.byte_count, env=env,
+                              batch=config.eval_batch, piece=config.seq_len, autocast=autocast())
+            except (ValueError, RuntimeError) as err:
+                if _NONFINITE not in str(err):
+                    raise
+                raise _divergence(done, "the held-out evaluation's activations became NaN or Inf", lr) from None
             record = {
                 "step": done, "tokens": done * tokens_per_step, "train_loss": window_loss / window_steps,
                 "eval_loss": ev.loss, "bits_per_byte": ev.bits_per_byte, "eval_tokens": ev.tokens,
@@ -322,8 +384,7 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
             result.evaluations.append(record)
             result.final = ev
             if env.is_main:
-                with open(run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                append_line(run_dir / "log.jsonl", json_text(record, indent=None))
                 if progress:
                     message = (f"step {done}: train loss {record['train_loss']:.4f}, held-out loss {ev.loss:.4f}, "
                                f"{ev.bits_per_byte:.4f} bits/byte")
@@ -331,7 +392,10 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
             window_start, window_tokens, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
         if done % config.checkpoint_every == 0 or is_last:
             bpb = result.evaluations[-1]["bits_per_byte"] if result.evaluations and result.evaluations[-1]["step"] == done else None
-            _save(ckpts, done, model, optimizer, schedule, batches, config, corpus, tokenizer, env, result.evaluations, bpb)
+            window_state = {"tokens": window_tokens, "loss": window_loss, "steps": window_steps,
+                            "seconds": time.perf_counter() - window_start}
+            _save(ckpts, done, model, optimizer, schedule, batches, config, corpus, tokenizer, env, result.evaluations, bpb,
+                  window_state, round(time.perf_counter() - started, 3))
     if bar is not None:
         bar.close()
     result.seconds = time.perf_counter() - started
@@ -340,7 +404,8 @@ def _train(config: TrainConfig, run_dir: Path, env: DistEnv, *, resume: bool, pr
 
 def _save(ckpts: CheckpointManager, step: int, model: TitansLM, optimizer: torch.optim.Optimizer,
           schedule: WarmupCosine, batches: StreamBatches, config: TrainConfig, corpus: Corpus,
-          tokenizer: Tokenizer, env: DistEnv, evaluations: list[dict], bits_per_byte: float | None) -> None:
+          tokenizer: Tokenizer, env: DistEnv, evaluations: list[dict], bits_per_byte: float | None,
+          window: dict, elapsed: float) -> None:
     """Gather full states (collectives: every rank calls this) and write them on rank 0."""
     weights = distributed.full_model_state(model)
     optim_state = distributed.full_optimizer_state(model, optimizer)
@@ -359,8 +424,10 @@ def _save(ckpts: CheckpointManager, step: int, model: TitansLM, optimizer: torch
             "evaluations": evaluations,
             "world_size": env.world_size,
             "exact_resume": step % config.state_segments == 0,
+            "window": window,  # the training-loss average so far since the last evaluation
+            "elapsed_s": elapsed,
         }
         write_checkpoint(ckpts.folder_for(step), model_config=model.config, model_state=weights,
                          training_tensors=tensors, trainer_state=state, tokenizer=tokenizer)
-        ckpts.commit(step, bits_per_byte)
+        ckpts.commit(step, bits_per_byte, finite=is_finite_state(weights))
     distributed.barrier(env)

@@ -20,12 +20,20 @@ def tokenizer_for(folder: Path, name: str | None) -> Tokenizer:
     return HFTokenizer(name)
 
 
+#: the smallest temperature above 0: below it the logits divided by it could overflow float32
+#: (and the draw is greedy in all but name); 0 itself means greedy
+MIN_TEMPERATURE = 1e-4
+
+
 def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
     """ValueError naming the argument that is out of range."""
     if max_new_tokens < 0:
         raise ValueError(f"--max-new-tokens must be >= 0, got {max_new_tokens}")
-    if not temperature >= 0:
-        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not (temperature == 0 or MIN_TEMPERATURE <= temperature < float("inf")):
+        raise ValueError(
+            f"--temperature must be >= 0 (0: greedy; otherwise a finite number >= {MIN_TEMPERATURE:g}, below which "
+            f"the logits / temperature overflow), got {temperature}"
+        )
     if top_k is not None and top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:

@@ -47,6 +47,7 @@ from titans_memory.demo.scenarios import (
     write_norms,
     write_updates,
 )
+from titans_memory.fileio import save_figure
 
 __all__ = [
     "DEFAULT_SEED",
@@ -554,6 +555,6 @@ def save_demo_figures(
     for name, build in bar:
         bar.set_postfix_str(name)
         path = out / SCENARIOS[name].filename
-        build().savefig(path, dpi=dpi)
+        save_figure(build(), path, dpi=dpi)
         paths.append(path)
     return paths

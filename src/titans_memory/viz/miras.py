@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from titans_memory.core.presets import PRESETS, preset
+from titans_memory.fileio import save_figure
 from titans_memory.tasks.recall import (
     BurstResult,
     RecallCurve,
@@ -149,8 +150,7 @@ def write_miras_figure(out_dir: str | Path, *, dpi: int = 110, seed: int = 0) ->
     out.mkdir(parents=True, exist_ok=True)
     fig = plot_miras_comparison(seed=seed)
     path = out / FIGURE_NAME
-    fig.savefig(path, dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi=dpi)
 
 
 __all__ = ["FIGURE_NAME", "miras_results", "plot_miras_comparison", "write_miras_figure"]
