@@ -326,6 +326,22 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figures (PNG) and tables (Markdown)")
         p.add_argument("--list", action="store_true", help="list the models and exit")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+    # titans bench lm: its work is in tasks/lm_bench.py (run_cli)
+    text = "language modelling on long held-out documents: bits per byte by position"
+    p = sub.add_parser("lm", help=text, description=text)
+    p.add_argument("--models", type=_comma_list, metavar="A,B,..", help="models to train (default: see --list)")
+    p.add_argument("--seeds", type=_seed_list, metavar="S,..", help="training seeds (default: 0,1)")
+    p.add_argument("--data", metavar="PATH", help="a text file or folder (default: Python's stdlib sources)")
+    p.add_argument("--eval-length", type=positive_int, metavar="N", help="bytes scored per document (default: 8192)")
+    p.add_argument("--carry", action="store_true", help="also score with the state carried across a folder's documents")
+    p.add_argument("--quick", action="store_true", help="a small run (a few minutes)")
+    p.add_argument("--steps", type=positive_int, help="training steps of every model (default: 340)")
+    p.add_argument("--budget-minutes", type=_positive_float, metavar="M", help="wall-clock cap (default: 58; quick: 4)")
+    p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write the records (and settings) as JSON")
+    p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figure (PNG) and tables (Markdown)")
+    p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -342,6 +358,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     )
     from titans_memory.tasks.longcontext import MODELS
 
+    if args.benchmark == "lm":
+        from titans_memory.tasks.lm_bench import run_cli
+
+        return run_cli(args)
     if args.list:
         for name, spec in MODELS.items():
             print(f"{name:<14} {spec.group:<13} {spec.text}")
