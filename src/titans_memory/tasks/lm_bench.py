@@ -70,6 +70,7 @@ from titans_memory.tasks.longcontext import (
     memory_config,
 )
 from titans_memory.training.data import ByteTokenizer, Corpus, TokenStream, open_corpus
+from titans_memory.training.evaluate import at_least_float32
 
 FULL = "full"  # full causal attention (Transformer++): not an entry of MODELS
 # the default comparison; a new memory (ATLAS, HOPE) is one more name here once it is in MODELS
@@ -316,7 +317,7 @@ def position_nll(
     for start in range(0, L, piece):
         logits, cache = model(inputs[:, start : start + piece], cache)  # (B, n, V)
         n = logits.shape[1]
-        nll = F.cross_entropy(logits.float().flatten(0, 1), tokens[:, start : start + n].flatten(), reduction="none")
+        nll = F.cross_entropy(at_least_float32(logits).flatten(0, 1), tokens[:, start : start + n].flatten(), reduction="none")
         out[:, start : start + n] = nll.view(B, n).double()
     return out, cache
 
