@@ -16,9 +16,11 @@ sizes): see :func:`matched_hidden`. Models without memory get wider MLPs.
 
 **Full attention** (``"full"``, the Transformer++ of the papers: RoPE, SwiGLU, RMSNorm, no
 convolution) is trained at ``train_length`` (its window covers the whole training sequence) and
-evaluated twice with the same weights: with a window of ``train_length`` (sliding over the
-document: each byte sees at most the ``train_length`` bytes before it) and with a window of
-the whole document (length extrapolation of RoPE).
+evaluated twice with the same weights: with an attention window of ``train_length`` sliding
+over the document (``full @512``: every attention meets only the relative distances of
+training; through its ``depth`` layers a byte can still be reached by bytes up to
+``depth * (train_length - 1)`` back, as in any sliding-window stack) and with a window of the
+whole document (``full @8,192``: RoPE's length extrapolation, distances never trained).
 
 **Evaluation.** The first ``eval_length`` bytes of held-out documents at least that long go
 through each model in one causal pass (fed in pieces with the cache carried, which equals one
