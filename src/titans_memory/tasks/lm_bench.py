@@ -647,8 +647,8 @@ def training_table(records: Sequence[dict], models: Sequence[str] | None = None)
         seeds = list(by[m].values())
 
         def span(key: str, fmt: Callable[[float], str], seeds=seeds) -> str:
-            lo, hi = min(r[key] for r in seeds), max(r[key] for r in seeds)
-            return fmt(lo) if lo == hi else f"{fmt(lo)}-{fmt(hi)}"
+            lo, hi = fmt(min(r[key] for r in seeds)), fmt(max(r[key] for r in seeds))
+            return lo if lo == hi else f"{lo}-{hi}"
 
         losses = [r["final_loss"] / math.log(2) for r in seeds if r["final_loss"] is not None]
         rows.append([
