@@ -246,3 +246,25 @@ def test_bad_input_is_one_line_and_status_2(argv, message, capsys):
     assert status == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # argparse prints its usage first
     assert last.startswith("titans bench") and message in last
+
+
+# --- figure ---------------------------------------------------------------------------------------
+
+
+def test_figure_draws_the_seed_mean_at_each_bucket_middle():
+    from titans_memory.viz.lm import plot_bits_vs_position
+
+    edges = (0, 64, 512, 2048)
+    values = {("lmm", None, 0): [3.0, 2.5, 2.0], ("lmm", None, 1): [3.2, 2.7, 2.4],
+              ("full", 512, 0): [2.8, 2.4, 2.6], ("full", 512, 1): [None, None, None]}  # seed 1 diverged
+    records = [
+        dict(model=m, eval_window=w, seed=s, carry=False, bucket_start=lo, bucket_end=hi, bits_per_byte=v)
+        for (m, w, s), vals in values.items() for (lo, hi), v in zip(zip(edges, edges[1:], strict=False), vals, strict=True)
+    ]
+    fig = plot_bits_vs_position(records, ("full", "lmm"), unigram=[5.0, 5.1, 5.2], window=64, train_length=512)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert set(lines) >= {"full @512", "lmm", "unigram"}
+    np.testing.assert_allclose(lines["lmm"].get_xdata(), [32, 288, 1280])
+    np.testing.assert_allclose(lines["lmm"].get_ydata(), [3.1, 2.6, 2.2])
+    np.testing.assert_allclose(lines["full @512"].get_ydata(), [2.8, 2.4, 2.6])  # the diverged seed left out
+    np.testing.assert_allclose(lines["unigram"].get_ydata(), [5.0, 5.1, 5.2])
