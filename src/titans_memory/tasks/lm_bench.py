@@ -452,12 +452,11 @@ def run_job(job: Job, progress: Callable[[str, int], None] | None = None, corpus
                     if "finite" not in str(exc).lower() and "nan" not in str(exc).lower():
                         raise
             seconds = round(time.perf_counter() - start, 2)
-            _, counts = bucket_sums(np.zeros((len(docs.names), s.eval_length)), s.buckets)
             for i, (lo, hi) in enumerate(zip(s.buckets, s.buckets[1:], strict=False)):
                 value = float(bits[i])
                 records.append(dict(
                     model=job.model, eval_window=window, carry=carry, bucket_start=lo, bucket_end=hi,
-                    bits_per_byte=value if math.isfinite(value) else None, bytes=int(counts[i]),
+                    bits_per_byte=value if math.isfinite(value) else None, bytes=len(docs.names) * (hi - lo),
                     eval_seconds=seconds, **common,
                 ))
             if progress:
