@@ -89,8 +89,10 @@ def lm_model_names() -> list[str]:
 class LMSettings:
     """``titans bench lm``: train each model on the corpus, score held-out bytes by position.
 
-    The defaults are sized for about 50 minutes on two idle cores (two worker processes of one
-    thread each; step costs measured alone with one thread, see ``STEP_SECONDS``).
+    The defaults are sized for about 48 minutes on two idle cores (two worker processes of one
+    thread each): 340 steps x 2 seeds x the nine models' summed step cost (8.0 s, see
+    ``STEP_SECONDS``) / 2 workers = 45 min of training, plus ~3 min of scoring (24 documents of
+    8 KiB per model; full attention over the whole document is 90 s of it per seed).
     ``budget_minutes`` caps the run on a slow or busy machine: each model's training is then
     cut at its share (the steps and tokens it got are in the records).
     """
