@@ -89,9 +89,9 @@ def lm_model_names() -> list[str]:
 class LMSettings:
     """``titans bench lm``: train each model on the corpus, score held-out bytes by position.
 
-    The defaults are sized for about 48 minutes on two idle cores (two worker processes of one
-    thread each): 340 steps x 2 seeds x the nine models' summed step cost (8.0 s, see
-    ``STEP_SECONDS``) / 2 workers = 45 min of training, plus ~3 min of scoring (24 documents of
+    The defaults are sized for about 50 minutes on two idle cores (two worker processes of one
+    thread each): 340 steps x 2 seeds x the nine models' summed step cost (8.3 s, see
+    ``STEP_SECONDS``) / 2 workers = 47 min of training, plus ~3 min of scoring (24 documents of
     8 KiB per model; full attention over the whole document is 90 s of it per seed).
     ``budget_minutes`` caps the run on a slow or busy machine: each model's training is then
     cut at its share (the steps and tokens it got are in the records).
@@ -116,7 +116,7 @@ class LMSettings:
     eval_piece: int = 1024  # bytes per forward call (the cache carries the rest)
     workers: int = 2  # processes of one thread each
     budget_minutes: float | None = 58.0  # cap; the defaults are planned for ~50 minutes
-    train_share: float = 0.85  # of the budget spent training (the rest: evaluation)
+    train_share: float = 0.9  # of the budget spent training (the rest: evaluation)
 
     @property
     def task(self) -> str:
@@ -467,12 +467,12 @@ def run_job(job: Job, progress: Callable[[str, int], None] | None = None, corpus
 
 
 # CPU seconds of one training step (one thread; 16 x 512 bytes, dim 64, depth 2, widths matched),
-# measured with OMP_NUM_THREADS=1 nice -n 10 as process time (the machine was shared: process time
-# stands for an idle core's wall time). Plans the budget and orders the jobs; a model not listed
+# measured with OMP_NUM_THREADS=1 nice -n 10 as process time over 8 steps after 2 (the machine was
+# shared: process time stands for an idle core's wall time). Plans the budget and orders the jobs; a model not listed
 # counts as the LMM. Evaluation of 24 documents of 8 KiB: ~0.3-0.8 s per document per model,
 # 3.5 s for full attention over the whole document.
-STEP_SECONDS = {FULL: 1.00, "swa": 0.38, "lmm": 0.83, "mac": 1.28, "mag": 1.00, "mal": 0.99,
-                "lmm-moneta": 0.94, "lmm-yaad": 0.70, "lmm-memora": 0.88}
+STEP_SECONDS = {FULL: 0.84, "swa": 0.40, "lmm": 0.84, "mac": 1.37, "mag": 1.09, "mal": 1.09,
+                "lmm-moneta": 0.98, "lmm-yaad": 0.76, "lmm-memora": 0.96}
 
 
 def plan(settings: LMSettings) -> list[Job]:
