@@ -468,8 +468,8 @@ def run_job(job: Job, progress: Callable[[str, int], None] | None = None, corpus
 
 # CPU seconds of one training step (one thread; 16 x 512 bytes, dim 64, depth 2, widths matched),
 # measured with OMP_NUM_THREADS=1 nice -n 10 as process time over 8 steps after 2 (the machine was
-# shared: process time stands for an idle core's wall time). Plans the budget and orders the jobs; a model not listed
-# counts as the LMM. Evaluation of 24 documents of 8 KiB: ~0.3-0.8 s per document per model,
+# shared: process time stands for an idle core's wall time). Plans the budget and orders the
+# jobs; a model not listed counts as the LMM. Scoring: ~0.15-0.8 s per 8 KiB document per model,
 # 3.5 s for full attention over the whole document.
 STEP_SECONDS = {FULL: 0.84, "swa": 0.40, "lmm": 0.84, "mac": 1.37, "mag": 1.09, "mal": 1.09,
                 "lmm-moneta": 0.98, "lmm-yaad": 0.76, "lmm-memora": 0.96}
