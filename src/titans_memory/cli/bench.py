@@ -1,4 +1,4 @@
-"""``titans bench``: the long-context benchmark runner (needles in a haystack, MQAR).
+"""``titans bench``: the benchmark runner (needles in a haystack, MQAR, language modelling by position).
 
 The benchmarks themselves live in :mod:`titans_memory.tasks.bench`; this module turns the command
 line into their settings and writes the tables and figures.
@@ -50,6 +50,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figures (PNG) and tables (Markdown)")
         p.add_argument("--list", action="store_true", help="list the models and exit")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+    # titans bench lm: its work is in tasks/lm_bench.py; run_lm below adapts the arguments
+    text = "language modelling on long held-out documents: bits per byte by position"
+    p = sub.add_parser("lm", help=text, description=text)
+    p.add_argument("--models", type=comma_list, metavar="A,B,..", help="models to train (default: see --list)")
+    p.add_argument("--seeds", type=seed_list, metavar="S,..", help="training seeds (default: 0,1)")
+    p.add_argument("--data", metavar="PATH", help="a text file or folder (default: Python's stdlib sources)")
+    p.add_argument("--eval-length", type=positive_int, metavar="N", help="bytes scored per document (default: 8192)")
+    p.add_argument("--carry", action="store_true", help="also score with the state carried across a folder's documents")
+    p.add_argument("--quick", action="store_true", help="a small run (a few minutes)")
+    p.add_argument("--steps", type=positive_int, help="training steps of every model (default: 340)")
+    p.add_argument("--budget-minutes", type=positive_float, metavar="M", help="wall-clock cap (default: 58; quick: 4)")
+    p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write the records (and settings) as JSON")
+    p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figure (PNG) and tables (Markdown)")
+    p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         settings_to_dict,
     )
     from titans_memory.tasks.longcontext import MODELS
+
+    if args.benchmark == "lm":
+        return run_lm(args)
 
     if args.list:
         for name, spec in MODELS.items():
@@ -168,3 +187,89 @@ def bench_figures(settings, records: list[dict], out: Path) -> list[Path]:
         save_figure(fig, path, dpi=120)
         paths.append(path)
     return paths
+
+
+def run_lm(args: argparse.Namespace) -> int:
+    """``titans bench lm`` from parsed arguments (see ``titans bench lm --help``).
+
+    Bad settings raise ValueError (the CLI prints one line and exits with status 2).
+    """
+    import time
+    from dataclasses import replace
+
+    from titans_memory.fileio import atomic_write_text, json_text, save_figure
+    from titans_memory.tasks.lm_bench import (
+        MODEL_TEXT,
+        LMSettings,
+        evaluation_documents,
+        lm_model_names,
+        quick,
+        run_benchmark,
+        settings_to_dict,
+        tables,
+    )
+    from titans_memory.tasks.longcontext import MODELS
+    from titans_memory.training.data import open_corpus
+
+    if args.list:
+        for name in lm_model_names():
+            text = MODEL_TEXT.get(name) or MODELS[name].text
+            print(f"{name:<14} {text}")
+        return 0
+    settings = LMSettings()
+    if args.models:
+        settings = replace(settings, models=tuple(dict.fromkeys(args.models)))
+    if args.seeds:
+        settings = replace(settings, seeds=tuple(args.seeds))
+    if args.data:
+        settings = replace(settings, data=str(args.data))
+    if args.steps:
+        settings = replace(settings, train=replace(settings.train, steps=args.steps))
+    if args.quick:
+        settings = quick(settings)
+    if args.eval_length:
+        edges = tuple(e for e in settings.buckets if e < args.eval_length) + (args.eval_length,)
+        settings = replace(settings, eval_length=args.eval_length, buckets=edges)
+    if args.carry:
+        settings = replace(settings, carry=True)
+    if args.budget_minutes:
+        settings = replace(settings, budget_minutes=args.budget_minutes)
+    if args.workers:
+        settings = replace(settings, workers=args.workers)
+    settings.check()
+    if args.json is not None:
+        if Path(args.json).is_dir():
+            raise ValueError(f"--json {str(args.json)!r} is a directory; give a file path")
+        if not Path(args.json).parent.exists():
+            raise ValueError(f"--json: the directory {str(Path(args.json).parent)!r} does not exist")
+    if args.out is not None:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    # fail early (before any training) when the corpus has no document long enough
+    evaluation_documents(open_corpus(settings.data, settings.held_out_fraction), settings.eval_length, 1)
+
+    start = time.perf_counter()
+    result = run_benchmark(settings, progress=not args.quiet)
+    wall = time.perf_counter() - start
+    text = tables(result, settings)
+    print(text)
+    print(f"\nlm: {len(result['records'])} records, {wall / 60:.1f} min wall", file=sys.stderr)
+    if args.json is not None:
+        payload = {"settings": settings_to_dict(settings), "wall_seconds": round(wall, 1), **result}
+        atomic_write_text(Path(args.json), json_text(payload, indent=1), what="benchmark results")
+    if args.out is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from titans_memory.viz.lm import plot_bits_vs_position
+
+        out = Path(args.out)
+        atomic_write_text(out / "lm_tables.md", text + "\n", what="tables")
+        fig = plot_bits_vs_position(result["records"], settings.models, unigram=result.get("unigram"),
+                                    window=settings.model.window, train_length=settings.train_length)
+        save_figure(fig, out / "lm_position.png", dpi=120)
+        print(out / "lm_position.png", file=sys.stderr)
+        if settings.carry:
+            fig = plot_bits_vs_position(result["records"], settings.models, unigram=result.get("unigram"),
+                                        window=settings.model.window, train_length=settings.train_length, carry=True)
+            save_figure(fig, out / "lm_position_carry.png", dpi=120)
+    return 0
