@@ -272,8 +272,12 @@ BLOCKS: dict[str, type[Block]] = {
 }
 
 
-def make_block(cfg: ModelConfig, layer: int) -> Block:
+def make_block(cfg: ModelConfig, layer: int) -> nn.Module:
     """The block of layer ``layer``: the architecture's if the layer has memory, else SWA."""
+    if cfg.arch == "hope" and layer in cfg.layers_with_memory:
+        from titans_memory.models.hope import HopeBlock  # it imports this module
+
+        return HopeBlock(cfg)
     if layer in cfg.layers_with_memory:
         return BLOCKS[cfg.arch](cfg)
     return SWABlock(cfg)
