@@ -507,9 +507,10 @@ class SelfModifyingMemory(nn.Module):
         self.init2 = nn.ParameterDict(
             {m: nn.Parameter(torch.randn(heads, h, d) * math.sqrt(0.1 / h)) for m in SMT_MEMORIES}
         )
-        self.lr_weight = nn.Parameter(torch.zeros(heads, d))
+        # small random readouts: zeros would leave M_eta and M_alpha without a gradient at first
+        self.lr_weight = nn.Parameter(torch.randn(heads, d) * (0.1 / math.sqrt(d)))
         self.lr_bias = nn.Parameter(torch.full((heads,), _logit(config.lr_init)))
-        self.ret_weight = nn.Parameter(torch.zeros(heads, d))
+        self.ret_weight = nn.Parameter(torch.randn(heads, d) * (0.1 / math.sqrt(d)))
         self.ret_bias = nn.Parameter(torch.full((heads,), _logit(config.retention_init)))
 
     @property
@@ -578,17 +579,20 @@ class SelfModifyingMemory(nn.Module):
             u, q = u_all[:, s:e], q_all[:, s:e]
             k, v, eta, log_ret, y = self._elements(start, u, q)
             ys.append(y)
-            new = dict(current)
-            for m in self.written:
-                w1, w2 = start[m]
-                target = _mlp(w1, w2, v, act)[0] if cfg.self_modifying else v  # eq. 87
-                out, z, sig = _mlp(w1, w2, k, act)
-                signals = _layer_signals(w2, k, z, sig, out - target, act)
-                new[m] = tuple(
-                    _decay_write(w0, a, delta, eta, log_ret, cfg.dgd)
-                    for w0, (a, delta) in zip(current[m], signals, strict=True)
-                )
-            current = new
+            # the written memories side by side along the batch dimension: one call per layer
+            names, n = self.written, len(self.written)
+            w1 = torch.cat([start[m][0] for m in names])  # (n * N, d, h)
+            w2 = torch.cat([start[m][1] for m in names])
+            kk, vv = k.repeat(n, 1, 1), v.repeat(n, 1, 1)
+            target = _mlp(w1, w2, vv, act)[0] if cfg.self_modifying else vv  # eq. 87: v_hat = M(v)
+            out, z, sig = _mlp(w1, w2, kk, act)
+            signals = _layer_signals(w2, kk, z, sig, out - target, act)  # grad L(M; k, v_hat), eq. 93
+            eta_n, ret_n = eta.repeat(n, 1), log_ret.repeat(n, 1)
+            written = [
+                _decay_write(torch.cat([current[m][layer] for m in names]), a, delta, eta_n, ret_n, cfg.dgd).chunk(n)
+                for layer, (a, delta) in enumerate(signals)
+            ]
+            current = dict(current) | {m: (written[0][i], written[1][i]) for i, m in enumerate(names)}
             if (pos0 + e) % C == 0:  # the chunk is complete: the next one starts from here
                 start = current
             s = e
