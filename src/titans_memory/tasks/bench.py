@@ -41,9 +41,9 @@ from titans_memory.tasks.longcontext import (
 from titans_memory.tasks.mqar import MQAR_VOCAB, mqar_batch
 from titans_memory.tasks.needles import VOCAB, TaskBatch, min_length, needle_batch
 
-ARCHITECTURES = ("swa", "lmm", "mac", "mag", "mal")
+ARCHITECTURES = ("swa", "lmm", "mac", "mag", "mal", "hope")
 MIRAS = ("lmm-moneta", "lmm-yaad", "lmm-memora", "lmm-deltanet", "lmm-gdn")
-ABLATIONS = ("lmm-nomom", "lmm-noforget", "lmm-matrix", "lmm-libforget")
+ABLATIONS = ("lmm-nomom", "lmm-noforget", "lmm-matrix", "lmm-libforget", "hope-cms1", "hope-static")
 DEFAULT_MODELS = ARCHITECTURES + MIRAS + ABLATIONS
 
 
