@@ -474,7 +474,7 @@ class SelfModifyingMemory(nn.Module):
     (eq. 86: the only non-adaptive projection), the memories as the current chunk started
     (``M_box`` for ``box`` in k, v, eta, alpha, memory) give (eq. 90)::
 
-        k_t = normalize(M_k(u_t))      v_t = M_v(u_t)                         (eq. 86)
+        k_t = normalize(M_k(u_t))      v_t = normalize(M_v(u_t))              (eq. 86)
         eta_t = lr_max sigmoid(w_eta . M_eta(u_t) + b_eta)                    learning rate
         alpha_t = sigmoid(w_alpha . M_alpha(u_t) + b_alpha)                   retention (weight decay)
         y_t = M_memory(normalize(q_t))                                        the read
@@ -557,7 +557,9 @@ class SelfModifyingMemory(nn.Module):
         """Eq. 86 with the given (chunk-start) memories: ``k, v, eta, log alpha, y`` for a piece."""
         act = self.config.activation
         k = _l2_normalize(_mlp(*weights["k"], u, act)[0])
-        v = _mlp(*weights["v"], u, act)[0]
+        # v normalised too (the paper normalises q and k): with raw values the self-generated
+        # targets M(v) diverged within a few chunks (docs/hope.md, "Stability")
+        v = _l2_normalize(_mlp(*weights["v"], u, act)[0])
         eta = self.config.lr_max * torch.sigmoid(self._readout(_mlp(*weights["eta"], u, act)[0], self.lr_weight, self.lr_bias))
         log_ret = F.logsigmoid(self._readout(_mlp(*weights["alpha"], u, act)[0], self.ret_weight, self.ret_bias))
         y = _mlp(*weights["memory"], _l2_normalize(q), act)[0]
