@@ -1,7 +1,7 @@
 """HOPE's ablations at equal training steps: CMS with one level vs three, self-modification on vs off.
 
-Trains ``hope`` (self-modifying memory + CMS levels C = 16, 64, 256), ``hope-cms1`` (one CMS level,
-C = 16, the same CMS parameter count), ``hope-static`` (the inner memories frozen, values not
+Trains ``hope`` (self-modifying memory + CMS levels C = 8, 32, 128), ``hope-cms1`` (one CMS level,
+C = 8, the same CMS parameter count), ``hope-static`` (the inner memories frozen, values not
 self-generated) and the Titans LMM as a reference, each for the same number of optimiser steps
 (no time cut), on multi-query associative recall (``titans bench mqar``'s data and models), and
 evaluates each on a grid of lengths and pair counts. Prints one JSON document: the settings, the
@@ -31,7 +31,8 @@ MODELS = ("hope", "hope-cms1", "hope-static", "lmm")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: few steps, one small cell")
-    parser.add_argument("--steps", type=int, default=250, help="optimiser steps of every model")
+    parser.add_argument("--steps", type=int, default=120, help="optimiser steps of every model")
+    parser.add_argument("--batch-tokens", type=int, default=1024, help="tokens per step (8 sequences of 128)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     args = parser.parse_args()
@@ -39,7 +40,8 @@ def main() -> None:
 
     settings = MQARSettings(
         models=tuple(args.models), seeds=tuple(args.seeds), train=TrainSettings(steps=args.steps, warmup=20),
-        lengths=(64, 128, 256), pairs=(4, 8, 16), samples=16, budget_minutes=None, workers=1,
+        lengths=(64, 128, 256), pairs=(4, 8, 16), samples=8, budget_minutes=None, workers=1,
+        batch_tokens=args.batch_tokens,
     )
     if args.quick:
         settings = replace(

@@ -94,7 +94,11 @@ MODELS: dict[str, ModelSpec] = {
     "lmm-gdn": ModelSpec(
         "lmm", preset="gated_deltanet", group="miras", text="LMM with Gated DeltaNet's memory"
     ),
-    "hope": ModelSpec("hope", text="HOPE: self-modifying memory, then 3 CMS levels (Nested Learning)"),
+    # CMS levels every 8, 32, 128 tokens: each writes at least once inside a 128-token training sequence
+    "hope": ModelSpec(
+        "hope", hope={"cms_chunks": (8, 32, 128)},
+        text="HOPE: self-modifying memory, then CMS levels of 8, 32, 128 tokens (Nested Learning)",
+    ),
     "lmm-nomom": ModelSpec("lmm", {"momentum": False}, group="ablation", text="LMM without momentum"),
     "lmm-noforget": ModelSpec("lmm", {"forget": False}, group="ablation", text="LMM without forgetting"),
     "lmm-matrix": ModelSpec("lmm", {"depth": 1}, group="ablation", text="LMM, matrix memory (depth 1)"),
@@ -103,10 +107,10 @@ MODELS: dict[str, ModelSpec] = {
         text=f"LMM with the library's initial forget rate ({MemoryConfig.forget_init:g})",
     ),
     "hope-cms1": ModelSpec(
-        "hope", group="ablation", hope={"cms_chunks": (16,)}, text="HOPE with one CMS level (C = 16)"
+        "hope", group="ablation", hope={"cms_chunks": (8,)}, text="HOPE with one CMS level (C = 8, as many parameters)"
     ),
     "hope-static": ModelSpec(
-        "hope", group="ablation", hope={"self_modifying": False},
+        "hope", group="ablation", hope={"cms_chunks": (8, 32, 128), "self_modifying": False},
         text="HOPE without self-modification (inner memories frozen, values not self-generated)",
     ),
 }
