@@ -1,84 +1,109 @@
-"""HOPE's ablations at equal training steps: CMS with one level vs three, self-modification on vs off.
+"""HOPE's ablations at equal training steps: CMS with three levels vs one, self-modification on vs off.
 
-Trains ``hope`` (self-modifying memory + CMS levels C = 8, 32, 128), ``hope-cms1`` (one CMS level,
-C = 8, the same CMS parameter count), ``hope-static`` (the inner memories frozen, values not
-self-generated) and the Titans LMM as a reference, each for the same number of optimiser steps
-(no time cut), on multi-query associative recall (``titans bench mqar``'s data and models), and
-evaluates each on a grid of lengths and pair counts. Prints one JSON document: the settings, the
-records of every cell, and per model the mean accuracy, its training seconds and final loss.
+Four models, each trained for the same number of optimiser steps (no time cut), same data, same
+seed, same width:
 
-    nice -n 10 env OMP_NUM_THREADS=1 uv run python benchmarks/hope_ablation.py > results/hope_ablation.json
-    uv run python benchmarks/hope_ablation.py --quick    # a smoke run (a minute)
+* ``hope``: the self-modifying memory, then CMS levels written every 8, 32 and 128 tokens;
+* ``hope-cms1``: one CMS level (every 8 tokens) with the same CMS parameter count;
+* ``hope-static``: the inner memories frozen and the values not self-generated;
+* ``lmm``: the Titans LMM (the library's memory alone), for reference.
+
+``--task lm`` (default): byte-level language modelling of Python's stdlib (``titans train``'s
+default data), the carried state spanning ``seq_len * state_segments`` tokens; the result is the
+held-out bits per byte at the end. ``--task mqar``: multi-query associative recall
+(``titans bench mqar``'s data and models) evaluated on a grid of lengths and pair counts.
+
+Prints one JSON document: the settings, and per model its result, training seconds and steps.
+
+    nice -n 10 env OMP_NUM_THREADS=1 uv run python benchmarks/hope_ablation.py > benchmarks/results/hope_ablation.json
+    uv run python benchmarks/hope_ablation.py --quick    # a smoke run (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from _timing import machine_info  # benchmarks/_timing.py, beside this script
 
-from titans_memory.tasks.bench import Job, MQARSettings, run_job
-from titans_memory.tasks.longcontext import TrainSettings
-
 MODELS = ("hope", "hope-cms1", "hope-static", "lmm")
+HOPE_FIELDS = {
+    "hope": {"hope_cms_chunks": "8,32,128"},
+    "hope-cms1": {"hope_cms_chunks": "8"},
+    "hope-static": {"hope_cms_chunks": "8,32,128", "hope_self_modifying": False},
+}
+
+
+def run_lm(models: list[str], steps: int, seed: int, quick: bool) -> dict:
+    from titans_memory.training.config import TrainConfig
+    from titans_memory.training.loop import train
+
+    base = TrainConfig(
+        dim=32, heads=2, depth=2, window=64, segment=64, memory_chunk=16, persistent_tokens=2, seq_len=64,
+        state_segments=4, batch_size=8, steps=steps, lr=1e-2, warmup_steps=20, eval_every=steps,
+        eval_tokens=8192, eval_context=512, eval_batch=16, threads=1, seed=seed,
+    )
+    if quick:
+        base = replace(base, steps=4, warmup_steps=1, eval_every=4, eval_tokens=512, eval_context=128, batch_size=2)
+    out = {"settings": asdict(base), "models": {}}
+    for name in models:
+        config = replace(base, arch="hope", **HOPE_FIELDS[name]) if name in HOPE_FIELDS else replace(base, arch=name)
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            result = train(config, Path(tmp) / "run", progress=False)
+        out["models"][name] = {
+            "held_out_bits_per_byte": result.final.bits_per_byte,
+            "train_loss_last_20": float(np.mean([result.losses[s] for s in sorted(result.losses)[-20:]])),
+            "steps": result.step,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+    return out
+
+
+def run_mqar(models: list[str], steps: int, seed: int, quick: bool) -> dict:
+    from titans_memory.tasks.bench import Job, MQARSettings, run_job
+    from titans_memory.tasks.longcontext import TrainSettings
+
+    settings = MQARSettings(
+        models=tuple(models), seeds=(seed,), train=TrainSettings(steps=steps, warmup=20), batch_tokens=1024,
+        lengths=(64, 128, 256), pairs=(4, 8, 16), samples=8, budget_minutes=None, workers=1,
+    )
+    if quick:
+        settings = replace(settings, train=TrainSettings(steps=2, warmup=1), lengths=(64,), pairs=(4,), samples=2,
+                           batch_tokens=256)
+    out = {"settings": {k: v for k, v in asdict(settings).items()}, "models": {}}
+    for name in models:
+        start = time.perf_counter()
+        rows = run_job(Job(settings, name, seed, None))
+        acc = [r["accuracy"] for r in rows if r["accuracy"] is not None]
+        out["models"][name] = {
+            "mean_accuracy": float(np.mean(acc)) if acc else None,
+            "cells": [{k: r[k] for k in ("length", "pairs", "accuracy")} for r in rows],
+            "chance": rows[0]["chance"],
+            "steps": rows[0]["train_steps"],
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: few steps, one small cell")
-    parser.add_argument("--steps", type=int, default=120, help="optimiser steps of every model")
-    parser.add_argument("--batch-tokens", type=int, default=1024, help="tokens per step (8 sequences of 128)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--quick", action="store_true", help="a smoke run: a few steps, tiny evaluation")
+    parser.add_argument("--task", choices=("lm", "mqar"), default="lm")
+    parser.add_argument("--steps", type=int, default=160, help="optimiser steps of every model (lm: a multiple of 4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     args = parser.parse_args()
     torch.set_num_threads(1)
-
-    settings = MQARSettings(
-        models=tuple(args.models), seeds=tuple(args.seeds), train=TrainSettings(steps=args.steps, warmup=20),
-        lengths=(64, 128, 256), pairs=(4, 8, 16), samples=8, budget_minutes=None, workers=1,
-        batch_tokens=args.batch_tokens,
-    )
-    if args.quick:
-        settings = replace(
-            settings, train=TrainSettings(steps=3, warmup=1), lengths=(64,), pairs=(4,), samples=2,
-            batch_tokens=256, models=("hope", "hope-static"),
-        )
-    records: list[dict] = []
-    for model in settings.models:
-        for seed in settings.seeds:
-            start = time.perf_counter()
-            rows = run_job(Job(settings, model, seed, None))
-            for r in rows:
-                r["wall_seconds"] = round(time.perf_counter() - start, 2)
-            records += rows
-    summary = {}
-    for model in settings.models:
-        rows = [r for r in records if r["model"] == model]
-        acc = [r["accuracy"] for r in rows if r["accuracy"] is not None]
-        summary[model] = {
-            "mean_accuracy": float(np.mean(acc)) if acc else None,
-            "by_pairs": {
-                str(p): float(np.mean([r["accuracy"] for r in rows if r["pairs"] == p and r["accuracy"] is not None]))
-                for p in settings.pairs
-                if any(r["pairs"] == p and r["accuracy"] is not None for r in rows)
-            },
-            "train_steps": sorted({r["train_steps"] for r in rows}),
-            "train_seconds": float(np.mean([r["train_seconds"] for r in rows])),
-            "final_loss": float(np.mean([r["final_loss"] for r in rows if r["final_loss"] is not None])),
-            "chance": rows[0]["chance"],
-        }
-    out = {
-        "machine": machine_info(),
-        "task": "mqar",
-        "settings": {k: v for k, v in asdict(settings).items() if k != "model"} | {"model": asdict(settings.model)},
-        "summary": summary,
-        "records": records,
-    }
+    models = ["hope", "hope-static"] if args.quick else args.models
+    run = run_lm if args.task == "lm" else run_mqar
+    out = {"machine": machine_info(), "task": args.task, **run(models, args.steps, args.seed, args.quick)}
     print(json.dumps(out, indent=1, default=str))
 
 
