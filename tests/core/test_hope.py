@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from titans_memory.core.architectures import ResidualMLPMemory
+from titans_memory.core.config import MemoryConfig
 from titans_memory.core.hope import (
     ContinuumMemory,
     ContinuumState,
@@ -165,8 +166,13 @@ def test_frozen_inner_memories_make_a_titans_memory(chunk):
     u, q = module._heads(x, module.w_u), module._heads(x, module.w_q)
     init = module._named(module.init_state(2).start)
     k, v, eta, log_ret, _ = module._elements(init, u, q)  # the frozen memories: the same at every chunk
-    arch = ResidualMLPMemory(dim=module.head_dim, hidden=module.hidden, activation="silu")
-    rule = UpdateRule(arch, L2Bias(), None, momentum=False, forget=True, decayed_gradient=False, chunk_size=chunk)
+    titans = MemoryConfig(  # the library's Titans memory: l2 bias, decay, momentum off, no step bound
+        dim=module.dim, heads=HEADS, depth=2, expansion=module.hidden / module.head_dim, activation="silu",
+        chunk_size=chunk, momentum=False, forget=True, max_step_norm=None,
+    )
+    rule = UpdateRule.from_config(titans)
+    arch = rule.architecture
+    assert isinstance(arch, ResidualMLPMemory) and isinstance(rule.bias, L2Bias) and not rule.momentum
     op_state = fresh_op_state(init["memory"])
     reads = []
     for s in range(0, T, chunk):  # chunk by chunk: the weights at each chunk start give the reads

@@ -56,6 +56,9 @@ class MemoryConfig:
     decayed_gradient: bool = False  # gradient at (1 - alpha_t) M instead of M (Gated DeltaNet)
     lr_gate: bool = True  # False: theta_t = lr_init for every token (no learned inner lr)
     architecture: str | None = None  # architectures.ARCHITECTURES; None: matrix if depth 1, else residual_mlp
+    # algorithms.ALGORITHMS; None: decayed_gradient if decayed_gradient, else titans with momentum,
+    # else no_momentum (the three built-ins read momentum, forget and decayed_gradient)
+    algorithm: str | None = None
     # --- stability by construction (docs/design.md, "Stability") --------------------------------
     input_norm: bool = True  # every token scaled to unit RMS before projections and gates
     max_step_norm: float | None = 10.0  # per-token bound on ||grad l||_F (all layers); None: off
@@ -78,8 +81,10 @@ class MemoryConfig:
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"MemoryConfig.{name} must be a string, got {value!r}")
-        if self.architecture is not None and not isinstance(self.architecture, str):
-            raise TypeError(f"MemoryConfig.architecture must be a string or None, got {self.architecture!r}")
+        for name in ("architecture", "algorithm"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"MemoryConfig.{name} must be a string or None, got {value!r}")
         _check_real("expansion", self.expansion, low=0.0)
         if self.depth >= 2 and self.hidden_dim < 1:
             raise ValueError("MemoryConfig.expansion * head_dim must be >= 1")

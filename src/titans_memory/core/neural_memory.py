@@ -46,12 +46,24 @@ class MemoryGates(NamedTuple):
         momentum: eta_t in (0, 1), the weight of past surprise.
         forget: alpha_t in (0, 1), Titans' forget rate (the memory keeps ``1 - alpha_t``).
         bias_param: the attentional bias' parameter (Huber's delta_t > 0), or None.
+        extra: the learning algorithm's other gates by name (their values), or None without any.
     """
 
     lr: Tensor
     momentum: Tensor | None
     forget: Tensor | None
     bias_param: Tensor | None
+    extra: dict[str, Tensor] | None = None
+
+
+class _OpGates(NamedTuple):
+    """The per-token gates as the operators take them, ``(B H, T)`` each."""
+
+    lr: Tensor
+    log_retention: Tensor | None
+    log_momentum: Tensor | None
+    bias_param: Tensor | None
+    extra: dict[str, Tensor]
 
 
 class NeuralMemory(nn.Module):
@@ -144,17 +156,17 @@ class NeuralMemory(nn.Module):
         bound = 1.0 / math.sqrt(cfg.conv_kernel)
         self.conv_weight = nn.Parameter(torch.empty(3 * inner, cfg.conv_kernel).uniform_(-bound, bound))
 
-        # data-dependent gates per head: theta (inner lr), eta (momentum), alpha (forget) and the
-        # attentional bias' parameter, each where the rule asks for it
-        init = {
-            "lr": _logit(cfg.lr_init / cfg.max_lr) if cfg.lr_gate else 0.0,  # theta = max_lr sigmoid(.)
-            "momentum": _logit(cfg.momentum_init),
-            "forget": _logit(cfg.forget_init),
-        }
+        # data-dependent gates per head: theta (inner lr), the learning algorithm's gates (Titans:
+        # eta, momentum, and alpha, forget) and the attentional bias' parameter, where asked for
+        init = {"lr": _logit(cfg.lr_init / cfg.max_lr)} if cfg.lr_gate else {}  # theta = max_lr sigmoid(.)
+        specs = rule.algorithm.gates()
+        init.update((g.name, g.raw_init()) for g in specs if g.data_dependent)
         if rule.bias.param_init is not None:
             init["bias_param"] = rule.bias.raw_from_param(rule.bias.param_init)
-        wanted = {"lr": cfg.lr_gate, "momentum": rule.momentum, "forget": rule.forget, "bias_param": "bias_param" in init}
-        self._gate_names = tuple(name for name, on in wanted.items() if on)
+        self._gate_names = tuple(init)
+        # gates that are not data-dependent: one learned raw value per head
+        static = {g.name: nn.Parameter(torch.full((heads,), g.raw_init())) for g in specs if not g.data_dependent}
+        self.static_gates = nn.ParameterDict(static) if static else None
         self.to_gates = None
         if self._gate_names:
             self.to_gates = nn.Linear(cfg.dim, len(self._gate_names) * heads)
@@ -201,7 +213,11 @@ class NeuralMemory(nn.Module):
             k = self.config.conv_kernel - 1
             query_tail = torch.zeros(batch_size, k, self.inner, dtype=dtype, device=device)
             kv_tail = torch.zeros(batch_size, k, 2 * self.inner, dtype=dtype, device=device)
-        return MemoryState(weights, momentum, weights, query_tail, kv_tail, 0, self.config.chunk_size)
+        carried = {  # the algorithm's and the architecture's carried tensors, (batch, heads, ...)
+            name: t.reshape(batch_size, self.config.heads, *t.shape[1:])
+            for name, t in self.rule.init_carried(batch_size * self.config.heads, dtype, device).items()
+        }
+        return MemoryState(weights, momentum, weights, query_tail, kv_tail, 0, self.config.chunk_size, carried)
 
     def _retention_constants(self, batch_size: int, dtype, device) -> tuple[Tensor, ...] | None:
         """The retention's constants as one ``(batch * heads, 1, 1)`` tensor per layer."""
@@ -253,13 +269,18 @@ class NeuralMemory(nn.Module):
 
     def _gate_logits(self, x: Tensor) -> dict[str, Tensor]:
         """Raw gate values by name, each ``(B H, T)``."""
-        if self.to_gates is None:
-            return {}
-        gates = rearrange(self.to_gates(x), "b t (g h) -> g (b h) t", h=self.config.heads)
-        return dict(zip(self._gate_names, gates, strict=True))
+        raw: dict[str, Tensor] = {}
+        if self.to_gates is not None:
+            gates = rearrange(self.to_gates(x), "b t (g h) -> g (b h) t", h=self.config.heads)
+            raw.update(zip(self._gate_names, gates, strict=True))
+        if self.static_gates is not None:  # one value per head, the same for every token
+            B, T = x.shape[:2]
+            for name, value in self.static_gates.items():
+                raw[name] = value.to(x.dtype).repeat(B)[:, None].expand(B * self.config.heads, T)
+        return raw
 
-    def _op_gates(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-        """``(lr, log_retention, log_momentum, bias_param)`` as the operators take them, ``(B H, T)``."""
+    def _op_gates(self, x: Tensor) -> _OpGates:
+        """The gates as the operators take them, ``(B H, T)`` each (:class:`_OpGates`)."""
         cfg, rule = self.config, self.rule
         raw = self._gate_logits(x)
         if cfg.lr_gate:
@@ -267,15 +288,15 @@ class NeuralMemory(nn.Module):
         else:
             B, T = x.shape[:2]
             lr = x.new_full((B * cfg.heads, T), cfg.lr_init)
-        log_momentum = F.logsigmoid(raw["momentum"]) if rule.momentum else None  # log eta_t
-        log_retention = F.logsigmoid(-raw["forget"]) if rule.forget else None  # log(1 - alpha_t)
+        # log(1 - alpha_t), log eta_t and the algorithm's other gates
+        log_retention, log_momentum, extra = rule.algorithm.gate_inputs(raw)
         bias_param = rule.bias.param_from_raw(raw["bias_param"]) if "bias_param" in raw else None
-        return lr, log_retention, log_momentum, bias_param
+        return _OpGates(lr, log_retention, log_momentum, bias_param, extra)
 
     def gates(self, x: Tensor) -> MemoryGates:
         """The gates every token of ``x`` ``(batch, time, dim)`` gets, each ``(batch, heads, time)``."""
         self._check_input(x, None)
-        lr, log_retention, log_momentum, bias_param = self._op_gates(self._normalize(x))
+        lr, log_retention, log_momentum, bias_param, extra = self._op_gates(self._normalize(x))
         heads = self.config.heads
 
         def unflat(t: Tensor | None) -> Tensor | None:
@@ -286,6 +307,7 @@ class NeuralMemory(nn.Module):
             momentum=unflat(None if log_momentum is None else log_momentum.exp()),
             forget=unflat(None if log_retention is None else -torch.expm1(log_retention)),  # alpha = 1 - e^log(1-alpha)
             bias_param=unflat(bias_param),
+            extra={name: unflat(g) for name, g in extra.items()} or None,
         )
 
     def _output(self, y: Tensor, x: Tensor) -> Tensor:
@@ -299,10 +321,10 @@ class NeuralMemory(nn.Module):
         return self.to_out(y)
 
     def _memory_inputs(self, q: Tensor | None, k: Tensor, v: Tensor, x: Tensor) -> MemoryInputs:
-        lr, log_retention, log_momentum, bias_param = self._op_gates(x)
+        lr, log_retention, log_momentum, bias_param, extra = self._op_gates(x)
         return MemoryInputs(
             q, k, v, lr, log_retention, log_momentum, bias_param,
-            self._retention_constants(x.shape[0], x.dtype, x.device),
+            self._retention_constants(x.shape[0], x.dtype, x.device), extra or None,
         )
 
     def retrieve(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
@@ -457,7 +479,7 @@ class NeuralMemory(nn.Module):
         arch, B, T = self.rule.architecture, x.shape[0], x.shape[1]
         xn = self._normalize(x)
         k, v, _ = self._keys_values(xn, state.kv_tail)
-        lr, log_retention, _, bias_param = self._op_gates(xn)
+        lr, log_retention, _, bias_param, _ = self._op_gates(xn)
         sizes, start = [], 0
         while start < T:
             n = min(T - start, self.config.chunk_size - state.offset)  # up to the next chunk end
@@ -528,6 +550,19 @@ class NeuralMemory(nn.Module):
                 raise ValueError(
                     f"state.{name} has shape {got}, expected {want} "
                     f"(a state from a memory with another conv_kernel; this one has {cfg.conv_kernel})"
+                )
+        wanted = self.rule.carried_shapes()
+        for name in sorted(set(state.carried) - set(wanted)):
+            raise ValueError(
+                f"state.carried has the field {name!r}, which this memory does not expect "
+                f"(its learning algorithm and architecture carry {sorted(wanted) or 'nothing'})"
+            )
+        for name, shape in wanted.items():
+            want = (x.shape[0], cfg.heads, *shape)
+            got = state.carried.get(name)
+            if got is None or tuple(got.shape) != want:
+                raise ValueError(
+                    f"state.carried[{name!r}] has shape {None if got is None else tuple(got.shape)}, expected {want}"
                 )
         if state.chunk_size != cfg.chunk_size:
             raise ValueError(f"state.chunk_size={state.chunk_size} but config.chunk_size={cfg.chunk_size}")

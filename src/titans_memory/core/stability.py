@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from titans_memory.core.algorithms import FORGET, MOMENTUM
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.neural_memory import NeuralMemory
 from titans_memory.core.state import MemoryState
@@ -72,12 +73,17 @@ class WeightNormBound:
                 None if mem.retention_constants is None else mem.retention_constants.double(),
             )  # (heads,) or None: a rule that only shrinks
         b_s, b_m = self.momentum, self.weights
+        by_name = dict(gates.extra or {})
+        if gates.momentum is not None:
+            by_name[MOMENTUM] = gates.momentum
+        if gates.forget is not None:
+            by_name[FORGET] = gates.forget
         for t in range(x.shape[1]):
             theta = gates.lr[..., t].double()
-            eta = 0.0 if gates.momentum is None else gates.momentum[..., t].double()
-            keep = 1.0 if gates.forget is None else 1.0 - gates.forget[..., t].double()
-            b_s = eta * b_s + theta * tau
-            b_m = keep * b_m + b_s
+            # the algorithm's own bound (Titans: b^S = eta b^S + theta tau, b^M = (1 - alpha) b^M + b^S)
+            b_s, b_m = mem.rule.algorithm.norm_bound_step(
+                b_s, b_m, theta, {name: g[..., t].double() for name, g in by_name.items()}, tau
+            )
             self.position += 1
             if retention is not None and self.position % chunk == 0 and after_retention is not None:
                 b_m = after_retention.expand_as(b_m).clone()

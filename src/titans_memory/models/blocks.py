@@ -15,6 +15,7 @@ continue the stream exactly (attention keys and values, the memory's state).
 ``MAG``     ``x + gate(SWA(u), M(u))``, ``u = norm x``: attention and memory side by side (sec. 4.2)
 ``MAL``     ``x + M(norm x)``, then ``x + SWA(norm x)``: memory, then attention (sec. 4.3)
 ``MAC``     per segment: retrieve, attend over ``[p | h | x]``, write, gate (sec. 4.1)
+``HOPE``    self-modifying memory, then the CMS in place of the MLP (:mod:`titans_memory.models.hope`)
 ==========  ===================================================================================
 """
 
@@ -28,6 +29,7 @@ from titans_memory.core.neural_memory import NeuralMemory
 from titans_memory.models.attention import Attention
 from titans_memory.models.cache import LayerCache
 from titans_memory.models.config import ModelConfig
+from titans_memory.models.hope import HopeBlock
 
 
 class RMSNorm(nn.Module):
@@ -78,7 +80,7 @@ def _attention(cfg: ModelConfig) -> Attention:
 
 def _memory(cfg: ModelConfig) -> NeuralMemory:
     mem_cfg: MemoryConfig = cfg.memory_config
-    return NeuralMemory(mem_cfg)
+    return NeuralMemory(mem_cfg, backend=cfg.backend, compile_step=cfg.compile_step)
 
 
 class Block(nn.Module):
@@ -263,21 +265,18 @@ class MACBlock(Block):
         return x, new_cache
 
 
-BLOCKS: dict[str, type[Block]] = {
+BLOCKS: dict[str, type[nn.Module]] = {
     "swa": SWABlock,
     "lmm": LMMBlock,
     "mag": MAGBlock,
     "mal": MALBlock,
     "mac": MACBlock,
+    "hope": HopeBlock,
 }
 
 
 def make_block(cfg: ModelConfig, layer: int) -> nn.Module:
     """The block of layer ``layer``: the architecture's if the layer has memory, else SWA."""
-    if cfg.arch == "hope" and layer in cfg.layers_with_memory:
-        from titans_memory.models.hope import HopeBlock  # it imports this module
-
-        return HopeBlock(cfg)
     if layer in cfg.layers_with_memory:
         return BLOCKS[cfg.arch](cfg)
     return SWABlock(cfg)

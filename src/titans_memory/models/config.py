@@ -8,6 +8,7 @@ from typing import Literal
 
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.hope import HopeConfig
+from titans_memory.core.ops import get_backend
 
 Arch = Literal["mac", "mag", "mal", "lmm", "swa", "hope"]
 ARCHS: tuple[str, ...] = ("mac", "mag", "mal", "lmm", "swa", "hope")
@@ -50,6 +51,8 @@ class ModelConfig:
     rope_base: float = 10000.0  # rotary positions: frequencies base^(-2i/d)
     norm_eps: float = 1e-6  # RMSNorm epsilon
     hope: HopeConfig | None = None  # arch="hope": its memories' sizes and frequencies; None: HopeConfig()
+    backend: str = "chunked"  # the memory operator (core.ops.BACKENDS: chunked, chunked_checkpoint, recurrent, ...)
+    compile_step: bool | str = False  # torch.compile the chunk step (True: inductor, or a torch.compile backend)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -73,6 +76,14 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.rope_base must be > 1, got {self.rope_base!r}")
         if not self.norm_eps > 0:
             raise ValueError(f"ModelConfig.norm_eps must be > 0, got {self.norm_eps!r}")
+        try:
+            get_backend(self.backend)  # a registered operator: the registry's own check
+        except ValueError as err:
+            raise ValueError(f"ModelConfig.{err}") from None
+        if not isinstance(self.compile_step, bool | str) or self.compile_step == "":
+            raise TypeError(
+                f"ModelConfig.compile_step must be True, False or a torch.compile backend name, got {self.compile_step!r}"
+            )
         if self.memory_layers is not None:
             layers = self.memory_layers
             if isinstance(layers, list):  # accept a list, store a tuple (the config is hashable)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from titans_memory.core.hope import ContinuumMemory, HopeState, SelfModifyingMemory
-from titans_memory.models.blocks import RMSNorm
 from titans_memory.models.cache import LayerCache
 from titans_memory.models.config import ModelConfig
 
@@ -27,9 +26,11 @@ class HopeBlock(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         hope = cfg.hope_config
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        # torch's RMSNorm computes the blocks' x / sqrt(mean(x^2) + eps) * weight; blocks.py
+        # imports this module, so this one does not import blocks.py
+        self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.smt = SelfModifyingMemory(cfg.dim, cfg.heads, hope)
-        self.cms_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.cms_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.cms = ContinuumMemory(cfg.dim, hope)
 
     def forward(self, x: Tensor, cache: LayerCache, position: int) -> tuple[Tensor, LayerCache]:
