@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -47,7 +48,7 @@ def run_lm(models: list[str], steps: int, seed: int, quick: bool) -> dict:
     base = TrainConfig(
         dim=32, heads=2, depth=2, window=64, segment=64, memory_chunk=16, persistent_tokens=2, seq_len=64,
         state_segments=4, batch_size=8, steps=steps, lr=1e-2, warmup_steps=20, eval_every=steps,
-        eval_tokens=8192, eval_context=512, eval_batch=16, threads=1, seed=seed,
+        eval_tokens=4096, eval_context=512, eval_batch=16, threads=1, seed=seed,
     )
     if quick:
         base = replace(base, steps=4, warmup_steps=1, eval_every=4, eval_tokens=512, eval_context=128, batch_size=2)
@@ -63,6 +64,7 @@ def run_lm(models: list[str], steps: int, seed: int, quick: bool) -> dict:
             "steps": result.step,
             "seconds": round(time.perf_counter() - start, 1),
         }
+        print(json.dumps({name: out["models"][name]}), file=sys.stderr, flush=True)  # progress
     return out
 
 
