@@ -343,3 +343,41 @@ def test_bad_inputs_and_states():
     with pytest.raises(TypeError, match="ContinuumState"):
         cms(_x(1, 2, grad=False), smt.init_state(1))
     assert isinstance(cms.init_state(1), ContinuumState)
+
+
+# ------------------------------------------------------------------------------------------------
+# DGD in the algorithms registry (the library's matrix memory)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_dgd_algorithm_is_eq_93_for_a_matrix_memory(chunk):
+    """``MemoryConfig(algorithm="dgd")``: M_t = (alpha_t I - eta'_t k^T k) M_{t-1} - eta'_t grad l(M_anchor; k_t, v_t)."""
+    cfg = MemoryConfig(dim=8, heads=2, depth=1, algorithm="dgd", momentum=False, max_step_norm=None, chunk_size=chunk)
+    rule = UpdateRule.from_config(cfg)
+    g = torch.Generator().manual_seed(4)
+    N, T, d = 3, 7, 4
+    k = torch.nn.functional.normalize(torch.randn(N, T, d, generator=g, dtype=torch.float64), dim=-1) * 1.5
+    v = torch.randn(N, T, d, generator=g, dtype=torch.float64)
+    lr = torch.rand(N, T, generator=g, dtype=torch.float64)
+    log_ret = torch.log(torch.rand(N, T, generator=g, dtype=torch.float64) * 0.2 + 0.8)
+    w0 = torch.randn(N, d, d, generator=g, dtype=torch.float64) * 0.1
+    _, state = recurrent_memory(MemoryInputs(None, k, v, lr, log_ret), fresh_op_state([w0]), rule)
+    w = anchor = w0
+    for t in range(T):
+        if t % chunk == 0:
+            anchor = w
+        kt = k[:, t : t + 1]  # (N, 1, d)
+        grad = kt.transpose(1, 2) @ (2.0 * (kt @ anchor - v[:, t : t + 1]))  # the library's l2: ||.||^2
+        eta = lr[:, t, None, None] / (1.0 + lr[:, t, None, None] * (kt * kt).sum(-1, keepdim=True))
+        decay = torch.exp(log_ret[:, t, None, None]) * torch.eye(d, dtype=torch.float64) - eta * kt.transpose(1, 2) @ kt
+        w = decay @ w - eta * grad
+    torch.testing.assert_close(state.weights[0], w, **TOL)
+
+
+def test_dgd_algorithm_errors():
+    with pytest.raises(ValueError, match="needs depth=1, momentum=False"):
+        UpdateRule.from_config(MemoryConfig(dim=8, depth=2, algorithm="dgd", momentum=False))
+    cfg = MemoryConfig(dim=8, depth=1, algorithm="dgd", momentum=False)
+    from titans_memory.core.neural_memory import NeuralMemory
+
+    with pytest.raises(TypeError, match="no chunk-parallel form"):
+        NeuralMemory(cfg, backend="chunked")(torch.randn(1, 3, 8))

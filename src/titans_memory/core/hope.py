@@ -33,6 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from titans_memory.core.algorithms import (
+    FORGET,
+    GateSpec,
+    LearningAlgorithm,
+    TokenStep,
+    TokenUpdate,
+    register_algorithm,
+)
 from titans_memory.core.architectures.activations import ACTIVATIONS
 
 #: The memories of the self-modifying Titans, in a fixed order (eq. 88's box: k, v, eta, alpha,
@@ -657,3 +665,50 @@ class SelfModifyingMemory(nn.Module):
         y = torch.cat(ys, dim=1) if ys else q_all
         flat = lambda d: tuple(t for m in SMT_MEMORIES for t in d[m])  # noqa: E731
         return self._merge(y, x.shape[0]), SelfModifyingState(flat(start), flat(current), pos)
+
+
+# ------------------------------------------------------------------------------------------------
+# DGD as a learning algorithm of the library's memory (the algorithms registry)
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeltaGradientDescent(LearningAlgorithm):
+    """Delta gradient descent with retention (Nested Learning eqs. 57, 88, 93) for a matrix memory.
+
+    Per token, row convention (``y = k M``), gradient ``u_t`` at the chunk-start weights::
+
+        M_t = (alpha_t I - eta'_t k_t^T k_t) M_{t-1} - eta'_t u_t,   eta'_t = theta_t / (1 + theta_t ||k_t||^2)
+
+    with ``alpha_t = 1 - forget_t`` (this library's Titans forget gate) and ``theta_t`` the memory's
+    inner learning rate. Reference only: the recurrence is matrix-valued (``k^T k`` inside), which
+    the chunked operator's scalar coefficients do not express; :func:`_decay_write` is its parallel
+    form for HOPE's memories. ``MemoryConfig(algorithm="dgd", depth=1, momentum=False)``.
+    """
+
+    forget: bool = True
+    forget_init: float = 0.005
+    name = "dgd"
+
+    def gates(self) -> tuple[GateSpec, ...]:
+        return (GateSpec(FORGET, self.forget_init),) if self.forget else ()
+
+    def token_step(self, step: TokenStep) -> TokenUpdate:
+        retain = 1.0 if step.log_retention is None else torch.exp(step.log_retention)  # (N, 1, 1)
+        (grad,) = [g[:, 0] for g in step.gradient(step.anchor, step.k, step.v, step.param)]
+        (w,) = step.weights
+        k = step.k  # (N, 1, d): the key is the layer's input
+        eta = step.lr / (1.0 + step.lr * (k * k).sum(-1, keepdim=True))  # the Sherman-Morrison step
+        new = retain * w - eta * k.transpose(1, 2) @ (k @ w) - eta * grad
+        return TokenUpdate([new], [new - retain * w], step.anchor, step.carried)
+
+
+def _dgd(config) -> DeltaGradientDescent:
+    if config.depth != 1 or config.momentum or config.decayed_gradient:
+        raise ValueError(
+            "MemoryConfig.algorithm='dgd' is written for a matrix memory without momentum: it needs depth=1, "
+            f"momentum=False and decayed_gradient=False, got depth={config.depth}, momentum={config.momentum}, "
+            f"decayed_gradient={config.decayed_gradient}"
+        )
+    return DeltaGradientDescent(config.forget, config.forget_init)
+
+
+register_algorithm("dgd", _dgd, replace=True)
