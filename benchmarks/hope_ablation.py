@@ -4,7 +4,7 @@ Four models, each trained for the same number of optimiser steps (no time cut), 
 seed, same width:
 
 * ``hope``: the self-modifying memory, then CMS levels written every 8, 32 and 128 tokens;
-* ``hope-cms1``: one CMS level (every 8 tokens) with the same CMS parameter count;
+* ``hope-cms1``: one CMS level (every 8 tokens) with the same total MLP width;
 * ``hope-static``: the inner memories frozen and the values not self-generated;
 * ``lmm``: the Titans LMM (the library's memory alone), for reference.
 

@@ -76,7 +76,7 @@ class HopeConfig:
         retention_init: ``alpha_t`` (retention) at initialisation, in (0, 1).
         cms_chunks: ``C^(1) < C^(2) < ...``, the chunk of each CMS level (eq. 71), fastest first.
         cms_expansion: total hidden width of the CMS levels, ``round(expansion * dim)``, split
-            evenly between the levels (the parameter count does not depend on the number of levels).
+            evenly between the levels (the MLP parameters do not depend on the number of levels).
         cms_lr: a level's per-token learning rate is ``eta_t = cms_lr / C_l * sigmoid(.) /
             (1 + ||x_t||^2)``: its chunk's summed step is at most ``cms_lr`` times a mean
             normalised gradient. 0: the levels never update (a plain MLP stack).

@@ -107,7 +107,7 @@ MODELS: dict[str, ModelSpec] = {
         text=f"LMM with the library's initial forget rate ({MemoryConfig.forget_init:g})",
     ),
     "hope-cms1": ModelSpec(
-        "hope", group="ablation", hope={"cms_chunks": (8,)}, text="HOPE with one CMS level (C = 8, as many parameters)"
+        "hope", group="ablation", hope={"cms_chunks": (8,)}, text="HOPE with one CMS level (C = 8, the same total MLP width)"
     ),
     "hope-static": ModelSpec(
         "hope", group="ablation", hope={"cms_chunks": (8, 32, 128), "self_modifying": False},
