@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa
 
 import titans_memory.hf as thf  # noqa: E402
 from titans_memory import MemoryConfig, cli  # noqa: E402
+from titans_memory.core.hope import HopeConfig  # noqa: E402
 from titans_memory.models import ARCHS, ModelConfig, TitansLM  # noqa: E402
 from titans_memory.training.checkpoint import load_model, save_model_files  # noqa: E402
 from titans_memory.training.config import TrainConfig  # noqa: E402
@@ -20,9 +21,10 @@ from titans_memory.training.loop import train  # noqa: E402
 
 def tiny_model(arch: str, seed: int = 0) -> TitansLM:
     torch.manual_seed(seed)
-    memory = None if arch == "swa" else MemoryConfig(dim=16, heads=2, chunk_size=4)
+    memory = None if arch in ("swa", "hope") else MemoryConfig(dim=16, heads=2, chunk_size=4)
+    hope = HopeConfig(chunk_size=4, cms_chunks=(2, 8), self_modifying=True) if arch == "hope" else None
     return TitansLM(ModelConfig(arch=arch, dim=16, depth=2, heads=2, window=8, segment=8,
-                                persistent_tokens=2, memory=memory))
+                                persistent_tokens=2, memory=memory, hope=hope))
 
 
 def _prompt(batch: int = 2, length: int = 11, seed: int = 1) -> torch.Tensor:

@@ -26,6 +26,13 @@ from titans_memory.core.architectures import (
     register_architecture,
 )
 from titans_memory.core.config import MemoryConfig
+from titans_memory.core.hope import (
+    ContinuumMemory,
+    DeltaGradientDescent,
+    HopeConfig,
+    HopeState,
+    SelfModifyingMemory,
+)
 from titans_memory.core.neural_memory import MemoryGates, NeuralMemory
 from titans_memory.core.objectives import BIASES, AttentionalBias, register_bias
 from titans_memory.core.ops import BACKENDS, register_backend
@@ -35,6 +42,11 @@ from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
 
 __all__ = [
+    "ContinuumMemory",
+    "DeltaGradientDescent",
+    "HopeConfig",
+    "HopeState",
+    "SelfModifyingMemory",
     "ALGORITHMS",
     "ARCHITECTURES",
     "BACKENDS",

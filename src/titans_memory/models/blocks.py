@@ -15,6 +15,7 @@ continue the stream exactly (attention keys and values, the memory's state).
 ``MAG``     ``x + gate(SWA(u), M(u))``, ``u = norm x``: attention and memory side by side (sec. 4.2)
 ``MAL``     ``x + M(norm x)``, then ``x + SWA(norm x)``: memory, then attention (sec. 4.3)
 ``MAC``     per segment: retrieve, attend over ``[p | h | x]``, write, gate (sec. 4.1)
+``HOPE``    self-modifying memory, then the CMS in place of the MLP (:mod:`titans_memory.models.hope`)
 ==========  ===================================================================================
 
 :class:`ConvSWABlock` is the SWA block with the memory's short causal convolution on q, k, v:
@@ -37,6 +38,7 @@ from titans_memory.core.neural_memory import NeuralMemory
 from titans_memory.models.attention import Attention
 from titans_memory.models.cache import LayerCache
 from titans_memory.models.config import ARCHS, Arch, ModelConfig
+from titans_memory.models.hope import HopeBlock
 
 
 class RMSNorm(nn.Module):
@@ -312,21 +314,22 @@ class ConvSWABlock(SWABlock):
 
 
 #: The block of each architecture (a layer with memory); the keys are exactly ``ARCHS``.
-BLOCKS: dict[Arch, type[Block]] = {
+BLOCKS: dict[Arch, type[nn.Module]] = {
     "swa": SWABlock,
     "lmm": LMMBlock,
     "mag": MAGBlock,
     "mal": MALBlock,
     "mac": MACBlock,
+    "hope": HopeBlock,
 }
 if set(BLOCKS) != set(ARCHS):  # a name added to Arch needs its block here, and only then
     raise RuntimeError(f"BLOCKS {sorted(BLOCKS)} and ARCHS {sorted(ARCHS)} name different architectures")
 
 #: Builds the block of layer ``layer`` of a model: ``factory(cfg, layer) -> Block``.
-BlockFactory = Callable[[ModelConfig, int], Block]
+BlockFactory = Callable[[ModelConfig, int], nn.Module]
 
 
-def make_block(cfg: ModelConfig, layer: int) -> Block:
+def make_block(cfg: ModelConfig, layer: int) -> nn.Module:
     """The block of layer ``layer``: the architecture's if the layer has memory, else SWA."""
     if layer in cfg.layers_with_memory:
         return BLOCKS[cfg.arch](cfg)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from titans_memory.core.hope import HopeState
 from titans_memory.core.state import MemoryState
 from titans_memory.models.attention import KVCache
 from titans_memory.models.config import ModelConfig
@@ -32,6 +33,7 @@ class LayerCache:
             every token of the segment retrieves from; None means the initial memory.
         retrieve_inputs: MAC only: ``(B, <= conv_kernel - 1, dim)``, the layer's last inputs,
             which restart the retrieval's query convolution at the next piece.
+        hope: HOPE only: the in-context weights of its self-modifying memory and CMS levels.
     """
 
     attention: KVCache | None = None
@@ -39,6 +41,7 @@ class LayerCache:
     memory: MemoryState | None = None
     segment_memory: MemoryState | None = None
     retrieve_inputs: Tensor | None = None
+    hope: HopeState | None = None
 
     def _map(self, kv_fn, state_fn, tensor_fn) -> LayerCache:
         def opt(fn, value):
@@ -50,6 +53,7 @@ class LayerCache:
             memory=opt(state_fn, self.memory),
             segment_memory=opt(state_fn, self.segment_memory),
             retrieve_inputs=opt(tensor_fn, self.retrieve_inputs),
+            hope=opt(state_fn, self.hope),
         )
 
     def tensors(self) -> list[Tensor]:
@@ -63,6 +67,8 @@ class LayerCache:
                 out += list(state.tensors().values())
         if self.retrieve_inputs is not None:
             out.append(self.retrieve_inputs)
+        if self.hope is not None:
+            out += list(self.hope.tensors().values())
         return out
 
 

@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal, get_args
 
 from titans_memory.core.config import MemoryConfig
+from titans_memory.core.hope import HopeConfig
 from titans_memory.core.ops import get_backend
 
-Arch = Literal["mac", "mag", "mal", "lmm", "swa"]
+Arch = Literal["mac", "mag", "mal", "lmm", "swa", "hope"]
 ARCHS: tuple[str, ...] = get_args(Arch)  # the names are written once, in Arch
 
 
@@ -28,7 +29,9 @@ class ModelConfig:
     * ``"mag"`` memory as gate: sliding-window attention and the memory side by side, gated;
     * ``"mal"`` memory as layer: the memory, then sliding-window attention;
     * ``"lmm"`` the memory alone mixes the sequence;
-    * ``"swa"`` no memory anywhere: the sliding-window Transformer baseline.
+    * ``"swa"`` no memory anywhere: the sliding-window Transformer baseline;
+    * ``"hope"`` HOPE (Nested Learning, arXiv 2512.24695): the self-modifying memory, then the
+      continuum memory system in place of the MLP; no attention (``hope``: its sizes, docs/hope.md).
 
     Layers not in ``memory_layers`` are plain sliding-window attention blocks (the SWA block),
     whatever the architecture.
@@ -47,6 +50,7 @@ class ModelConfig:
     mlp_expansion: float = 4.0  # hidden width of the SwiGLU MLP is round(2/3 * expansion * dim)
     rope_base: float = 10000.0  # rotary positions: frequencies base^(-2i/d)
     norm_eps: float = 1e-6  # RMSNorm epsilon
+    hope: HopeConfig | None = None  # arch="hope": its memories' sizes and frequencies; None: HopeConfig()
     backend: str = "chunked"  # the memory operator (core.ops.BACKENDS: chunked, chunked_checkpoint, recurrent, ...)
     compile_step: bool | str = False  # torch.compile the chunk step (True: inductor, or a torch.compile backend)
 
@@ -104,6 +108,8 @@ class ModelConfig:
                     f"ModelConfig.memory.dim ({self.memory.dim}) must equal ModelConfig.dim ({self.dim}); "
                     "e.g. preset(name, dim=...)"
                 )
+        if self.hope is not None and not isinstance(self.hope, HopeConfig):
+            raise TypeError(f"ModelConfig.hope must be a HopeConfig or None, got {type(self.hope).__name__}")
         if self.arch == "mac" and self.has_memory:
             kernel = self.memory_config.conv_kernel
             if self.segment < kernel - 1:
@@ -123,6 +129,11 @@ class ModelConfig:
     def memory_config(self) -> MemoryConfig:
         """The memory's config: ``memory``, or ``MemoryConfig(dim=dim, heads=heads)``."""
         return self.memory if self.memory is not None else MemoryConfig(dim=self.dim, heads=self.heads)
+
+    @property
+    def hope_config(self) -> HopeConfig:
+        """HOPE's config: ``hope``, or ``HopeConfig()``."""
+        return self.hope if self.hope is not None else HopeConfig()
 
     @property
     def layers_with_memory(self) -> tuple[int, ...]:
@@ -150,6 +161,7 @@ class ModelConfig:
         out = asdict(self)
         out["memory"] = None if self.memory is None else self.memory.to_dict()
         out["memory_layers"] = None if self.memory_layers is None else list(self.memory_layers)
+        out["hope"] = None if self.hope is None else self.hope.to_dict()
         return out
 
     @classmethod
@@ -161,6 +173,8 @@ class ModelConfig:
         data = dict(data)
         if isinstance(data.get("memory"), dict):
             data["memory"] = MemoryConfig.from_dict(data["memory"])
+        if isinstance(data.get("hope"), dict):
+            data["hope"] = HopeConfig.from_dict(data["hope"])
         if isinstance(data.get("memory_layers"), list):
             data["memory_layers"] = tuple(data["memory_layers"])
         return cls(**data)

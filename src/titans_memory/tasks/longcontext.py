@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from titans_memory.core.config import MemoryConfig
+from titans_memory.core.hope import HopeConfig
 from titans_memory.core.presets import preset
 from titans_memory.models.blocks import conv_swa_blocks
 from titans_memory.models.config import ModelConfig
@@ -63,7 +64,7 @@ class ModelSpec:
     """One benchmarked model: an architecture and what changes in its memory.
 
     Attributes:
-        arch: ``"lmm"``, ``"mac"``, ``"mag"``, ``"mal"`` or ``"swa"``.
+        arch: ``"lmm"``, ``"mac"``, ``"mag"``, ``"mal"``, ``"swa"`` or ``"hope"``.
         memory: :class:`MemoryConfig` fields changed on top of the task's defaults.
         preset: a MIRAS preset the memory starts from (None: Titans' memory).
         group: ``"architecture"``, ``"miras"`` or ``"ablation"`` (how the report groups it).
@@ -75,6 +76,7 @@ class ModelSpec:
     preset: str | None = None
     group: str = "architecture"
     text: str = ""
+    hope: dict = field(default_factory=dict)  # arch="hope": HopeConfig fields changed on the task's defaults
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -90,12 +92,24 @@ MODELS: dict[str, ModelSpec] = {
     "lmm-gdn": ModelSpec(
         "lmm", preset="gated_deltanet", group="miras", text="LMM with Gated DeltaNet's memory"
     ),
+    # CMS levels every 8, 32, 128 tokens: each writes at least once inside a 128-token training sequence
+    "hope": ModelSpec(
+        "hope", hope={"cms_chunks": (8, 32, 128)},
+        text="HOPE: self-modifying memory, then CMS levels of 8, 32, 128 tokens (Nested Learning)",
+    ),
     "lmm-nomom": ModelSpec("lmm", {"momentum": False}, group="ablation", text="LMM without momentum"),
     "lmm-noforget": ModelSpec("lmm", {"forget": False}, group="ablation", text="LMM without forgetting"),
     "lmm-matrix": ModelSpec("lmm", {"depth": 1}, group="ablation", text="LMM, matrix memory (depth 1)"),
     "lmm-libforget": ModelSpec(
         "lmm", {"forget_init": MemoryConfig.forget_init}, group="ablation",
         text=f"LMM with the library's initial forget rate ({MemoryConfig.forget_init:g})",
+    ),
+    "hope-cms1": ModelSpec(
+        "hope", group="ablation", hope={"cms_chunks": (8,)}, text="HOPE with one CMS level (C = 8, the same total MLP width)"
+    ),
+    "hope-static": ModelSpec(
+        "hope", group="ablation", hope={"cms_chunks": (8, 32, 128), "self_modifying": False},
+        text="HOPE without self-modification (inner memories frozen, values not self-generated)",
     ),
 }
 
@@ -121,11 +135,12 @@ def build_model(name: str, cfg: TaskModelConfig | None = None, *, seed: int = 0)
         raise ValueError(f"unknown model {name!r}; choose among {', '.join(MODELS)}")
     cfg = cfg or TaskModelConfig()
     spec = MODELS[name]
-    mem = None if spec.arch == "swa" else memory_config(spec, cfg)
+    mem = None if spec.arch in ("swa", "hope") else memory_config(spec, cfg)
+    hope = HopeConfig(**{"chunk_size": cfg.chunk_size, **spec.hope}) if spec.arch == "hope" else None
     mcfg = ModelConfig(
         arch=spec.arch, vocab_size=cfg.vocab_size, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
         window=cfg.window, segment=cfg.window, persistent_tokens=cfg.persistent_tokens,
-        memory=mem,
+        memory=mem, hope=hope,
     )
     # the SWA control convolves q, k, v as the memory models do (kernel 1: plain SWA)
     blocks = conv_swa_blocks(cfg.conv_kernel) if spec.arch == "swa" else None

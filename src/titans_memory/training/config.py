@@ -8,6 +8,7 @@ import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from titans_memory.core.hope import HopeConfig
 from titans_memory.core.presets import PRESETS, preset
 from titans_memory.models.config import ARCHS, ModelConfig
 
@@ -51,7 +52,7 @@ class TrainConfig:
     """
 
     # --- model --------------------------------------------------------------------------------
-    arch: str = "mac"  # mac, mag, mal, lmm or swa (see ModelConfig)
+    arch: str = "mac"  # mac, mag, mal, lmm, swa or hope (see ModelConfig)
     dim: int = 128  # model width
     depth: int = 2  # number of blocks
     heads: int = 4  # attention heads (and memory heads); dim // heads must be even
@@ -60,6 +61,8 @@ class TrainConfig:
     persistent_tokens: int = 4  # learnable tokens every attention query sees
     memory_preset: str = "titans"  # the MIRAS preset of every memory (titans presets lists them)
     memory_chunk: int = 16  # tokens whose memory gradients share the chunk-start weights
+    hope_cms_chunks: str = "16,64,256"  # arch=hope: the CMS levels' chunks C_1 < C_2 < ..., comma-separated
+    hope_self_modifying: bool = True  # arch=hope: the inner memories are written in context (docs/hope.md)
     memory_layers: str | None = None  # comma-separated layer indices with memory, e.g. "1,3"; None: all
     backend: str = "chunked"  # the memory operator: a name in titans_memory.core.ops.BACKENDS
     compile_step: bool | str = False  # torch.compile the memory's chunk step (true, or a torch.compile backend)
@@ -110,6 +113,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.arch not in ARCHS:
             raise ValueError(f"TrainConfig.arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch == "hope":
+            self.hope_config  # noqa: B018  (validates the HOPE fields now, naming them)
         if self.memory_preset not in PRESETS:
             raise ValueError(
                 f"TrainConfig.memory_preset must be one of {', '.join(PRESETS)}, got {self.memory_preset!r}"
@@ -169,15 +174,31 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The :class:`ModelConfig` of the model this run trains, for a vocabulary of ``vocab_size``."""
-        memory = None
-        if self.arch != "swa":
+        memory = hope = None
+        if self.arch == "hope":
+            hope = self.hope_config
+        elif self.arch != "swa":
             memory = preset(self.memory_preset, dim=self.dim, heads=self.heads, chunk_size=self.memory_chunk)
         return ModelConfig(
             arch=self.arch, vocab_size=vocab_size, dim=self.dim, depth=self.depth, heads=self.heads,
             window=self.window, segment=self.segment, persistent_tokens=self.persistent_tokens,
-            memory_layers=None if self.arch == "swa" else self.memory_layer_indices, memory=memory,
+            memory_layers=None if self.arch == "swa" else self.memory_layer_indices, memory=memory, hope=hope,
             backend=self.backend, compile_step=self.compile_step,
         )
+
+    @property
+    def hope_config(self) -> HopeConfig:
+        """The HOPE memories of ``arch="hope"``: chunk ``memory_chunk``, CMS levels ``hope_cms_chunks``."""
+        try:
+            chunks = tuple(int(part) for part in self.hope_cms_chunks.split(","))
+        except ValueError:
+            raise ValueError(
+                f"TrainConfig.hope_cms_chunks must be comma-separated integers like '16,64,256', got {self.hope_cms_chunks!r}"
+            ) from None
+        try:
+            return HopeConfig(chunk_size=self.memory_chunk, cms_chunks=chunks, self_modifying=self.hope_self_modifying)
+        except ValueError as err:
+            raise ValueError(f"TrainConfig.hope_cms_chunks: {err}") from None
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
