@@ -44,7 +44,15 @@ class UpdateRule:
         chunk_size: b, tokens whose gradients share the chunk-start weights.
         max_step_norm: tau, a per-token bound on the gradient's Frobenius norm over all layers:
             ``u_t <- u_t min(1, tau / ||u_t||)`` (None: no bound). A per-token scalar, so the
-            chunked form stays exact (docs/design.md, "Stability").
+            chunked form stays exact (docs/design.md, "Stability"). For an Omega rule it bounds
+            the window gradient g_t.
+        omega_window: c, the Omega rule's window (ATLAS eq. 9): the update at t uses the gradients
+            of the last c tokens (``core/omega.py``); 1 is the Titans rule.
+        muon: Atlas' inner optimiser: the momentum is orthogonalised by ``ns_steps`` Newton-Schulz
+            steps per weight matrix before it is applied (ATLAS eqs. 32-33).
+        ns_steps: Newton-Schulz steps of the Muon update (>= 0).
+        feature_degree: p of the polynomial feature map phi on keys and queries (ATLAS sec. 3.1,
+            ``core/features.py``), or None (off).
     """
 
     architecture: MemoryArchitecture
@@ -55,8 +63,31 @@ class UpdateRule:
     decayed_gradient: bool
     chunk_size: int
     max_step_norm: float | None = None
+    omega_window: int = 1
+    muon: bool = False
+    ns_steps: int = 5
+    feature_degree: int | None = None
+
+    @property
+    def uses_omega(self) -> bool:
+        """Whether the rule needs the Omega operators (``core/omega.py``): a window c > 1, Muon or
+        feature maps (the Titans operators handle none of them)."""
+        return self.omega_window > 1 or self.muon or self.feature_degree is not None
 
     def __post_init__(self) -> None:
+        for name in ("omega_window", "ns_steps"):
+            value, low = getattr(self, name), 1 if name == "omega_window" else 0
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"UpdateRule.{name} must be an integer >= {low}, got {value!r}")
+        if self.feature_degree is not None and (
+            not isinstance(self.feature_degree, int) or isinstance(self.feature_degree, bool) or self.feature_degree < 1
+        ):
+            raise ValueError(f"UpdateRule.feature_degree must be None or an integer >= 1, got {self.feature_degree!r}")
+        if self.uses_omega and (self.retention is not None or self.decayed_gradient):
+            raise ValueError(
+                "the Omega rule, Muon and feature maps (omega_window > 1, muon, feature_degree) need "
+                "retention='decay' and decayed_gradient=False"
+            )
         if not isinstance(self.chunk_size, int) or isinstance(self.chunk_size, bool) or self.chunk_size < 1:
             raise ValueError(f"UpdateRule.chunk_size must be an integer >= 1, got {self.chunk_size!r}")
         if self.decayed_gradient and not self.forget:
@@ -82,6 +113,10 @@ class UpdateRule:
             decayed_gradient=config.decayed_gradient,
             chunk_size=config.chunk_size,
             max_step_norm=config.max_step_norm,
+            omega_window=config.omega_window,
+            muon=config.muon,
+            ns_steps=config.ns_steps,
+            feature_degree=config.feature_degree,
         )
 
     def replace(self, **changes) -> UpdateRule:

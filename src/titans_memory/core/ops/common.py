@@ -50,13 +50,17 @@ class MemoryOpState(NamedTuple):
     taken: the chunk-start weights, times the decay since the chunk start for a rule with
     ``decayed_gradient``) are tuples with one ``(N, d_in, d_out)`` tensor per memory layer.
     ``offset`` is how many tokens of the current chunk are already consumed
-    (0 <= offset < chunk_size); at 0 the anchor equals the weights.
+    (0 <= offset < chunk_size); at 0 the anchor equals the weights. ``window`` is what an Omega
+    rule (ATLAS, ``core/omega.py``) carries besides: the last c - 1 tokens' keys ``(N, c - 1, d_k)``,
+    values ``(N, c - 1, d_v)``, window weights ``(N, c - 1)`` and, for a bias with a parameter, its
+    values ``(N, c - 1)``; empty for every other rule.
     """
 
     weights: tuple[Tensor, ...]
     momentum: tuple[Tensor, ...]
     anchor: tuple[Tensor, ...]
     offset: int
+    window: tuple[Tensor, ...] = ()
 
 
 def fresh_op_state(initial_weights: Sequence[Tensor]) -> MemoryOpState:
