@@ -20,7 +20,9 @@ from torch import Tensor, nn
 
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.conv import causal_depthwise_conv
+from titans_memory.core.features import polynomial_features
 from titans_memory.core.finite import check_finite_mode, on_host, require_finite
+from titans_memory.core.omega import OMEGA_BACKENDS, OmegaInputs, fresh_tail
 from titans_memory.core.ops import MemoryInputs, get_backend, with_compiled_step
 from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
@@ -153,7 +155,11 @@ class NeuralMemory(nn.Module):
         }
         if rule.bias.param_init is not None:
             init["bias_param"] = rule.bias.raw_from_param(rule.bias.param_init)
-        wanted = {"lr": cfg.lr_gate, "momentum": rule.momentum, "forget": rule.forget, "bias_param": "bias_param" in init}
+        init["omega_gamma"] = _logit(cfg.omega_gamma_init)  # ATLAS: a token's weight in the Omega window
+        wanted = {
+            "lr": cfg.lr_gate, "momentum": rule.momentum, "forget": rule.forget, "bias_param": "bias_param" in init,
+            "omega_gamma": rule.omega_window > 1,
+        }
         self._gate_names = tuple(name for name, on in wanted.items() if on)
         self.to_gates = None
         if self._gate_names:
@@ -196,12 +202,20 @@ class NeuralMemory(nn.Module):
             )
             weights = tuple(w.reshape(batch_size, -1, *w.shape[1:]) for w in flat)
         momentum = tuple(torch.zeros_like(w) for w in weights)
+        window: tuple[Tensor, ...] = ()
+        if self.rule.uses_omega:  # the Omega window's tail: c - 1 zero tokens of weight 0
+            (d_k, _), d_v = self.rule.architecture.layer_shapes[0], self.rule.architecture.layer_shapes[-1][1]
+            tail = fresh_tail(
+                batch_size * self.config.heads, self.rule.omega_window, d_k, d_v,
+                self.rule.bias.param_init is not None, dtype=dtype, device=device,
+            )
+            window = tuple(t.reshape(batch_size, self.config.heads, *t.shape[1:]) for t in tail if t is not None)
         query_tail = kv_tail = None
         if self.config.conv_kernel > 1:
             k = self.config.conv_kernel - 1
             query_tail = torch.zeros(batch_size, k, self.inner, dtype=dtype, device=device)
             kv_tail = torch.zeros(batch_size, k, 2 * self.inner, dtype=dtype, device=device)
-        return MemoryState(weights, momentum, weights, query_tail, kv_tail, 0, self.config.chunk_size)
+        return MemoryState(weights, momentum, weights, query_tail, kv_tail, 0, self.config.chunk_size, window)
 
     def _retention_constants(self, batch_size: int, dtype, device) -> tuple[Tensor, ...] | None:
         """The retention's constants as one ``(batch * heads, 1, 1)`` tensor per layer."""
@@ -228,7 +242,7 @@ class NeuralMemory(nn.Module):
         u = F.silu(F.linear(x, self.to_qkv.weight[:inner]))  # (B, T, H D)
         u, tail = causal_depthwise_conv(u, self.conv_weight[:inner], tail)
         q = rearrange(u, "b t (h d) -> (b h) t d", h=self.config.heads)
-        return F.normalize(q, dim=-1, eps=self.config.eps), tail
+        return self._features(F.normalize(q, dim=-1, eps=self.config.eps)), tail
 
     def _keys_values(self, x: Tensor, tail: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """``k = l2norm(conv(silu(x W_K)))``, ``v = conv(silu(x W_V))``, ``(B H, T, d)`` each."""
@@ -236,7 +250,7 @@ class NeuralMemory(nn.Module):
         u = F.silu(F.linear(x, self.to_qkv.weight[inner:]))  # (B, T, 2 H D)
         u, tail = causal_depthwise_conv(u, self.conv_weight[inner:], tail)
         k, v = rearrange(u, "b t (two h d) -> two (b h) t d", two=2, h=self.config.heads)
-        return F.normalize(k, dim=-1, eps=self.config.eps), v, tail
+        return self._features(F.normalize(k, dim=-1, eps=self.config.eps)), v, tail
 
     def _queries_keys_values(self, x: Tensor, state: MemoryState) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
         """Both paths in one matmul and one convolution (``forward``); same values as the two above."""
@@ -246,10 +260,17 @@ class NeuralMemory(nn.Module):
         q, k, v = rearrange(qkv, "b t (three h d) -> three (b h) t d", three=3, h=self.config.heads)
         q = F.normalize(q, dim=-1, eps=self.config.eps)  # l2-normalised keys and queries keep steps stable
         k = F.normalize(k, dim=-1, eps=self.config.eps)
+        q, k = self._features(q), self._features(k)
         q_tail = kv_tail = None
         if tail is not None:
             q_tail, kv_tail = tail[..., : self.inner], tail[..., self.inner :]
         return q, k, v, q_tail, kv_tail
+
+    def _features(self, x: Tensor) -> Tensor:
+        """ATLAS' polynomial feature map phi_p on normalised keys or queries (``core/features.py``),
+        ``(B H, T, d) -> (B H, T, d_phi)``; the identity when ``feature_degree`` is None."""
+        p = self.config.feature_degree
+        return x if p is None else polynomial_features(x, p)
 
     def _gate_logits(self, x: Tensor) -> dict[str, Tensor]:
         """Raw gate values by name, each ``(B H, T)``."""
@@ -298,8 +319,11 @@ class NeuralMemory(nn.Module):
             y = y * torch.sigmoid(self.to_out_gate(x))
         return self.to_out(y)
 
-    def _memory_inputs(self, q: Tensor | None, k: Tensor, v: Tensor, x: Tensor) -> MemoryInputs:
+    def _memory_inputs(self, q: Tensor | None, k: Tensor, v: Tensor, x: Tensor) -> MemoryInputs | OmegaInputs:
         lr, log_retention, log_momentum, bias_param = self._op_gates(x)
+        if self.rule.uses_omega:  # ATLAS: plus each token's window weight gamma_i in (0, 1)
+            gamma = torch.sigmoid(self._gate_logits(x)["omega_gamma"]) if self.rule.omega_window > 1 else None
+            return OmegaInputs(q, k, v, lr, log_retention, log_momentum, bias_param, gamma)
         return MemoryInputs(
             q, k, v, lr, log_retention, log_momentum, bias_param,
             self._retention_constants(x.shape[0], x.dtype, x.device),
@@ -401,7 +425,12 @@ class NeuralMemory(nn.Module):
     def _operator(self, backend: str | None):
         """The operator ``backend`` names (None: ``self.backend``), with its chunk step compiled
         when ``compile_step`` is set."""
-        op = get_backend(self.backend if backend is None else backend)
+        name = self.backend if backend is None else backend
+        op = get_backend(name)
+        if self.rule.uses_omega:  # ATLAS rules: their own reference and chunked operators
+            if name not in OMEGA_BACKENDS:
+                raise ValueError(f"backend {name!r} cannot run an Omega/Atlas rule; use one of {', '.join(OMEGA_BACKENDS)}")
+            return OMEGA_BACKENDS[name]
         if self.compile_step is not False:
             op = with_compiled_step(op, "inductor" if self.compile_step is True else self.compile_step)
         return op
@@ -531,6 +560,12 @@ class NeuralMemory(nn.Module):
                 )
         if state.chunk_size != cfg.chunk_size:
             raise ValueError(f"state.chunk_size={state.chunk_size} but config.chunk_size={cfg.chunk_size}")
+        want = self.init_state(x.shape[0], dtype=x.dtype, device=x.device).window if self.rule.uses_omega else ()
+        if [tuple(t.shape) for t in state.window] != [tuple(t.shape) for t in want]:
+            raise ValueError(
+                f"state.window has shapes {[tuple(t.shape) for t in state.window]}, expected "
+                f"{[tuple(t.shape) for t in want]} (a state from a memory with another omega_window or rule)"
+            )
         if state.dtype != x.dtype:
             raise ValueError(f"state dtype {state.dtype} does not match x dtype {x.dtype}")
         if state.device != x.device:

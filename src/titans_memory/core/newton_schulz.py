@@ -46,3 +46,16 @@ def newton_schulz(
         gram = x @ x.transpose(-1, -2)  # (..., m, m), m <= n
         x = a * x + (b * gram + c * (gram @ gram)) @ x
     return x.transpose(-1, -2) if tall else x
+
+
+def newton_schulz_gain(steps: int, coefficients: tuple[float, float, float] = MUON_COEFFICIENTS) -> float:
+    """The largest singular value ``newton_schulz`` can output: the maximum over [0, 1] of the
+    scalar iteration ``s <- a s + b s^3 + c s^5`` applied ``steps`` times (the normalised input's
+    singular values lie in [0, 1]), on a grid of 2^20 points plus a 1% margin. Used by the
+    weight-norm bound of the stability envelope (``core/stability.py``)."""
+    check_ns_steps(steps, "steps")
+    a, b, c = coefficients
+    s = torch.linspace(0.0, 1.0, 2**20 + 1, dtype=torch.float64)
+    for _ in range(steps):
+        s = a * s + b * s**3 + c * s**5
+    return 1.01 * float(s.abs().max())

@@ -38,6 +38,10 @@ class MemoryState:
             the two paths keep separate tails.)
         position: tokens written since the state was fresh.
         chunk_size: the chunk size the state was produced with; chunks are aligned to ``position``.
+        window: what an Omega rule (ATLAS, ``core/omega.py``) carries: the last c - 1 tokens' keys
+            (after the feature map) ``(batch, heads, c - 1, d_k)``, values ``(batch, heads, c - 1, d)``,
+            window weights gamma ``(batch, heads, c - 1)`` and, for a bias with a parameter, its
+            values ``(batch, heads, c - 1)``. Empty for every other rule.
 
     When it resets: never by itself. ``forward(x)`` without a state starts from the learned
     initial memory; pass the returned state back to continue the same streams. It is part of the
@@ -51,6 +55,7 @@ class MemoryState:
     kv_tail: Tensor | None
     position: int
     chunk_size: int = field(default=64)
+    window: tuple[Tensor, ...] = ()
 
     @property
     def offset(self) -> int:
@@ -78,6 +83,8 @@ class MemoryState:
         for name in ("query_tail", "kv_tail"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        for i, t in enumerate(self.window):
+            out[f"window.{i}"] = t
         return out
 
     def detach(self) -> MemoryState:
@@ -101,6 +108,7 @@ class MemoryState:
             kv_tail=None if self.kv_tail is None else fn(self.kv_tail),
             position=self.position,
             chunk_size=self.chunk_size,
+            window=tuple(fn(t) for t in self.window),
         )
 
     # --- validation ----------------------------------------------------------------------------------
@@ -143,6 +151,13 @@ class MemoryState:
                     f"MemoryState.{name} must be (batch={ref.shape[0]}, conv_kernel - 1, channels), "
                     f"got {tuple(tail.shape)}"
                 )
+        if not isinstance(self.window, tuple) or len(self.window) not in (0, 3, 4) or any(
+            not isinstance(t, Tensor) or t.dim() < 3 or t.shape[:2] != ref.shape[:2] for t in self.window
+        ):
+            raise ValueError(
+                "MemoryState.window must be () or the Omega window's (k, v, gamma[, param]), each "
+                f"(batch={ref.shape[0]}, heads={ref.shape[1]}, c - 1, ...)"
+            )
         if check_finite:
             for name, t in self.tensors().items():
                 if not all_finite(t):
@@ -152,16 +167,16 @@ class MemoryState:
     # --- bridge to the operators, which see (batch * heads) independent memories ---------------
     def to_op_state(self) -> MemoryOpState:
         def flat(ts: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            return tuple(t.reshape(-1, *t.shape[2:]) for t in ts)
+            return tuple(t.reshape(t.shape[0] * t.shape[1], *t.shape[2:]) for t in ts)  # explicit: c - 1 may be 0
 
-        return MemoryOpState(flat(self.weights), flat(self.momentum), flat(self.anchor), self.offset)
+        return MemoryOpState(flat(self.weights), flat(self.momentum), flat(self.anchor), self.offset, flat(self.window))
 
     def with_op_state(self, op: MemoryOpState, written: int) -> MemoryState:
         """This state after an operator wrote ``written`` more tokens (tails unchanged)."""
         batch = self.batch_size
 
         def unflat(ts: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            return tuple(t.reshape(batch, -1, *t.shape[1:]) for t in ts)
+            return tuple(t.reshape(batch, t.shape[0] // batch, *t.shape[1:]) for t in ts)
 
         return replace(
             self,
@@ -169,6 +184,7 @@ class MemoryState:
             momentum=unflat(op.momentum),
             anchor=unflat(op.anchor),
             position=self.position + written,
+            window=unflat(op.window) if self.window else (),
         )
 
     # --- save / load: safetensors, never executes code -----------------------------------------
@@ -189,6 +205,7 @@ class MemoryState:
             "position": str(self.position),
             "chunk_size": str(self.chunk_size),
             "layers": str(len(self.weights)),
+            "window": str(len(self.window)),
         }
         save_file(tensors, target, metadata=meta)
 
@@ -220,6 +237,7 @@ class MemoryState:
             position = _int_field(meta, "position", source, minimum=0)
             chunk_size = _int_field(meta, "chunk_size", source, minimum=1)
             names = set(f.keys())
+            window_len = _int_field(meta, "window", source, minimum=0) if "window" in meta else 0
 
             def get(name: str) -> Tensor:
                 if name not in names:
@@ -238,7 +256,10 @@ class MemoryState:
             else:
                 query_tail = get("query_tail") if "query_tail" in names else None
                 kv_tail = get("kv_tail") if "kv_tail" in names else None
-        state = cls(**groups, query_tail=query_tail, kv_tail=kv_tail, position=position, chunk_size=chunk_size)
+            window = tuple(get(f"window.{i}") for i in range(window_len))
+        state = cls(
+            **groups, query_tail=query_tail, kv_tail=kv_tail, position=position, chunk_size=chunk_size, window=window
+        )
         return state.validate()
 
 
