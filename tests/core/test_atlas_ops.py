@@ -219,3 +219,34 @@ def test_bad_input_one_clear_error_each():
         polynomial_features(torch.zeros(2, 3), 0)
     with pytest.raises(ValueError, match="retention='decay'"):
         MemoryConfig(omega_window=2, retention="lq")
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_attention_is_a_special_case(chunk):
+    """ATLAS' claim that attention is a special case, as an identity we can check: a matrix
+    memory on phi_p features, dot-product bias, no momentum, a forget gate that erases the memory
+    every token (retention e^-60), window c. Then M_t = theta_t sum_{i in window} gamma_i
+    phi(k_i)^T v_i, so y_t = phi(q_t) M_t is sliding-window attention with the degree-p Taylor
+    exponential kernel, unnormalised (no softmax denominator):
+    y_t = theta_t sum_{i=t-c+1}^{t} gamma_i (sum_{j<=p} (q_t . k_i)^j / j!) v_i."""
+    p, c, T = 2, 4, 9
+    rule = _rule(depth=1, dim=4, objective="dot", momentum=False, omega_window=c, chunk_size=chunk, feature_degree=p)
+    g = torch.Generator().manual_seed(3)
+    n, d = 2, 4
+    q0 = torch.nn.functional.normalize(torch.randn(n, T, d, generator=g, dtype=D), dim=-1)
+    k0 = torch.nn.functional.normalize(torch.randn(n, T, d, generator=g, dtype=D), dim=-1)
+    v = torch.randn(n, T, d, generator=g, dtype=D)
+    lr = torch.rand(n, T, generator=g, dtype=D)
+    gamma = torch.rand(n, T, generator=g, dtype=D)
+    inputs = OmegaInputs(
+        polynomial_features(q0, p), polynomial_features(k0, p), v, lr, torch.full((n, T), -60.0, dtype=D), None, None, gamma
+    )
+    w0 = torch.randn(n, feature_dim(d, p), d, generator=g, dtype=D)
+    state = fresh_op_state([w0])._replace(window=tuple(fresh_tail(n, c, feature_dim(d, p), d, False, dtype=D, device="cpu")[:3]))
+    kernel = exp_kernel_taylor(q0[:, :, None], k0[:, None, :], p)  # (n, T, T): kappa(q_t, k_i)
+    t_idx, i_idx = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    mask = ((i_idx <= t_idx) & (i_idx > t_idx - c)).to(D)
+    expected = lr[..., None] * torch.einsum("nti,ni,nid->ntd", kernel * mask, gamma, v)
+    for op in (omega_recurrent, omega_chunked):
+        y, _ = op(inputs, state, rule)
+        torch.testing.assert_close(y, expected, atol=1e-12, rtol=0)

@@ -44,6 +44,9 @@ from titans_memory.tasks.needles import VOCAB, TaskBatch, min_length, needle_bat
 ARCHITECTURES = ("swa", "lmm", "mac", "mag", "mal")
 MIRAS = ("lmm-moneta", "lmm-yaad", "lmm-memora", "lmm-deltanet", "lmm-gdn")
 ABLATIONS = ("lmm-nomom", "lmm-noforget", "lmm-matrix", "lmm-libforget")
+#: ATLAS' memories (arXiv 2505.23735), not in the default run (their chunked form materialises
+#: per-token weights: several times the cost of the Titans LMM); ask for them with ``--models``.
+ATLAS = ("lmm-omeganet", "lmm-atlas", "mal-atlas")
 DEFAULT_MODELS = ARCHITECTURES + MIRAS + ABLATIONS
 
 
@@ -268,7 +271,8 @@ def _worker(job: Job) -> list[dict]:
 # 128-token passkey sequences); shares the budget's caps out, and orders the jobs
 _STEP_COST = {"swa": 0.37, "lmm": 1.0, "mac": 1.56, "mag": 1.17, "mal": 1.13, "lmm-moneta": 1.13,
               "lmm-yaad": 0.78, "lmm-memora": 1.06, "lmm-deltanet": 0.35, "lmm-gdn": 0.36,
-              "lmm-nomom": 0.73, "lmm-noforget": 0.89, "lmm-matrix": 0.39, "lmm-libforget": 0.87}
+              "lmm-nomom": 0.73, "lmm-noforget": 0.89, "lmm-matrix": 0.39, "lmm-libforget": 0.87,
+              "lmm-omeganet": 4.0, "lmm-atlas": 5.0, "mal-atlas": 5.0}  # ATLAS: guesses, unmeasured
 
 
 def plan(settings: Settings) -> list[Job]:
@@ -348,7 +352,7 @@ def settings_to_dict(settings: Settings) -> dict:
 
 
 __all__ = [
-    "ABLATIONS", "ARCHITECTURES", "DEFAULT_MODELS", "MIRAS", "Job", "MQARSettings", "NiahSettings",
+    "ABLATIONS", "ARCHITECTURES", "ATLAS", "DEFAULT_MODELS", "MIRAS", "Job", "MQARSettings", "NiahSettings",
     "evaluation_cells", "plan", "quick", "run_benchmark", "run_job", "settings_to_dict",
     "training_batches", "VOCAB",
 ]
