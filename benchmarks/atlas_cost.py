@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
             mem = NeuralMemory(MemoryConfig(dim=args.dim, heads=heads, chunk_size=args.chunk, **fields))
             x = torch.randn(args.batch, tokens, args.dim)
 
-            def forward():
+            def forward(mem=mem, x=x):
                 with torch.no_grad():
                     mem(x)
 
-            def forward_backward():
+            def forward_backward(mem=mem, x=x):
                 mem.zero_grad(set_to_none=True)
                 y, _ = mem(x)
                 y.square().mean().backward()

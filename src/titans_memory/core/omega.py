@@ -202,7 +202,9 @@ def omega_recurrent(inputs: OmegaInputs, state: MemoryOpState, rule: UpdateRule)
     y = None
     if q is not None:
         y = torch.cat(outputs, dim=1) if outputs else v.new_zeros(v.shape)
-    stack = (lambda xs, like: torch.stack(xs[len(xs) - (c - 1):], 1) if c > 1 else like[:, :0])
+    def stack(xs: list[Tensor], like: Tensor) -> Tensor:  # the last c - 1 tokens, (N, c - 1, ...)
+        return torch.stack(xs[len(xs) - (c - 1) :], 1) if c > 1 else like[:, :0]
+
     window = (stack(win_k, tail.k), stack(win_v, tail.v), stack(win_g, tail.gamma))
     if win_p is not None:
         window = window + (stack(win_p, tail.param),)
@@ -255,13 +257,13 @@ def _segment(
         else:
             P, E = mom.momentum_mix, mom.momentum_decay  # (N, n, n), (N, n)
             S = [E[..., None, None] * s[:, None] - torch.einsum("ntj,njab->ntab", P, gl) for s, gl in zip(momentum, g, strict=True)]
-        O = [newton_schulz(s, rule.ns_steps) for s in S]  # per token, as in the reference (eq. 32)
+        ortho = [newton_schulz(s, rule.ns_steps) for s in S]  # per token, as in the reference (eq. 32)
         dec = chunk_coefficients(lr, log_retention, None)  # mix = D[t, j] theta_j, decay = A_t
         A, G = dec.decay, dec.mix
         if reads:
-            M = [A[..., None, None] * w[:, None] + torch.einsum("ntj,njab->ntab", G, o) for w, o in zip(weights, O, strict=True)]
+            M = [A[..., None, None] * w[:, None] + torch.einsum("ntj,njab->ntab", G, o) for w, o in zip(weights, ortho, strict=True)]
         else:
-            M = [A[:, -1, None, None] * w + torch.einsum("nj,njab->nab", G[:, -1], o) for w, o in zip(weights, O, strict=True)]
+            M = [A[:, -1, None, None] * w + torch.einsum("nj,njab->nab", G[:, -1], o) for w, o in zip(weights, ortho, strict=True)]
         new_momentum = [s[:, -1] for s in S]
     else:
         coef = chunk_coefficients(lr, log_retention, log_momentum)
