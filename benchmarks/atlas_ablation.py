@@ -25,16 +25,17 @@ from titans_memory.tasks.bench import Job, MQARSettings, quick, run_job
 from titans_memory.tasks.longcontext import MODELS, ModelSpec
 
 #: name -> the memory fields that differ from the Titans LMM of the benchmark
+_O, _A = dict(algorithm="omeganet"), dict(algorithm="atlas")
 VARIANTS: dict[str, dict] = {
     "titans (c=1)": {},
-    "omega c=1 +muon": dict(muon=True),
-    "omega c=4": dict(omega_window=4),
-    "omega c=16": dict(omega_window=16),
-    "omega c=4 +poly2": dict(omega_window=4, feature_degree=2),
-    "omega c=16 +poly2": dict(omega_window=16, feature_degree=2),
-    "omega c=4 +muon (atlas)": dict(omega_window=4, muon=True),
-    "omega c=16 +muon (atlas)": dict(omega_window=16, muon=True),
-    "omega c=16 +poly2 +muon": dict(omega_window=16, feature_degree=2, muon=True),
+    "titans +poly2": dict(_O, feature_degree=2),  # omeganet with c = 1 is the Titans rule
+    "titans +muon": dict(_A),
+    "omega c=4": dict(_O, omega_window=4),
+    "omega c=16": dict(_O, omega_window=16),
+    "omega c=16 +poly2": dict(_O, omega_window=16, feature_degree=2),
+    "atlas c=4 (omega +muon)": dict(_A, omega_window=4),
+    "atlas c=16 (omega +muon)": dict(_A, omega_window=16),
+    "atlas c=16 +poly2": dict(_A, omega_window=16, feature_degree=2),
 }
 
 

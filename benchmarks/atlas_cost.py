@@ -24,10 +24,10 @@ from titans_memory.core import MemoryConfig, NeuralMemory
 
 VARIANTS = {
     "titans": {},
-    "omeganet c=4": dict(omega_window=4),
-    "omeganet c=16": dict(omega_window=16),
-    "atlas c=4": dict(omega_window=4, muon=True),
-    "atlas c=16": dict(omega_window=16, muon=True),
+    "omeganet c=4": dict(algorithm="omeganet", omega_window=4),
+    "omeganet c=16": dict(algorithm="omeganet", omega_window=16),
+    "atlas c=4": dict(algorithm="atlas", omega_window=4),
+    "atlas c=16": dict(algorithm="atlas", omega_window=16),
 }
 
 

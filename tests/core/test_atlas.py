@@ -30,14 +30,14 @@ def _state_tensors(s: MemoryState):
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(omega_window=1, muon=True),
-        dict(omega_window=3),
-        dict(omega_window=3, muon=True, ns_steps=2),
-        dict(omega_window=16, muon=True),
-        dict(omega_window=6, chunk_size=4, depth=1),
-        dict(omega_window=3, feature_degree=2),
-        dict(omega_window=3, muon=True, feature_degree=2, depth=1),
-        dict(omega_window=4, objective="huber"),
+        dict(algorithm="atlas", omega_window=1),
+        dict(algorithm="omeganet", omega_window=3),
+        dict(algorithm="atlas", omega_window=3, ns_steps=2),
+        dict(algorithm="atlas", omega_window=16),
+        dict(algorithm="omeganet", omega_window=6, chunk_size=4, depth=1),
+        dict(algorithm="omeganet", omega_window=3, feature_degree=2),
+        dict(algorithm="atlas", omega_window=3, feature_degree=2, depth=1),
+        dict(algorithm="omeganet", omega_window=4, objective="huber"),
     ],
 )
 def test_chunked_equals_reference_in_the_module(kw):
@@ -68,7 +68,7 @@ def test_presets_stream_for_any_split(name):
     mem = NeuralMemory(preset(name, dim=12, heads=2, chunk_size=5, expansion=2.0)).to(D)
     x = _x(T=23)
     y, s = mem(x)
-    assert s.window[0].shape == (2, 2, 15, 6)  # c - 1 = 15 keys of every stream and head
+    assert s.carried["omega_keys"].shape == (2, 2, 15, 6)  # c - 1 = 15 keys of every stream and head
     for cuts in ([1], [4, 9, 10], [22]):
         ys, state, lo = [], None, 0
         for hi in [*cuts, 23]:
@@ -81,24 +81,27 @@ def test_presets_stream_for_any_split(name):
 
 
 def test_store_then_retrieve_matches_forward():
-    mem, x = _mem(omega_window=3, muon=True, feature_degree=2), _x()
+    mem, x = _mem(algorithm="atlas", omega_window=3, feature_degree=2), _x()
     _, s_f = mem(x)
     s_s = mem.store(x)
-    for name in ("weights", "momentum", "window"):
+    for name in ("weights", "momentum"):
         for a, b in zip(getattr(s_f, name), getattr(s_s, name), strict=True):
             torch.testing.assert_close(a, b, atol=1e-13, rtol=0)
+    for name in s_f.carried:
+        torch.testing.assert_close(s_f.carried[name], s_s.carried[name], atol=1e-13, rtol=0)
     h, _ = mem.retrieve(x[:, :3], s_s)
     assert h.shape == (2, 3, 12)
 
 
 def test_titans_is_untouched_when_atlas_is_off():
-    """feature_degree=None, omega_window=1, muon=False: the same parameters (a pre-ATLAS checkpoint
-    loads), the Titans operator, no window in the state; so the same numbers bit for bit."""
+    """feature_degree=None, omega_window=1, no ATLAS algorithm: the same parameters (a pre-ATLAS
+    checkpoint loads), the Titans algorithm and operator, nothing carried; the same numbers bit for bit."""
     mem = _mem()
-    assert not mem.rule.uses_omega
+    assert type(mem.rule.algorithm).__name__ == "GradientDescent"
+    assert mem.rule.algorithm.operator("chunked") is None
     assert mem.to_gates.out_features == 3 * 2  # lr, momentum, forget: no gamma row
-    assert mem.init_state(1).window == ()
-    explicit = _mem(omega_window=1, muon=False, feature_degree=None)
+    assert mem.init_state(1).carried == {}
+    explicit = _mem(omega_window=1, feature_degree=None, ns_steps=5)
     x = _x()
     y1, s1 = mem(x)
     y2, s2 = explicit(x)
@@ -106,9 +109,9 @@ def test_titans_is_untouched_when_atlas_is_off():
 
 
 def test_state_window_saves_and_loads(tmp_path):
-    mem, x = _mem(omega_window=4, objective="huber"), _x()
+    mem, x = _mem(algorithm="omeganet", omega_window=4, objective="huber"), _x()
     _, s = mem(x[:, :7])
-    assert len(s.window) == 4  # k, v, gamma, and Huber's delta
+    assert len(s.carried) == 4  # keys, values, gammas, and Huber's delta
     s.save(tmp_path / "s.safetensors")
     back = MemoryState.load(tmp_path / "s.safetensors")
     y_a, _ = mem(x[:, 7:], s)
@@ -118,18 +121,18 @@ def test_state_window_saves_and_loads(tmp_path):
 
 def test_bad_input_and_mismatched_state():
     with pytest.raises(ValueError, match="omega_window"):
-        NeuralMemory(MemoryConfig(dim=8, omega_window=0))
+        NeuralMemory(MemoryConfig(dim=8, algorithm="omeganet", omega_window=0))
     with pytest.raises(ValueError, match="feature_degree"):
-        NeuralMemory(MemoryConfig(dim=8, feature_degree=-2))
+        NeuralMemory(MemoryConfig(dim=8, algorithm="omeganet", feature_degree=-2))
     with pytest.raises(ValueError, match="Newton-Schulz"):
-        NeuralMemory(MemoryConfig(dim=8, ns_steps=-1))
-    with pytest.raises(TypeError, match="muon"):
-        MemoryConfig(dim=8, muon="yes")
-    a, b = _mem(omega_window=3), _mem(omega_window=5)
+        NeuralMemory(MemoryConfig(dim=8, algorithm="atlas", ns_steps=-1))
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        MemoryConfig(dim=8, algorithm="omega")
+    a, b = _mem(algorithm="omeganet", omega_window=3), _mem(algorithm="omeganet", omega_window=5)
     _, s = a(_x(T=3))
-    with pytest.raises(ValueError, match="state.window"):
+    with pytest.raises(ValueError, match="carried"):
         b(_x(T=3), s)
-    with pytest.raises(ValueError, match="state.window"):
+    with pytest.raises(ValueError, match="carried"):
         _mem()(_x(T=3), s)
 
 

@@ -1,5 +1,6 @@
-"""ATLAS pieces at the operator level (arXiv 2505.23735): the Omega reference against closed forms
-and the Titans rule, the chunk-parallel form against the reference, Newton-Schulz, phi_p."""
+"""ATLAS pieces at the operator level (arXiv 2505.23735): the registered omeganet / atlas
+algorithms run by the reference operator against closed forms and the Titans rule, the
+chunk-parallel operator against the reference, Newton-Schulz, phi_p."""
 
 from __future__ import annotations
 
@@ -11,16 +12,22 @@ import torch
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.features import exp_kernel_taylor, feature_dim, polynomial_features
 from titans_memory.core.newton_schulz import MUON_COEFFICIENTS, newton_schulz
-from titans_memory.core.omega import OmegaInputs, fresh_tail, omega_chunked, omega_recurrent
+from titans_memory.core.omega import omega_chunked
 from titans_memory.core.ops import MemoryInputs, chunked_memory, fresh_op_state, recurrent_memory
 from titans_memory.core.rule import UpdateRule
 
 D = torch.float64
 
 
-def _rule(**kw) -> UpdateRule:
+def _rule(muon=False, **kw) -> UpdateRule:
     base = dict(dim=6, heads=1, depth=2, expansion=2.0, max_step_norm=None, input_norm=False)
+    base["algorithm"] = "atlas" if muon else "omeganet"
     return UpdateRule.from_config(MemoryConfig(**{**base, **kw}))
+
+
+def omega_recurrent(inputs, state, rule):
+    """The reference: the library's token-by-token operator running the algorithm's token_step."""
+    return recurrent_memory(inputs, state, rule)
 
 
 def _case(rule: UpdateRule, n=2, T=13, seed=0, reads=True, grad=False):
@@ -34,10 +41,10 @@ def _case(rule: UpdateRule, n=2, T=13, seed=0, reads=True, grad=False):
     q = torch.nn.functional.normalize(torch.randn(n, T, d_k, generator=g, dtype=D), dim=-1) if reads else None
     v = r(n, T, d_v)
     # theta / c: a window of c tokens makes steps up to c times larger (and unbounded here)
-    lr = ((0.05 + 0.1 * torch.rand(n, T, generator=g, dtype=D)) / rule.omega_window).requires_grad_(grad)
+    lr = ((0.05 + 0.1 * torch.rand(n, T, generator=g, dtype=D)) / rule.algorithm.window).requires_grad_(grad)
     log_ret = torch.log(1 - 0.05 * torch.rand(n, T, generator=g, dtype=D)).requires_grad_(grad) if rule.forget else None
     log_mom = torch.log(0.5 + 0.4 * torch.rand(n, T, generator=g, dtype=D)).requires_grad_(grad) if rule.momentum else None
-    gamma = torch.rand(n, T, generator=g, dtype=D).requires_grad_(grad) if rule.omega_window > 1 else None
+    gamma = torch.rand(n, T, generator=g, dtype=D).requires_grad_(grad) if rule.algorithm.window > 1 else None
     param = None
     if rule.bias.param_init is not None:
         param = (0.5 + torch.rand(n, T, generator=g, dtype=D)).requires_grad_(grad)
@@ -45,16 +52,25 @@ def _case(rule: UpdateRule, n=2, T=13, seed=0, reads=True, grad=False):
         (w.to(D).expand(n, *w.shape[1:]).clone() + 0.1 * torch.randn(n, *w.shape[1:], generator=g, dtype=D)).requires_grad_(grad)
         for w in rule.architecture.init_weights(1, torch.Generator().manual_seed(seed + 1))
     ]
-    state = fresh_op_state(weights)
-    tail = fresh_tail(n, rule.omega_window, d_k, d_v, param is not None, dtype=D, device="cpu")
-    state = state._replace(window=tuple(t for t in tail if t is not None))
-    return OmegaInputs(q, k, v, lr, log_ret, log_mom, param, gamma), state
+    state = fresh_op_state(weights, rule)
+    extra = None if gamma is None else {"omega_gamma": gamma}
+    return MemoryInputs(q, k, v, lr, log_ret, log_mom, param, None, extra), state
 
 
-def _split(op, inputs: OmegaInputs, state, rule, cuts):
+def _leaves(inputs: MemoryInputs):
+    return [*inputs[:7], *(inputs.extra_gates or {}).values()]
+
+
+def _cut(inputs: MemoryInputs, lo: int, hi: int) -> MemoryInputs:
+    fields = [None if x is None else x[:, lo:hi] for x in inputs[:7]]
+    extra = None if inputs.extra_gates is None else {k: g[:, lo:hi] for k, g in inputs.extra_gates.items()}
+    return MemoryInputs(*fields, None, extra)
+
+
+def _split(op, inputs: MemoryInputs, state, rule, cuts):
     ys, lo = [], 0
     for hi in [*cuts, inputs.k.shape[1]]:
-        part = OmegaInputs(*(None if x is None else x[:, lo:hi] for x in inputs))
+        part = _cut(inputs, lo, hi)
         y, state = op(part, state, rule)
         ys.append(y)
         lo = hi
@@ -62,7 +78,8 @@ def _split(op, inputs: OmegaInputs, state, rule, cuts):
 
 
 def _flat(y, state):
-    return [t for t in (y, *state.weights, *state.momentum, *state.anchor, *state.window) if t is not None]
+    carried = [state.carried[name] for name in sorted(state.carried)]
+    return [t for t in (y, *state.weights, *state.momentum, *state.anchor, *carried) if t is not None]
 
 
 def _assert_close(a, b, tol):
@@ -89,7 +106,7 @@ def test_chunked_equals_reference(window, chunk, depth, muon):
     ref, chk = _flat(y_ref, s_ref), _flat(y_chk, s_chk)
     _assert_close(ref, chk, 1e-10)
     # gradients of one scalar of everything, w.r.t. every input and the initial state
-    leaves = [x for x in (*inputs, *state.weights) if x is not None and x.requires_grad]
+    leaves = [x for x in (*_leaves(inputs), *state.weights) if x is not None and x.requires_grad]
     probe = [torch.randn(t.shape, generator=gen, dtype=D) for t in ref]
     g_ref = torch.autograd.grad(sum((p * t).sum() for p, t in zip(probe, ref, strict=True)), leaves, allow_unused=True)
     g_chk = torch.autograd.grad(sum((p * t).sum() for p, t in zip(probe, chk, strict=True)), leaves, allow_unused=True)
@@ -111,7 +128,7 @@ def test_write_only_equals_read_write_state():
     _, s_full = omega_chunked(inputs, state, rule)
     _, s_write = omega_chunked(inputs._replace(q=None), state, rule)
     _assert_close(_flat(None, s_full), _flat(None, s_write), 1e-13)
-    rule = rule.replace(muon=True)
+    rule = _rule(omega_window=3, chunk_size=4, muon=True)
     _, s_full = omega_chunked(inputs, state, rule)
     _, s_write = omega_chunked(inputs._replace(q=None), state, rule)
     _assert_close(_flat(None, s_full), _flat(None, s_write), 1e-13)
@@ -122,11 +139,13 @@ def test_window_one_is_the_titans_rule(chunk, objective):
     """c = 1, no Muon, no features: the Omega operators reproduce the Titans operators (1e-12)."""
     rule = _rule(omega_window=1, chunk_size=chunk, objective=objective, max_step_norm=2.0)
     inputs, state = _case(rule, T=11)
-    titans = MemoryInputs(inputs.q, inputs.k, inputs.v, inputs.lr, inputs.log_retention, inputs.log_momentum, inputs.bias_param)
-    plain = fresh_op_state(state.weights)
+    titans_rule = UpdateRule.from_config(
+        MemoryConfig(dim=6, heads=1, depth=2, expansion=2.0, input_norm=False, chunk_size=chunk, objective=objective, max_step_norm=2.0)
+    )
+    assert type(titans_rule.algorithm).__name__ == "GradientDescent"
     for omega_op, titans_op in ((omega_recurrent, recurrent_memory), (omega_chunked, chunked_memory)):
         y_o, s_o = omega_op(inputs, state, rule)
-        y_t, s_t = titans_op(titans, plain, rule)
+        y_t, s_t = titans_op(inputs, state, titans_rule)
         _assert_close([y_o, *s_o.weights, *s_o.momentum], [y_t, *s_t.weights, *s_t.momentum], 1e-12)
 
 
@@ -135,7 +154,8 @@ def test_linear_memory_window_two_by_hand():
     W_t = W_{t-1} - theta_t sum_{i in {t-1, t}} gamma_i 2 k_i^T (k_i W_{t-1} - v_i), y_t = q_t W_t."""
     rule = _rule(depth=1, omega_window=2, chunk_size=1, momentum=False, forget=False)
     inputs, state = _case(rule, n=1, T=4)
-    q, k, v, lr, _, _, _, gamma = inputs
+    q, k, v, lr = inputs[:4]
+    gamma = inputs.extra_gates["omega_gamma"]
     W = state.weights[0][0].clone()
     ys = []
     for t in range(4):
@@ -156,7 +176,8 @@ def test_linear_memory_atlas_by_hand():
     S_t = eta_t S - g_t, W_t = (1 - alpha_t) W + theta_t NS_2(S_t), NS_2 written out with the coefficients."""
     rule = _rule(depth=1, omega_window=2, chunk_size=1, muon=True, ns_steps=2)
     inputs, state = _case(rule, n=1, T=3)
-    q, k, v, lr, log_ret, log_mom, _, gamma = inputs
+    q, k, v, lr, log_ret, log_mom = inputs[:6]
+    gamma = inputs.extra_gates["omega_gamma"]
     a, b, c = MUON_COEFFICIENTS
     W, S = state.weights[0][0].clone(), torch.zeros_like(state.weights[0][0])
     for t in range(3):
@@ -218,7 +239,11 @@ def test_bad_input_one_clear_error_each():
     with pytest.raises(ValueError, match="feature degree p must be an integer >= 1"):
         polynomial_features(torch.zeros(2, 3), 0)
     with pytest.raises(ValueError, match="retention='decay'"):
-        MemoryConfig(omega_window=2, retention="lq")
+        MemoryConfig(algorithm="omeganet", omega_window=2, retention="lq")
+    with pytest.raises(ValueError, match="need algorithm='omeganet' or 'atlas'"):
+        MemoryConfig(omega_window=2)
+    with pytest.raises(ValueError, match="need algorithm='omeganet' or 'atlas'"):
+        MemoryConfig(feature_degree=2)
 
 
 @pytest.mark.parametrize("chunk", [1, 3])
@@ -238,11 +263,12 @@ def test_attention_is_a_special_case(chunk):
     v = torch.randn(n, T, d, generator=g, dtype=D)
     lr = torch.rand(n, T, generator=g, dtype=D)
     gamma = torch.rand(n, T, generator=g, dtype=D)
-    inputs = OmegaInputs(
-        polynomial_features(q0, p), polynomial_features(k0, p), v, lr, torch.full((n, T), -60.0, dtype=D), None, None, gamma
+    inputs = MemoryInputs(
+        polynomial_features(q0, p), polynomial_features(k0, p), v, lr, torch.full((n, T), -60.0, dtype=D), None, None,
+        None, {"omega_gamma": gamma},
     )
     w0 = torch.randn(n, feature_dim(d, p), d, generator=g, dtype=D)
-    state = fresh_op_state([w0])._replace(window=tuple(fresh_tail(n, c, feature_dim(d, p), d, False, dtype=D, device="cpu")[:3]))
+    state = fresh_op_state([w0], rule)
     kernel = exp_kernel_taylor(q0[:, :, None], k0[:, None, :], p)  # (n, T, T): kappa(q_t, k_i)
     t_idx, i_idx = torch.arange(T)[:, None], torch.arange(T)[None, :]
     mask = ((i_idx <= t_idx) & (i_idx > t_idx - c)).to(D)

@@ -56,14 +56,16 @@ class MemoryConfig:
     decayed_gradient: bool = False  # gradient at (1 - alpha_t) M instead of M (Gated DeltaNet)
     lr_gate: bool = True  # False: theta_t = lr_init for every token (no learned inner lr)
     architecture: str | None = None  # architectures.ARCHITECTURES; None: matrix if depth 1, else residual_mlp
+    # algorithms.ALGORITHMS; None: decayed_gradient if decayed_gradient, else titans with momentum,
+    # else no_momentum (the three built-ins read momentum, forget and decayed_gradient)
+    algorithm: str | None = None
     # --- stability by construction (docs/design.md, "Stability") --------------------------------
     input_norm: bool = True  # every token scaled to unit RMS before projections and gates
     max_step_norm: float | None = 10.0  # per-token bound on ||grad l||_F (all layers); None: off
     # --- ATLAS (arXiv 2505.23735; docs/atlas.md) -----------------------------------------------
-    omega_window: int = 1  # c: the Omega rule's window of past tokens (eq. 9); 1 = the Titans rule
+    omega_window: int = 1  # c: the Omega rule's window (eq. 9; algorithm "omeganet" or "atlas"); 1 = Titans' rule
     omega_gamma_init: float = 0.5  # gamma_i, the window weight of a token, at initialisation (c > 1)
-    muon: bool = False  # Atlas: Newton-Schulz-orthogonalised momentum (eqs. 32-33)
-    ns_steps: int = 5  # Newton-Schulz steps of the Muon update (>= 0)
+    ns_steps: int = 5  # Newton-Schulz steps of Atlas' Muon update (>= 0; algorithm="atlas")
     feature_degree: int | None = None  # p of the polynomial feature map on keys and queries; None: off
 
     def __post_init__(self) -> None:
@@ -87,7 +89,7 @@ class MemoryConfig:
                 f"got {self.feature_degree!r}"
             )
         _check_real("omega_gamma_init", self.omega_gamma_init, low=0.0, high=1.0)
-        for name in ("momentum", "forget", "output_gate", "decayed_gradient", "lr_gate", "input_norm", "muon"):
+        for name in ("momentum", "forget", "output_gate", "decayed_gradient", "lr_gate", "input_norm"):
             value = getattr(self, name)
             if not isinstance(value, bool):  # "no" would be truthy: never guess
                 raise TypeError(f"MemoryConfig.{name} must be True or False, got {value!r}")
@@ -95,8 +97,10 @@ class MemoryConfig:
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"MemoryConfig.{name} must be a string, got {value!r}")
-        if self.architecture is not None and not isinstance(self.architecture, str):
-            raise TypeError(f"MemoryConfig.architecture must be a string or None, got {self.architecture!r}")
+        for name in ("architecture", "algorithm"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"MemoryConfig.{name} must be a string or None, got {value!r}")
         _check_real("expansion", self.expansion, low=0.0)
         if self.depth >= 2 and self.hidden_dim < 1:
             raise ValueError("MemoryConfig.expansion * head_dim must be >= 1")
@@ -124,6 +128,11 @@ class MemoryConfig:
         _check_real("eps", self.eps, low=0.0)
         if self.max_step_norm is not None:
             _check_real("max_step_norm", self.max_step_norm, low=0.0)
+        if (self.omega_window > 1 or self.feature_degree is not None) and self.algorithm not in ("omeganet", "atlas"):
+            raise ValueError(
+                "MemoryConfig.omega_window > 1 and feature_degree need algorithm='omeganet' or 'atlas' "
+                f"(ATLAS; omega_window=1 is the Titans rule), got algorithm={self.algorithm!r}"
+            )
         # the named parts exist (registered) and build from this config
         from titans_memory.core.rule import UpdateRule
 

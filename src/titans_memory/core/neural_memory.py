@@ -22,7 +22,6 @@ from titans_memory.core.config import MemoryConfig
 from titans_memory.core.conv import causal_depthwise_conv
 from titans_memory.core.features import polynomial_features
 from titans_memory.core.finite import check_finite_mode, on_host, require_finite
-from titans_memory.core.omega import OMEGA_BACKENDS, OmegaInputs, fresh_tail
 from titans_memory.core.ops import MemoryInputs, get_backend, with_compiled_step
 from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
@@ -48,12 +47,24 @@ class MemoryGates(NamedTuple):
         momentum: eta_t in (0, 1), the weight of past surprise.
         forget: alpha_t in (0, 1), Titans' forget rate (the memory keeps ``1 - alpha_t``).
         bias_param: the attentional bias' parameter (Huber's delta_t > 0), or None.
+        extra: the learning algorithm's other gates by name (their values), or None without any.
     """
 
     lr: Tensor
     momentum: Tensor | None
     forget: Tensor | None
     bias_param: Tensor | None
+    extra: dict[str, Tensor] | None = None
+
+
+class _OpGates(NamedTuple):
+    """The per-token gates as the operators take them, ``(B H, T)`` each."""
+
+    lr: Tensor
+    log_retention: Tensor | None
+    log_momentum: Tensor | None
+    bias_param: Tensor | None
+    extra: dict[str, Tensor]
 
 
 class NeuralMemory(nn.Module):
@@ -146,21 +157,17 @@ class NeuralMemory(nn.Module):
         bound = 1.0 / math.sqrt(cfg.conv_kernel)
         self.conv_weight = nn.Parameter(torch.empty(3 * inner, cfg.conv_kernel).uniform_(-bound, bound))
 
-        # data-dependent gates per head: theta (inner lr), eta (momentum), alpha (forget) and the
-        # attentional bias' parameter, each where the rule asks for it
-        init = {
-            "lr": _logit(cfg.lr_init / cfg.max_lr) if cfg.lr_gate else 0.0,  # theta = max_lr sigmoid(.)
-            "momentum": _logit(cfg.momentum_init),
-            "forget": _logit(cfg.forget_init),
-        }
+        # data-dependent gates per head: theta (inner lr), the learning algorithm's gates (Titans:
+        # eta, momentum, and alpha, forget) and the attentional bias' parameter, where asked for
+        init = {"lr": _logit(cfg.lr_init / cfg.max_lr)} if cfg.lr_gate else {}  # theta = max_lr sigmoid(.)
+        specs = rule.algorithm.gates()
+        init.update((g.name, g.raw_init()) for g in specs if g.data_dependent)
         if rule.bias.param_init is not None:
             init["bias_param"] = rule.bias.raw_from_param(rule.bias.param_init)
-        init["omega_gamma"] = _logit(cfg.omega_gamma_init)  # ATLAS: a token's weight in the Omega window
-        wanted = {
-            "lr": cfg.lr_gate, "momentum": rule.momentum, "forget": rule.forget, "bias_param": "bias_param" in init,
-            "omega_gamma": rule.omega_window > 1,
-        }
-        self._gate_names = tuple(name for name, on in wanted.items() if on)
+        self._gate_names = tuple(init)
+        # gates that are not data-dependent: one learned raw value per head
+        static = {g.name: nn.Parameter(torch.full((heads,), g.raw_init())) for g in specs if not g.data_dependent}
+        self.static_gates = nn.ParameterDict(static) if static else None
         self.to_gates = None
         if self._gate_names:
             self.to_gates = nn.Linear(cfg.dim, len(self._gate_names) * heads)
@@ -202,20 +209,16 @@ class NeuralMemory(nn.Module):
             )
             weights = tuple(w.reshape(batch_size, -1, *w.shape[1:]) for w in flat)
         momentum = tuple(torch.zeros_like(w) for w in weights)
-        window: tuple[Tensor, ...] = ()
-        if self.rule.uses_omega:  # the Omega window's tail: c - 1 zero tokens of weight 0
-            (d_k, _), d_v = self.rule.architecture.layer_shapes[0], self.rule.architecture.layer_shapes[-1][1]
-            tail = fresh_tail(
-                batch_size * self.config.heads, self.rule.omega_window, d_k, d_v,
-                self.rule.bias.param_init is not None, dtype=dtype, device=device,
-            )
-            window = tuple(t.reshape(batch_size, self.config.heads, *t.shape[1:]) for t in tail if t is not None)
         query_tail = kv_tail = None
         if self.config.conv_kernel > 1:
             k = self.config.conv_kernel - 1
             query_tail = torch.zeros(batch_size, k, self.inner, dtype=dtype, device=device)
             kv_tail = torch.zeros(batch_size, k, 2 * self.inner, dtype=dtype, device=device)
-        return MemoryState(weights, momentum, weights, query_tail, kv_tail, 0, self.config.chunk_size, window)
+        carried = {  # the algorithm's and the architecture's carried tensors, (batch, heads, ...)
+            name: t.reshape(batch_size, self.config.heads, *t.shape[1:])
+            for name, t in self.rule.init_carried(batch_size * self.config.heads, dtype, device).items()
+        }
+        return MemoryState(weights, momentum, weights, query_tail, kv_tail, 0, self.config.chunk_size, carried)
 
     def _retention_constants(self, batch_size: int, dtype, device) -> tuple[Tensor, ...] | None:
         """The retention's constants as one ``(batch * heads, 1, 1)`` tensor per layer."""
@@ -274,13 +277,18 @@ class NeuralMemory(nn.Module):
 
     def _gate_logits(self, x: Tensor) -> dict[str, Tensor]:
         """Raw gate values by name, each ``(B H, T)``."""
-        if self.to_gates is None:
-            return {}
-        gates = rearrange(self.to_gates(x), "b t (g h) -> g (b h) t", h=self.config.heads)
-        return dict(zip(self._gate_names, gates, strict=True))
+        raw: dict[str, Tensor] = {}
+        if self.to_gates is not None:
+            gates = rearrange(self.to_gates(x), "b t (g h) -> g (b h) t", h=self.config.heads)
+            raw.update(zip(self._gate_names, gates, strict=True))
+        if self.static_gates is not None:  # one value per head, the same for every token
+            B, T = x.shape[:2]
+            for name, value in self.static_gates.items():
+                raw[name] = value.to(x.dtype).repeat(B)[:, None].expand(B * self.config.heads, T)
+        return raw
 
-    def _op_gates(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-        """``(lr, log_retention, log_momentum, bias_param)`` as the operators take them, ``(B H, T)``."""
+    def _op_gates(self, x: Tensor) -> _OpGates:
+        """The gates as the operators take them, ``(B H, T)`` each (:class:`_OpGates`)."""
         cfg, rule = self.config, self.rule
         raw = self._gate_logits(x)
         if cfg.lr_gate:
@@ -288,15 +296,15 @@ class NeuralMemory(nn.Module):
         else:
             B, T = x.shape[:2]
             lr = x.new_full((B * cfg.heads, T), cfg.lr_init)
-        log_momentum = F.logsigmoid(raw["momentum"]) if rule.momentum else None  # log eta_t
-        log_retention = F.logsigmoid(-raw["forget"]) if rule.forget else None  # log(1 - alpha_t)
+        # log(1 - alpha_t), log eta_t and the algorithm's other gates
+        log_retention, log_momentum, extra = rule.algorithm.gate_inputs(raw)
         bias_param = rule.bias.param_from_raw(raw["bias_param"]) if "bias_param" in raw else None
-        return lr, log_retention, log_momentum, bias_param
+        return _OpGates(lr, log_retention, log_momentum, bias_param, extra)
 
     def gates(self, x: Tensor) -> MemoryGates:
         """The gates every token of ``x`` ``(batch, time, dim)`` gets, each ``(batch, heads, time)``."""
         self._check_input(x, None)
-        lr, log_retention, log_momentum, bias_param = self._op_gates(self._normalize(x))
+        lr, log_retention, log_momentum, bias_param, extra = self._op_gates(self._normalize(x))
         heads = self.config.heads
 
         def unflat(t: Tensor | None) -> Tensor | None:
@@ -307,6 +315,7 @@ class NeuralMemory(nn.Module):
             momentum=unflat(None if log_momentum is None else log_momentum.exp()),
             forget=unflat(None if log_retention is None else -torch.expm1(log_retention)),  # alpha = 1 - e^log(1-alpha)
             bias_param=unflat(bias_param),
+            extra={name: unflat(g) for name, g in extra.items()} or None,
         )
 
     def _output(self, y: Tensor, x: Tensor) -> Tensor:
@@ -319,14 +328,11 @@ class NeuralMemory(nn.Module):
             y = y * torch.sigmoid(self.to_out_gate(x))
         return self.to_out(y)
 
-    def _memory_inputs(self, q: Tensor | None, k: Tensor, v: Tensor, x: Tensor) -> MemoryInputs | OmegaInputs:
-        lr, log_retention, log_momentum, bias_param = self._op_gates(x)
-        if self.rule.uses_omega:  # ATLAS: plus each token's window weight gamma_i in (0, 1)
-            gamma = torch.sigmoid(self._gate_logits(x)["omega_gamma"]) if self.rule.omega_window > 1 else None
-            return OmegaInputs(q, k, v, lr, log_retention, log_momentum, bias_param, gamma)
+    def _memory_inputs(self, q: Tensor | None, k: Tensor, v: Tensor, x: Tensor) -> MemoryInputs:
+        lr, log_retention, log_momentum, bias_param, extra = self._op_gates(x)
         return MemoryInputs(
             q, k, v, lr, log_retention, log_momentum, bias_param,
-            self._retention_constants(x.shape[0], x.dtype, x.device),
+            self._retention_constants(x.shape[0], x.dtype, x.device), extra or None,
         )
 
     def retrieve(self, x: Tensor, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
@@ -424,13 +430,13 @@ class NeuralMemory(nn.Module):
 
     def _operator(self, backend: str | None):
         """The operator ``backend`` names (None: ``self.backend``), with its chunk step compiled
-        when ``compile_step`` is set."""
+        when ``compile_step`` is set; or the learning algorithm's own operator for that name
+        (ATLAS' Omega rule brings its chunked form: ``LearningAlgorithm.operator``)."""
         name = self.backend if backend is None else backend
         op = get_backend(name)
-        if self.rule.uses_omega:  # ATLAS rules: their own reference and chunked operators
-            if name not in OMEGA_BACKENDS:
-                raise ValueError(f"backend {name!r} cannot run an Omega/Atlas rule; use one of {', '.join(OMEGA_BACKENDS)}")
-            return OMEGA_BACKENDS[name]
+        own = self.rule.algorithm.operator(name)
+        if own is not None:
+            return own
         if self.compile_step is not False:
             op = with_compiled_step(op, "inductor" if self.compile_step is True else self.compile_step)
         return op
@@ -486,7 +492,7 @@ class NeuralMemory(nn.Module):
         arch, B, T = self.rule.architecture, x.shape[0], x.shape[1]
         xn = self._normalize(x)
         k, v, _ = self._keys_values(xn, state.kv_tail)
-        lr, log_retention, _, bias_param = self._op_gates(xn)
+        lr, log_retention, _, bias_param, _ = self._op_gates(xn)
         sizes, start = [], 0
         while start < T:
             n = min(T - start, self.config.chunk_size - state.offset)  # up to the next chunk end
@@ -558,14 +564,21 @@ class NeuralMemory(nn.Module):
                     f"state.{name} has shape {got}, expected {want} "
                     f"(a state from a memory with another conv_kernel; this one has {cfg.conv_kernel})"
                 )
+        wanted = self.rule.carried_shapes()
+        for name in sorted(set(state.carried) - set(wanted)):
+            raise ValueError(
+                f"state.carried has the field {name!r}, which this memory does not expect "
+                f"(its learning algorithm and architecture carry {sorted(wanted) or 'nothing'})"
+            )
+        for name, shape in wanted.items():
+            want = (x.shape[0], cfg.heads, *shape)
+            got = state.carried.get(name)
+            if got is None or tuple(got.shape) != want:
+                raise ValueError(
+                    f"state.carried[{name!r}] has shape {None if got is None else tuple(got.shape)}, expected {want}"
+                )
         if state.chunk_size != cfg.chunk_size:
             raise ValueError(f"state.chunk_size={state.chunk_size} but config.chunk_size={cfg.chunk_size}")
-        want = self.init_state(x.shape[0], dtype=x.dtype, device=x.device).window if self.rule.uses_omega else ()
-        if [tuple(t.shape) for t in state.window] != [tuple(t.shape) for t in want]:
-            raise ValueError(
-                f"state.window has shapes {[tuple(t.shape) for t in state.window]}, expected "
-                f"{[tuple(t.shape) for t in want]} (a state from a memory with another omega_window or rule)"
-            )
         if state.dtype != x.dtype:
             raise ValueError(f"state dtype {state.dtype} does not match x dtype {x.dtype}")
         if state.device != x.device:

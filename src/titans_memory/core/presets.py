@@ -64,12 +64,12 @@ PRESETS: dict[str, tuple[str, dict]] = {
     "omeganet": (
         "OmegaNet (ATLAS): Titans' memory with the Omega rule, a gradient step on the last c = 16 tokens "
         "weighted by data-dependent gates gamma_i.",
-        dict(omega_window=16),
+        dict(algorithm="omeganet", omega_window=16),
     ),
     "atlas": (
         "Atlas (ATLAS): OmegaNet with Muon as the inner optimiser, the momentum orthogonalised by 5 "
         "Newton-Schulz steps per weight matrix before it is applied.",
-        dict(omega_window=16, muon=True, ns_steps=5),
+        dict(algorithm="atlas", omega_window=16, ns_steps=5),
     ),
 }
 

@@ -8,11 +8,7 @@ triangle inequality applied to Titans eqs. 10 and 13 gives, per memory (all laye
     ||S_t|| <= b^S_t = eta_t b^S_{t-1} + theta_t tau                         (b^S_0 = ||S_0||)
     ||M_t|| <= b^M_t = (1 - alpha_t) b^M_{t-1} + b^S_t                      (b^M_0 = ||M_0||)
 
-For an Omega rule (ATLAS) the bound applies to the window gradient g_t, so the same recurrence
-holds; with Atlas' Muon step ``M_t = (1 - alpha_t) M_{t-1} + theta_t NS(S_t)`` it is
-``b^M_t = (1 - alpha_t) b^M_{t-1} + theta_t gain sqrt(sum_l min(d_in, d_out))`` (the
-orthogonalised step's singular values are at most ``gain``, ``newton_schulz_gain``).
-At chunk ends a retention replaces ``b^M`` by what it guarantees (Moneta's Lq sphere and
+and at chunk ends a retention replaces ``b^M`` by what it guarantees (Moneta's Lq sphere and
 Memora's simplex have a fixed size; the elastic net's soft threshold only shrinks). The bound
 follows the actual gates token by token, so it holds for any gate values: with the forget gate
 on it saturates at ``b^S / alpha``; without forgetting it grows at most linearly in t.
@@ -31,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from titans_memory.core.algorithms import FORGET, MOMENTUM
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.neural_memory import NeuralMemory
 from titans_memory.core.state import MemoryState
@@ -76,21 +73,17 @@ class WeightNormBound:
                 None if mem.retention_constants is None else mem.retention_constants.double(),
             )  # (heads,) or None: a rule that only shrinks
         b_s, b_m = self.momentum, self.weights
-        muon_step = None
-        if mem.rule.muon:  # Atlas: the step theta_t NS(S_t) has ||NS(S)||_F <= gain sqrt(sum_l min(d_in, d_out))
-            from titans_memory.core.newton_schulz import newton_schulz_gain
-
-            ranks = sum(min(a, b) for a, b in mem.rule.architecture.layer_shapes)
-            muon_step = newton_schulz_gain(mem.rule.ns_steps) * math.sqrt(ranks)
+        by_name = dict(gates.extra or {})
+        if gates.momentum is not None:
+            by_name[MOMENTUM] = gates.momentum
+        if gates.forget is not None:
+            by_name[FORGET] = gates.forget
         for t in range(x.shape[1]):
             theta = gates.lr[..., t].double()
-            eta = 0.0 if gates.momentum is None else gates.momentum[..., t].double()
-            keep = 1.0 if gates.forget is None else 1.0 - gates.forget[..., t].double()
-            if muon_step is not None:  # ATLAS eq. 32: whatever S_t is, its orthogonalised step is bounded
-                b_m = keep * b_m + theta * muon_step
-            else:  # the window gradient of an Omega rule is bounded by tau like u_t (core/omega.py)
-                b_s = eta * b_s + theta * tau
-                b_m = keep * b_m + b_s
+            # the algorithm's own bound (Titans: b^S = eta b^S + theta tau, b^M = (1 - alpha) b^M + b^S)
+            b_s, b_m = mem.rule.algorithm.norm_bound_step(
+                b_s, b_m, theta, {name: g[..., t].double() for name, g in by_name.items()}, tau
+            )
             self.position += 1
             if retention is not None and self.position % chunk == 0 and after_retention is not None:
                 b_m = after_retention.expand_as(b_m).clone()

@@ -12,8 +12,10 @@ from torch import Tensor
 from titans_memory._tensors import all_finite
 from titans_memory.core.ops.common import MemoryOpState
 
-FORMAT = "titans-miras/MemoryState/2"
-_FORMAT_V1 = "titans-miras/MemoryState/1"  # one conv tail for q, k and v together
+FORMAT = "titans-miras/MemoryState/3"
+_FORMAT_V2 = "titans-miras/MemoryState/2"  # no carried tensors
+_FORMAT_V1 = "titans-miras/MemoryState/1"  # one conv tail for q, k and v together, no carried tensors
+_CARRIED = "carried."  # prefix of the carried tensors' names on disk
 _GROUPS = ("weights", "momentum", "anchor")
 
 
@@ -38,10 +40,9 @@ class MemoryState:
             the two paths keep separate tails.)
         position: tokens written since the state was fresh.
         chunk_size: the chunk size the state was produced with; chunks are aligned to ``position``.
-        window: what an Omega rule (ATLAS, ``core/omega.py``) carries: the last c - 1 tokens' keys
-            (after the feature map) ``(batch, heads, c - 1, d_k)``, values ``(batch, heads, c - 1, d)``,
-            window weights gamma ``(batch, heads, c - 1)`` and, for a bias with a parameter, its
-            values ``(batch, heads, c - 1)``. Empty for every other rule.
+        carried: the named tensors the learning algorithm and the architecture declare
+            (``UpdateRule.carried_shapes``), ``(batch, heads, ...)`` each: e.g. a tail of the last
+            keys and values, or a second memory. Empty for the built-in algorithms.
 
     When it resets: never by itself. ``forward(x)`` without a state starts from the learned
     initial memory; pass the returned state back to continue the same streams. It is part of the
@@ -55,7 +56,7 @@ class MemoryState:
     kv_tail: Tensor | None
     position: int
     chunk_size: int = field(default=64)
-    window: tuple[Tensor, ...] = ()
+    carried: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def offset(self) -> int:
@@ -83,8 +84,8 @@ class MemoryState:
         for name in ("query_tail", "kv_tail"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
-        for i, t in enumerate(self.window):
-            out[f"window.{i}"] = t
+        for name, t in self.carried.items():
+            out[_CARRIED + name] = t
         return out
 
     def detach(self) -> MemoryState:
@@ -108,7 +109,7 @@ class MemoryState:
             kv_tail=None if self.kv_tail is None else fn(self.kv_tail),
             position=self.position,
             chunk_size=self.chunk_size,
-            window=tuple(fn(t) for t in self.window),
+            carried={name: fn(t) for name, t in self.carried.items()},
         )
 
     # --- validation ----------------------------------------------------------------------------------
@@ -127,6 +128,10 @@ class MemoryState:
             raise ValueError(f"MemoryState.position must be >= 0, got {self.position}")
         if self.chunk_size < 1:
             raise ValueError(f"MemoryState.chunk_size must be >= 1, got {self.chunk_size}")
+        if not isinstance(self.carried, dict) or not all(
+            isinstance(k, str) and k and isinstance(t, Tensor) for k, t in self.carried.items()
+        ):
+            raise ValueError("MemoryState.carried must be a dict from non-empty names to tensors")
         for name in _GROUPS:
             group = getattr(self, name)
             if not isinstance(group, tuple) or not group or not all(isinstance(t, Tensor) for t in group):
@@ -151,13 +156,12 @@ class MemoryState:
                     f"MemoryState.{name} must be (batch={ref.shape[0]}, conv_kernel - 1, channels), "
                     f"got {tuple(tail.shape)}"
                 )
-        if not isinstance(self.window, tuple) or len(self.window) not in (0, 3, 4) or any(
-            not isinstance(t, Tensor) or t.dim() < 3 or t.shape[:2] != ref.shape[:2] for t in self.window
-        ):
-            raise ValueError(
-                "MemoryState.window must be () or the Omega window's (k, v, gamma[, param]), each "
-                f"(batch={ref.shape[0]}, heads={ref.shape[1]}, c - 1, ...)"
-            )
+        for name, t in self.carried.items():
+            if t.dim() < 2 or tuple(t.shape[:2]) != tuple(ref.shape[:2]):
+                raise ValueError(
+                    f"MemoryState.carried[{name!r}] must be (batch={ref.shape[0]}, heads={ref.shape[1]}, ...), "
+                    f"got {tuple(t.shape)}"
+                )
         if check_finite:
             for name, t in self.tensors().items():
                 if not all_finite(t):
@@ -167,16 +171,17 @@ class MemoryState:
     # --- bridge to the operators, which see (batch * heads) independent memories ---------------
     def to_op_state(self) -> MemoryOpState:
         def flat(ts: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            return tuple(t.reshape(t.shape[0] * t.shape[1], *t.shape[2:]) for t in ts)  # explicit: c - 1 may be 0
+            return tuple(t.reshape(-1, *t.shape[2:]) for t in ts)
 
-        return MemoryOpState(flat(self.weights), flat(self.momentum), flat(self.anchor), self.offset, flat(self.window))
+        carried = {name: t.reshape(-1, *t.shape[2:]) for name, t in self.carried.items()}
+        return MemoryOpState(flat(self.weights), flat(self.momentum), flat(self.anchor), self.offset, carried)
 
     def with_op_state(self, op: MemoryOpState, written: int) -> MemoryState:
         """This state after an operator wrote ``written`` more tokens (tails unchanged)."""
         batch = self.batch_size
 
         def unflat(ts: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            return tuple(t.reshape(batch, t.shape[0] // batch, *t.shape[1:]) for t in ts)
+            return tuple(t.reshape(batch, -1, *t.shape[1:]) for t in ts)
 
         return replace(
             self,
@@ -184,7 +189,7 @@ class MemoryState:
             momentum=unflat(op.momentum),
             anchor=unflat(op.anchor),
             position=self.position + written,
-            window=unflat(op.window) if self.window else (),
+            carried={name: t.reshape(batch, -1, *t.shape[1:]) for name, t in op.carried.items()},
         )
 
     # --- save / load: safetensors, never executes code -----------------------------------------
@@ -205,14 +210,15 @@ class MemoryState:
             "position": str(self.position),
             "chunk_size": str(self.chunk_size),
             "layers": str(len(self.weights)),
-            "window": str(len(self.window)),
         }
         save_file(tensors, target, metadata=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> MemoryState:
-        """Read a state written by :meth:`save` (format 2, or format 1 whose single conv tail is
-        split into the query and key/value tails). Plain tensors and text; no code is executed.
+        """Read a state written by :meth:`save` (format 3; format 2, without carried tensors; or
+        format 1, whose single conv tail is split into the query and key/value tails). Plain
+        tensors and text; no code is executed. Whether the carried tensors are those a memory
+        expects is checked when the state is handed to it (a clear error naming the field).
 
         Raises:
             ValueError: the path is not a file, not a safetensors file, not a MemoryState, or a
@@ -231,13 +237,12 @@ class MemoryState:
         with handle as f:
             meta = f.metadata() or {}
             fmt = meta.get("format")
-            if fmt not in (FORMAT, _FORMAT_V1):
+            if fmt not in (FORMAT, _FORMAT_V2, _FORMAT_V1):
                 raise ValueError(f"{source!r} is not a MemoryState file (metadata {json.dumps(meta)})")
             layers = _int_field(meta, "layers", source, minimum=1)
             position = _int_field(meta, "position", source, minimum=0)
             chunk_size = _int_field(meta, "chunk_size", source, minimum=1)
             names = set(f.keys())
-            window_len = _int_field(meta, "window", source, minimum=0) if "window" in meta else 0
 
             def get(name: str) -> Tensor:
                 if name not in names:
@@ -256,10 +261,15 @@ class MemoryState:
             else:
                 query_tail = get("query_tail") if "query_tail" in names else None
                 kv_tail = get("kv_tail") if "kv_tail" in names else None
-            window = tuple(get(f"window.{i}") for i in range(window_len))
-        state = cls(
-            **groups, query_tail=query_tail, kv_tail=kv_tail, position=position, chunk_size=chunk_size, window=window
-        )
+            carried = {}
+            if fmt == FORMAT:
+                carried = {name[len(_CARRIED):]: get(name) for name in sorted(names) if name.startswith(_CARRIED)}
+            known = {f"{g}.{i}" for g in _GROUPS for i in range(layers)} | {"query_tail", "kv_tail", "conv_tail"}
+            unknown = sorted(n for n in names - known if not n.startswith(_CARRIED) or fmt != FORMAT)
+            if unknown:
+                raise ValueError(f"{source!r}: unexpected tensors {unknown} in a MemoryState file")
+        state = cls(**groups, query_tail=query_tail, kv_tail=kv_tail, position=position, chunk_size=chunk_size,
+                    carried=carried)
         return state.validate()
 
 

@@ -81,6 +81,16 @@ class MemoryArchitecture(ABC):
     def layer_shapes(self) -> list[tuple[int, int]]:
         """``(d_in, d_out)`` of each weight, in the row-vector convention ``h @ W``."""
 
+    def carried_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Tensors the architecture carries between calls beside its weights (e.g. a second
+        memory), by name, with one memory's shape; kept in ``MemoryState.carried`` and handed to
+        the learning algorithm's hooks. Default: none."""
+        return {}
+
+    def init_carried(self, n: int, dtype: torch.dtype, device) -> dict[str, Tensor]:
+        """The carried tensors of ``n`` fresh memories: zeros, ``(n, *shape)`` each."""
+        return {name: torch.zeros(n, *shape, dtype=dtype, device=device) for name, shape in self.carried_shapes().items()}
+
     @abstractmethod
     def init_weights(self, heads: int, generator: torch.Generator | None = None) -> list[Tensor]:
         """Initial weights, one ``(heads, d_in, d_out)`` tensor per layer."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -32,6 +32,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils._pytree import tree_map_only
 
+from titans_memory.core.algorithms import (
+    ChunkCoefficients,
+    ChunkEnd,
+    chunk_coefficients,
+    segment_products,
+)
 from titans_memory.core.architectures import (
     DualFormMemory,
     KeyPath,
@@ -42,66 +48,20 @@ from titans_memory.core.ops.common import MemoryInputs, MemoryOpState, check_op_
 from titans_memory.core.rule import UpdateRule
 
 _CHUNK_BLOCK = 16  # chunks whose coefficients are computed together
+_segment_products = segment_products  # the coefficients moved to core/algorithms/coefficients.py
 
-
-class ChunkCoefficients(NamedTuple):
-    """Scalar coefficients of the unrolled recurrence (module docstring) for a grid of segments.
-
-    Shapes ``(..., c)`` or ``(..., c, c)``; the momentum terms are None without momentum.
-    """
-
-    decay: Tensor  # A_t = prod_{i<=t} (1 - alpha_i), (..., c)
-    momentum_in: Tensor | None  # f_t: weight of the start momentum S_s in M_t, (..., c)
-    momentum_decay: Tensor | None  # E_t = prod_{i<=t} eta_i, (..., c)
-    mix: Tensor  # G[t, j]: weight of u_j in M_t, (..., c, c), lower triangular
-    momentum_mix: Tensor | None  # P[t, j] = E_t / E_j, (..., c, c)
-
-    def pick(self, i: int) -> ChunkCoefficients:
-        """The coefficients of segment ``i`` of a ``(N, segments, ...)`` grid."""
-        return ChunkCoefficients(*(None if c is None else c[:, i] for c in self))
-
-
-def _segment_products(log_gate: Tensor) -> tuple[Tensor, Tensor]:
-    """For log-gates ``(..., c)``: cumulative products ``(..., c)`` and the lower-triangular
-    matrix of partial products ``R[t, s] = prod_{s < i <= t} gate_i`` (``(..., c, c)``, 0 above)."""
-    c = log_gate.shape[-1]
-    cum = log_gate.cumsum(-1)
-    upper = torch.ones(c, c, dtype=torch.bool, device=log_gate.device).triu(1)
-    ratio = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill_(upper, float("-inf")).exp_()  # fresh: in place
-    return cum.exp(), ratio
-
-
-def chunk_coefficients(
-    lr: Tensor, log_retention: Tensor | None, log_momentum: Tensor | None, dtype: torch.dtype | None = None
-) -> ChunkCoefficients:
-    """:class:`ChunkCoefficients` of segments with gates ``(..., c)`` (None: that gate is off).
-
-    The cumulative sums of the log-gates and their products are taken in at least float32, then
-    the coefficients are cast to ``dtype`` (default: the gates' dtype): held in bfloat16, the
-    cumulative sum of 64 log-momenta near log(0.9) reaches -6.7, where bfloat16's spacing is 0.03,
-    and the ratios ``P[t, s] = exp(cum_t - cum_s)`` would be off by percents.
-    """
-    dtype = dtype or lr.dtype
-    acc = torch.promote_types(dtype, torch.float32)
-    if acc != lr.dtype or any(g is not None and g.dtype != acc for g in (log_retention, log_momentum)):
-        lr, log_retention, log_momentum = (None if g is None else g.to(acc) for g in (lr, log_retention, log_momentum))
-        return ChunkCoefficients(*(None if t is None else t.to(dtype) for t in _coefficients(lr, log_retention, log_momentum)))
-    return _coefficients(lr, log_retention, log_momentum)
-
-
-def _coefficients(lr: Tensor, log_retention: Tensor | None, log_momentum: Tensor | None) -> ChunkCoefficients:
-    c = lr.shape[-1]
-    if log_retention is None:
-        retain = torch.ones_like(lr)
-        decay = torch.ones(c, c, dtype=lr.dtype, device=lr.device).tril().expand(*lr.shape, c)
-    else:
-        retain, decay = _segment_products(log_retention)
-    if log_momentum is None:  # eta = 0: S_t = -theta_t u_t, so P is the identity and f = 0
-        return ChunkCoefficients(retain, None, None, decay * lr.unsqueeze(-2), None)
-    carry, mom = _segment_products(log_momentum)
-    f = (decay @ carry.unsqueeze(-1)).squeeze(-1)
-    G = (decay @ mom) * lr.unsqueeze(-2)
-    return ChunkCoefficients(retain, f, carry, G, mom)
+__all__ = [
+    "ChunkCoefficients",
+    "ChunkStep",
+    "ChunkStepInputs",
+    "ChunkStepOutput",
+    "chunk_coefficients",
+    "chunk_step",
+    "chunked_memory",
+    "compiled_chunk_step",
+    "read_coefficients",
+    "write_coefficients",
+]
 
 
 def write_coefficients(lr: Tensor, coef: ChunkCoefficients, last: int) -> WriteCoefficients:
@@ -134,42 +94,77 @@ def read_coefficients(q: Tensor, k: Tensor, coef: ChunkCoefficients) -> ReadCoef
     )
 
 
-def chunk_step(
-    rule: UpdateRule,
-    weights: list[Tensor],
-    momentum: list[Tensor] | None,
-    anchor: Sequence[Tensor] | None,
-    q: Tensor | None,
-    k: Tensor,
-    v: Tensor,
-    coef: ChunkCoefficients,
-    read: ReadCoefficients | None,
-    write: WriteCoefficients,
-    param: Tensor | None,
-    inplace: bool = False,
-    differentiable: bool = True,
-) -> tuple[Tensor | None, list[Tensor], list[Tensor] | None, KeyPath]:
-    """The work of one chunk (or segment) of c tokens of N memories: the key path at the anchor
-    with the step bound, the dual-form read of every token and the write. A plain function of
-    tensors with a fixed shape per chunk size, so ``torch.compile(chunk_step, fullgraph=True)``
-    captures it whole (the opt-in compiled path).
+class ChunkStepInputs(NamedTuple):
+    """Everything one chunk (or segment) of c tokens of N memories needs: the kernel seam's input.
 
-    Args:
+    Attributes:
         weights: per layer, the start weights W_s, ``(N, d_in, d_out)``.
-        momentum: per layer, the start momentum S_s, or None without momentum.
+        momentum: per layer, the start momentum S_s, or None for an algorithm without momentum.
         anchor: weights where the gradients are taken; None means W_s (a chunk boundary).
         q: ``(N, c, d)`` or None (write only); k, v: ``(N, c, d)``.
-        coef, read, write: the segment's coefficients (``read`` None when q is None).
+        coef: the segment's :class:`ChunkCoefficients` (``(N, c)`` and ``(N, c, c)``).
+        read: the dual-form read terms (None when q is None); write: the write coefficients of
+            the token whose state is wanted.
         param: ``(N, c)`` per-token parameter of the attentional bias, or None.
         inplace: overwrite ``weights`` and ``momentum`` with the new state (no autograd, and
             nobody else holds them): saves fresh weight-sized allocations, and their page faults.
         differentiable: whether autograd needs the segment (False: plain ops, no graph node).
+    """
+
+    weights: list[Tensor]
+    momentum: list[Tensor] | None
+    anchor: Sequence[Tensor] | None
+    q: Tensor | None
+    k: Tensor
+    v: Tensor
+    coef: ChunkCoefficients
+    read: ReadCoefficients | None
+    write: WriteCoefficients
+    param: Tensor | None
+    inplace: bool = False
+    differentiable: bool = True
+
+
+class ChunkStepOutput(NamedTuple):
+    """What one chunk step returns: the kernel seam's output.
+
+    Attributes:
+        y: ``(N, c, d)`` every token's read ``M_t(q_t)`` (None when q is None).
+        weights, momentum: the state after the token the write coefficients name (momentum None
+            without momentum).
+        key_path: the bounded key path (layer inputs ``H_l`` and error signals ``Delta_l``).
+    """
+
+    y: Tensor | None
+    weights: list[Tensor]
+    momentum: list[Tensor] | None
+    key_path: KeyPath
+
+
+#: The kernel seam: ``step(rule, inputs) -> output``. :func:`chunk_step` is the reference one; a
+#: device kernel with the same contract is passed as ``chunked_memory(..., step=kernel)``.
+ChunkStep = Callable[[UpdateRule, ChunkStepInputs], ChunkStepOutput]
+
+
+def chunk_step(rule: UpdateRule, inputs: ChunkStepInputs) -> ChunkStepOutput:
+    """The work of one chunk (or segment) of c tokens of N memories: the key path at the anchor
+    with the step bound, the dual-form read of every token and the write.
+
+    A plain function of tensors with a fixed shape per chunk size, so
+    ``torch.compile(chunk_step, fullgraph=True)`` captures it whole (the opt-in compiled path).
+    The loop over chunks, the coefficients, the chunk-end retention and the algorithm's hook stay
+    in :func:`chunked_memory`; a replacement (a fused kernel) only has to compute this.
+
+    Args:
+        rule: the update rule (architecture, bias, step bound, algorithm's ``decayed_gradient``).
+        inputs: the chunk's :class:`ChunkStepInputs`.
 
     Returns:
-        ``(y, new_weights, new_momentum, key_path)``: outputs ``(N, c, d)`` (None when q is None),
-        the state after the token the write coefficients name, and the bounded key path.
+        :class:`ChunkStepOutput`: the reads, the state after the token the write coefficients
+        name, and the bounded key path.
     """
     arch = rule.architecture
+    weights, momentum, anchor, q, k, v, coef, read, write, param, inplace, differentiable = inputs
     if anchor is None:
         anchor = weights
     # Key path at the anchor: layer inputs H_l (N, c, d_in) and error signals Delta_l (N, c, d_out).
@@ -190,40 +185,21 @@ def chunk_step(
         y, new_weights, new_momentum = arch.read_write(
             q, read, write, weights, momentum, key_path, differentiable=differentiable, inplace=inplace
         )
-    return y, new_weights, new_momentum, key_path
+    return ChunkStepOutput(y, new_weights, new_momentum, key_path)
 
 
 def _segment(
-    rule: UpdateRule,
-    weights: list[Tensor],
-    momentum: list[Tensor] | None,
-    anchor: Sequence[Tensor] | None,
-    q: Tensor | None,
-    k: Tensor,
-    v: Tensor,
-    lr: Tensor,
-    coef: ChunkCoefficients,
-    read: ReadCoefficients | None,
-    write: WriteCoefficients,
-    last: int,
-    param: Tensor | None,
-    *,
-    want_step: bool = False,
-    inplace: bool = False,
-    differentiable: bool = True,
-    step=chunk_step,
+    step: ChunkStep, rule: UpdateRule, inputs: ChunkStepInputs, lr: Tensor, last: int, want_step: bool
 ) -> tuple[Tensor | None, list[Tensor], list[Tensor] | None]:
-    """:func:`chunk_step` (or its compiled twin ``step``), and without momentum, if ``want_step``,
-    the state's ``S_last = -theta_last u_last`` (``last``: the token the write coefficients name;
+    """``step(rule, inputs)``, and without momentum, if ``want_step``, the state's
+    ``S_last = -theta_last u_last`` (``last``: the token the write coefficients name;
     ``lr``: ``(N, c)``).
 
     Returns:
         ``(y, new_weights, new_momentum)``.
     """
-    y, new_weights, new_momentum, key_path = step(
-        rule, weights, momentum, anchor, q, k, v, coef, read, write, param, inplace, differentiable
-    )
-    if momentum is None and want_step:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
+    y, new_weights, new_momentum, key_path = step(rule, inputs)
+    if inputs.momentum is None and want_step:  # S_r = -theta_r u_r: the only momentum a state without momentum holds
         theta = lr[:, last, None, None]
         new_momentum = [
             -theta * (a[:, last, :, None] * d[:, last, None, :]) for a, d in zip(*key_path, strict=True)
@@ -231,16 +207,30 @@ def _segment(
     return y, new_weights, new_momentum
 
 
-def _retain(rule: UpdateRule, weights: list[Tensor], constants) -> list[Tensor]:
-    """Chunk end: the non-linear retention of the weights (momentum untouched)."""
-    return weights if rule.retention is None else list(rule.retention.apply(weights, constants))
+def _chunk_end(
+    rule: UpdateRule, weights: list[Tensor], momentum: list[Tensor] | None, carried: dict[str, Tensor], constants
+) -> tuple[list[Tensor], list[Tensor] | None, dict[str, Tensor], bool]:
+    """Chunk end: the non-linear retention of the weights, then the algorithm's hook.
+
+    Returns:
+        ``(weights, momentum, carried, changed)``; ``changed``: the weights are not those the
+        chunk's dual-form read saw (so its last token must read again).
+    """
+    changed = False
+    if rule.retention is not None:
+        weights, changed = list(rule.retention.apply(weights, constants)), True
+    algorithm = rule.algorithm
+    if algorithm.has_chunk_end:
+        end = algorithm.chunk_end(ChunkEnd(weights, momentum, carried))
+        changed = changed or any(a is not b for a, b in zip(end.weights, weights, strict=True))
+        weights, carried = list(end.weights), end.carried
+        momentum = None if momentum is None else list(end.momentum)
+    return weights, momentum, carried, changed
 
 
 def _reread_last(rule: UpdateRule, y: Tensor, weights: list[Tensor], q: Tensor) -> Tensor:
-    """A chunk's last token reads the memory after the chunk-end retention, ``M_t(q_t)`` (the dual
-    form read it before); without a retention nothing changes."""
-    if rule.retention is None:
-        return y
+    """A chunk's last token reads the memory after the chunk-end retention and hook,
+    ``M_t(q_t)`` (the dual form read it before)."""
     return torch.cat([y[:, :-1], rule.architecture.forward(weights, q[:, -1:])], dim=1)
 
 
@@ -249,6 +239,18 @@ def _per_chunk(terms: tuple) -> list:
     cols = [t.unbind(1) if t is not None else None for t in terms]
     count = len(next(c for c in cols if c is not None))
     return [type(terms)(*(c[j] if c is not None else None for c in cols)) for j in range(count)]
+
+
+def _coefficients(run: _Run, gates: Mapping[str, Tensor | None]) -> ChunkCoefficients:
+    """The algorithm's coefficients for gates ``(..., c)`` by name (``lr``, ``log_retention``,
+    ``log_momentum``, then the algorithm's own)."""
+    extra = {name: g for name, g in gates.items() if name not in _GATES}
+    return run.rule.algorithm.chunk_coefficients(
+        gates["lr"], gates["log_retention"], gates["log_momentum"], extra, run.work
+    )
+
+
+_GATES = ("lr", "log_retention", "log_momentum", "param")  # the per-token inputs every rule has a slot for
 
 
 class _Run(NamedTuple):
@@ -261,7 +263,8 @@ class _Run(NamedTuple):
     reads: bool
     no_grad: bool  # no autograd: plain ops, and in-place state updates where safe
     work: torch.dtype  # the dtype of the chunk step (q, k, v, state, coefficients)
-    step: Callable  # chunk_step or its compiled twin
+    step: ChunkStep  # chunk_step, its compiled twin, or a kernel
+    plain: bool  # step is the eager chunk_step (in-place updates allowed)
 
 
 def _block(
@@ -270,25 +273,25 @@ def _block(
     owned: bool,
     weights: list[Tensor],
     momentum: list[Tensor] | None,
+    carried: dict[str, Tensor],
     q: Tensor | None,
     k: Tensor,
     v: Tensor,
-    lr: Tensor,
-    log_retention: Tensor | None,
-    log_momentum: Tensor | None,
-    param: Tensor | None,
+    gates: dict[str, Tensor | None],
 ):
     """Whole chunks ``first, first + 1, ...`` of the body: ``q, k, v`` ``(N, chunks, c, d)``, the
-    gates ``(N, chunks, c)``; the state at the first chunk's start.
+    gates ``(N, chunks, c)`` by name; the state at the first chunk's start.
 
     Returns:
-        ``(outputs, weights, momentum, last_step, chunk_start, decay)``: the reads per chunk, the
-        state after the block (``last_step``: S_r of a rule without momentum, final chunk only),
-        the weights the last chunk started from and that chunk's cumulative decay ``(N, c)``.
+        ``(outputs, weights, momentum, carried, last_step, chunk_start, decay)``: the reads per
+        chunk, the state after the block (``last_step``: S_r of a rule without momentum, final
+        chunk only), the weights the last chunk started from and that chunk's cumulative decay
+        ``(N, c)``.
     """
     rule, c = run.rule, run.rule.chunk_size
-    coef_k = chunk_coefficients(lr, log_retention, log_momentum, run.work)
-    lr = lr.to(run.work)
+    coef_k = _coefficients(run, gates)
+    lr = gates["lr"].to(run.work)
+    param = gates["param"]
     coefs = _per_chunk(coef_k)
     count = len(coefs)
     writes = _per_chunk(write_coefficients(lr, coef_k, c - 1))
@@ -303,19 +306,19 @@ def _block(
         last = (run.rest - 1) - i * c if final else c - 1
         chunk_start = weights  # every body chunk starts at a boundary: anchor = its weights
         write = writes[j] if last == c - 1 else write_coefficients(lrs[j], coefs[j], last)  # ends inside
-        y, weights, step = _segment(
-            rule, weights, momentum, None, qs[j], ks[j], vs[j], lrs[j], coefs[j], reads[j], write, last,
-            params[j], want_step=final, inplace=run.no_grad and owned and not final and run.step is chunk_step,
-            differentiable=not run.no_grad, step=run.step,
+        inputs = ChunkStepInputs(
+            weights, momentum, None, qs[j], ks[j], vs[j], coefs[j], reads[j], write, params[j],
+            inplace=run.no_grad and owned and not final and run.plain, differentiable=not run.no_grad,
         )
+        y, weights, step = _segment(run.step, rule, inputs, lrs[j], last, want_step=final)
         momentum, last_step = (step, None) if momentum is not None else (momentum, step)
         owned = True
         if last == c - 1:
-            weights = _retain(rule, weights, run.constants)
-            if run.reads:
+            weights, momentum, carried, changed = _chunk_end(rule, weights, momentum, carried, run.constants)
+            if run.reads and changed:
                 y = _reread_last(rule, y, weights, qs[j])
         outputs.append(y)
-    return outputs, weights, momentum, last_step, chunk_start, coefs[-1].decay
+    return outputs, weights, momentum, carried, last_step, chunk_start, coefs[-1].decay
 
 
 @torch.compiler.disable  # the loop over chunks stays in Python: one compiled step for any length
@@ -326,23 +329,27 @@ def chunked_memory(
     *,
     checkpoint: bool = False,
     compile_step: bool | str = False,
+    step: ChunkStep | None = None,
 ) -> tuple[Tensor | None, MemoryOpState]:
     """Chunk-parallel twin of :func:`~titans_memory.core.ops.recurrent.recurrent_memory`.
 
     Same arguments, same ``(y, state)``, equal to rounding. Chunks are aligned to the stream's
     absolute position (``state.offset``), so feeding a sequence in pieces of any sizes gives the
     same result as one call. With ``inputs.q = None`` only the write is computed (no dual-form
-    read, and none of its backward).
+    read, and none of its backward). It runs a learning algorithm through its chunk coefficients
+    (:meth:`~titans_memory.core.algorithms.LearningAlgorithm.chunk_coefficients`) and its
+    chunk-end hook; an algorithm without a chunk-parallel form is refused (``TypeError``).
 
     Args:
         checkpoint: with autograd, keep only each block of chunks' start state and inputs, and
             recompute the block's intermediates in the backward (chunk-level activation
             checkpointing: the memory of the per-chunk intermediates for one forward more).
-        compile_step: run every whole chunk through ``torch.compile(chunk_step, fullgraph=True)``
+        compile_step: run every whole chunk through ``torch.compile(step, fullgraph=True)``
             (True: inductor; a string: that ``torch.compile`` backend), compiled once per shape,
             dtype and autograd pattern, and cached on disk by inductor (see
             :func:`compiled_chunk_step`). The loop over chunks stays in Python, so no length ever
             recompiles. Needs a working ``torch.compile`` (a C++ compiler on the CPU).
+        step: the per-chunk step, the kernel seam (:data:`ChunkStep`; default :func:`chunk_step`).
 
     Under ``torch.compile`` of a caller the operator is not traced (a graph break): its chunk
     loop runs as Python (the same for any length), calling the compiled step when
@@ -358,15 +365,25 @@ def chunked_memory(
             f"the chunked operator needs a DualFormMemory architecture; {type(rule.architecture).__name__} "
             "has no dual form (run it with the 'recurrent' backend)"
         )
+    if not rule.algorithm.has_chunked_form:
+        raise TypeError(
+            f"the chunked operator cannot run the learning algorithm {rule.algorithm.name!r} "
+            f"({type(rule.algorithm).__name__}): it has no chunk-parallel form (chunk_coefficients); "
+            "run it with the 'recurrent' backend"
+        )
+    if step is None:
+        step = chunk_step
+    elif not callable(step):
+        raise TypeError(f"chunked_memory: step must be a callable (rule, ChunkStepInputs) -> ChunkStepOutput, got {step!r}")
     device = inputs.k.device.type
     work = _autocast_dtype(device)
     if work is not None:
         # run in the autocast dtype throughout (in-place matmuls do not autocast), then hand the
         # state back in its own dtype
         with torch.autocast(device, enabled=False):
-            y, out = _chunked(_cast_inputs(inputs, work), _cast_state(state, work), rule, checkpoint, compile_step)
+            y, out = _chunked(_cast_inputs(inputs, work), _cast_state(state, work), rule, checkpoint, compile_step, step)
         return y, _cast_state(out, state.weights[0].dtype)
-    return _chunked(inputs, state, rule, checkpoint, compile_step)
+    return _chunked(inputs, state, rule, checkpoint, compile_step, step)
 
 
 def _autocast_dtype(device: str) -> torch.dtype | None:
@@ -379,20 +396,29 @@ def _autocast_dtype(device: str) -> torch.dtype | None:
 def _cast_inputs(inputs: MemoryInputs, dtype: torch.dtype) -> MemoryInputs:
     """q, k, v and the bias' parameter in ``dtype``; the gates as they are (the coefficients are
     accumulated in float32 at least)."""
-    q, k, v, *gates, param, constants = inputs
+    q, k, v, *gates, param, constants, extra = inputs
     cast = [None if t is None else t.to(dtype) for t in (q, k, v)]
     return MemoryInputs(*cast, *gates, None if param is None else param.to(dtype),
-                        None if constants is None else tuple(c.to(dtype) for c in constants))
+                        None if constants is None else tuple(c.to(dtype) for c in constants), extra)
 
 
 def _cast_state(state: MemoryOpState, dtype: torch.dtype) -> MemoryOpState:
-    return MemoryOpState(*(tuple(t.to(dtype) for t in group) for group in state[:3]), state.offset)
+    return MemoryOpState(
+        *(tuple(t.to(dtype) for t in group) for group in state[:3]), state.offset,
+        {name: t.to(dtype) for name, t in state.carried.items()},
+    )
 
 
 def _chunked(
-    inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule, checkpoint: bool, compile_step: bool | str
+    inputs: MemoryInputs,
+    state: MemoryOpState,
+    rule: UpdateRule,
+    checkpoint: bool,
+    compile_step: bool | str,
+    step_fn: ChunkStep,
 ) -> tuple[Tensor | None, MemoryOpState]:
-    q, k, v, lr, log_retention, log_momentum, param, constants = inputs
+    q, k, v, lr, log_retention, log_momentum, param, constants, extra = inputs
+    per_token = {"lr": lr, "log_retention": log_retention, "log_momentum": log_momentum, "param": param, **(extra or {})}
     chunk_size = rule.chunk_size
     n, T, _ = k.shape
     if T == 0:
@@ -402,11 +428,12 @@ def _chunked(
     has_momentum = log_momentum is not None
     weights = list(state.weights)
     momentum = list(state.momentum) if has_momentum else None
+    carried = dict(state.carried)
     # overwrite the state in place where autograd does not need it (inference), but never the
     # caller's tensors: only those this call made (from the second segment on)
     no_grad = not torch.is_grad_enabled() or not any(
         t.requires_grad
-        for t in (q, k, v, lr, log_retention, log_momentum, param, *state.weights, *state.momentum)
+        for t in (q, k, v, *per_token.values(), *state.weights, *state.momentum, *carried.values())
         if t is not None
     )
     owned = False
@@ -424,22 +451,26 @@ def _chunked(
     head = 0
     if offset:  # finish the chunk the stream stopped in: from (M_t, S_t), gradients at the anchor
         head = min(T, chunk_size - offset)
-        lr_h, ret_h, mom_h, par_h = (grid(g, 0, head, 0, 1, head) for g in (lr, log_retention, log_momentum, param))
-        coef = chunk_coefficients(lr_h, ret_h, mom_h, work).pick(0)
-        lr_h = lr_h[:, 0].to(work)
+        gates_h = {name: grid(g, 0, head, 0, 1, head) for name, g in per_token.items()}
+        run_h = _Run(rule, constants, 1, head, reads, no_grad, work, chunk_step, True)
+        coef = _coefficients(run_h, gates_h).pick(0)
+        lr_h = gates_h["lr"][:, 0].to(work)
+        par_h = gates_h["param"]
         q_h = q[:, :head] if reads else None
         read = read_coefficients(q_h, k[:, :head], coef) if reads else None
-        y, weights, step = _segment(
-            rule, weights, momentum, anchor, q_h, k[:, :head], v[:, :head], lr_h, coef, read,
-            write_coefficients(lr_h, coef, head - 1), head - 1, None if par_h is None else par_h[:, 0],
-            want_step=head == T, differentiable=not no_grad,
+        head_in = ChunkStepInputs(
+            weights, momentum, anchor, q_h, k[:, :head], v[:, :head], coef, read,
+            write_coefficients(lr_h, coef, head - 1), None if par_h is None else par_h[:, 0],
+            differentiable=not no_grad,
         )
+        y, weights, step = _segment(step_fn, rule, head_in, lr_h, head - 1, want_step=head == T)
         momentum, last_step = (step, None) if has_momentum else (momentum, step)
         owned = True
         offset = (offset + head) % chunk_size
         if offset == 0:
-            weights, anchor = _retain(rule, weights, constants), None
-            if reads:
+            weights, momentum, carried, changed = _chunk_end(rule, weights, momentum, carried, constants)
+            anchor = None
+            if reads and changed:
                 y = _reread_last(rule, y, weights, q_h)
         elif rule.decayed_gradient:  # the anchor carries the decay since the chunk start
             anchor = [coef.decay[:, head - 1, None, None] * w for w in anchor]
@@ -450,7 +481,7 @@ def _chunked(
     if rest:
         segments = -(-rest // chunk_size)
         pad = segments * chunk_size - rest
-        gates = [grid(g, head, T, pad, segments, chunk_size) for g in (lr, log_retention, log_momentum, param)]
+        gates = {name: grid(g, head, T, pad, segments, chunk_size) for name, g in per_token.items()}
         q_b, k_b, v_b = (
             None if x is None else
             (F.pad(x[:, head:], (0, 0, 0, pad)) if pad else x[:, head:]).reshape(n, segments, chunk_size, -1)
@@ -460,27 +491,31 @@ def _chunked(
         # larger ops) but not for the whole sequence, so the temporaries stay cache-sized and the
         # cost linear in T. Inputs are split once, never sliced per chunk: a slice's backward
         # zero-fills the whole tensor, which made backprop quadratic in the number of chunks.
-        step = chunk_step
+        step = step_fn
         if compile_step is not False:
-            step = compiled_chunk_step("inductor" if compile_step is True else compile_step)
-        run = _Run(rule, constants, segments, rest, reads, no_grad, work, step)
+            step = compiled_chunk_step("inductor" if compile_step is True else compile_step, step_fn)
+        run = _Run(rule, constants, segments, rest, reads, no_grad, work, step, step is chunk_step)
         starts = range(0, segments, _CHUNK_BLOCK)
 
         def blocks(g: Tensor | None) -> list[Tensor | None]:
             return list(g.split(_CHUNK_BLOCK, dim=1)) if g is not None else [None] * len(starts)
 
+        names = list(gates)
         recompute = checkpoint and not no_grad
-        for first, *block in zip(starts, *(blocks(g) for g in (q_b, k_b, v_b, *gates)), strict=True):
+        for first, q_k, k_k, v_k, *gate_k in zip(
+            starts, *(blocks(g) for g in (q_b, k_b, v_b, *gates.values())), strict=True
+        ):
+            block_gates = dict(zip(names, gate_k, strict=True))
             if recompute:  # keep the block's inputs only; its forward runs again in the backward
                 out = torch.utils.checkpoint.checkpoint(
-                    _block, run, first, owned, weights, momentum, *block, use_reentrant=False,
-                    preserve_rng_state=False,
+                    _block, run, first, owned, weights, momentum, carried, q_k, k_k, v_k, block_gates,
+                    use_reentrant=False, preserve_rng_state=False,
                 )
             else:
-                out = _block(run, first, owned, weights, momentum, *block)
-            ys, weights, momentum, step, chunk_start, decay = out
+                out = _block(run, first, owned, weights, momentum, carried, q_k, k_k, v_k, block_gates)
+            ys, weights, momentum, carried, step_out, chunk_start, decay = out
             if not has_momentum:
-                last_step = step
+                last_step = step_out
             owned = True
             if reads:
                 outputs.extend(ys)
@@ -493,16 +528,18 @@ def _chunked(
 
     y = torch.cat(outputs, dim=1)[:, :T] if reads else None
     final_momentum = tuple(momentum) if has_momentum else tuple(last_step)
-    return y, MemoryOpState(tuple(weights), final_momentum, tuple(weights) if anchor is None else tuple(anchor), offset)
+    return y, MemoryOpState(
+        tuple(weights), final_momentum, tuple(weights) if anchor is None else tuple(anchor), offset, carried
+    )
 
 
 # --- the opt-in compiled step ---------------------------------------------------------------------
 _log = logging.getLogger("titans_memory")
-_COMPILED: dict[str, Callable] = {}
+_COMPILED: dict[tuple[str, ChunkStep], ChunkStep] = {}
 
 
-def compiled_chunk_step(backend: str = "inductor") -> Callable:
-    """``torch.compile(chunk_step, fullgraph=True, backend=backend)``, made once per process.
+def compiled_chunk_step(backend: str = "inductor", step: ChunkStep = chunk_step) -> ChunkStep:
+    """``torch.compile(step, fullgraph=True, backend=backend)``, made once per process and step.
 
     Dynamo traces it once per shape, dtype and autograd pattern (a few per model: grad or not,
     the first chunk's zero momentum); inductor keeps the generated code in its on-disk cache
@@ -511,24 +548,24 @@ def compiled_chunk_step(backend: str = "inductor") -> Callable:
     compilation. The first call of each variant, which compiles, is logged (logger
     ``titans_memory``, level INFO) with its duration.
     """
-    if backend not in _COMPILED:
-        compiled = torch.compile(chunk_step, fullgraph=True, backend=backend)
+    if (backend, step) not in _COMPILED:
+        compiled = torch.compile(step, fullgraph=True, backend=backend)
         seen: set = set()
 
-        def step(rule, *args):
+        def compiled_step(rule: UpdateRule, inputs: ChunkStepInputs) -> ChunkStepOutput:
             # contiguous copies: the per-chunk slices' strides depend on how many chunks a block
             # holds, and every new stride pattern would be one more graph
-            args = tree_map_only(Tensor, Tensor.contiguous, args)
-            weights, q, k = args[0], args[3], args[4]
-            key = (id(rule), tuple(k.shape), k.dtype, k.device.type, torch.is_grad_enabled(), args[-1],
-                   tuple(w.requires_grad for w in weights), q is None)
+            inputs = tree_map_only(Tensor, Tensor.contiguous, inputs)
+            k = inputs.k
+            key = (id(rule), tuple(k.shape), k.dtype, k.device.type, torch.is_grad_enabled(), inputs.differentiable,
+                   tuple(w.requires_grad for w in inputs.weights), inputs.q is None)
             if key in seen:
-                return compiled(rule, *args)
+                return compiled(rule, inputs)
             start = time.perf_counter()
-            out = compiled(rule, *args)
+            out = compiled(rule, inputs)
             seen.add(key)
             _log.info("compiled the chunk step for %s in %.1f s", key[1:], time.perf_counter() - start)
             return out
 
-        _COMPILED[backend] = step
-    return _COMPILED[backend]
+        _COMPILED[(backend, step)] = compiled_step
+    return _COMPILED[(backend, step)]

@@ -31,6 +31,8 @@ class MemoryInputs(NamedTuple):
         bias_param: ``(N, T)`` the attentional bias' per-token parameter (Huber's delta_t) or None.
         retention_constants: the chunk-end retention's constants, one ``(N, 1, 1)`` tensor per
             layer (Moneta's q-norm radius), or None.
+        extra_gates: the learning algorithm's other per-token gates by name, ``(N, T)`` each
+            (:attr:`LearningAlgorithm.extra_gate_names`), or None when it has none.
     """
 
     q: Tensor | None
@@ -41,6 +43,11 @@ class MemoryInputs(NamedTuple):
     log_momentum: Tensor | None = None
     bias_param: Tensor | None = None
     retention_constants: tuple[Tensor, ...] | None = None
+    extra_gates: dict[str, Tensor] | None = None
+
+
+#: The carried tensors of a state that carries none (never mutated: operators build new dicts).
+NO_CARRIED: dict[str, Tensor] = {}
 
 
 class MemoryOpState(NamedTuple):
@@ -50,23 +57,26 @@ class MemoryOpState(NamedTuple):
     taken: the chunk-start weights, times the decay since the chunk start for a rule with
     ``decayed_gradient``) are tuples with one ``(N, d_in, d_out)`` tensor per memory layer.
     ``offset`` is how many tokens of the current chunk are already consumed
-    (0 <= offset < chunk_size); at 0 the anchor equals the weights. ``window`` is what an Omega
-    rule (ATLAS, ``core/omega.py``) carries besides: the last c - 1 tokens' keys ``(N, c - 1, d_k)``,
-    values ``(N, c - 1, d_v)``, window weights ``(N, c - 1)`` and, for a bias with a parameter, its
-    values ``(N, c - 1)``; empty for every other rule.
+    (0 <= offset < chunk_size); at 0 the anchor equals the weights. ``carried`` holds the named
+    tensors the learning algorithm declares (:meth:`LearningAlgorithm.carried_shapes`), ``(N, ...)``
+    each.
     """
 
     weights: tuple[Tensor, ...]
     momentum: tuple[Tensor, ...]
     anchor: tuple[Tensor, ...]
     offset: int
-    window: tuple[Tensor, ...] = ()
+    carried: dict[str, Tensor] = NO_CARRIED
 
 
-def fresh_op_state(initial_weights: Sequence[Tensor]) -> MemoryOpState:
-    """State at the start of a sequence: weights = anchor = initial weights, momentum = 0."""
+def fresh_op_state(initial_weights: Sequence[Tensor], rule: UpdateRule | None = None) -> MemoryOpState:
+    """State at the start of a sequence: weights = anchor = initial weights, momentum = 0, and
+    (with ``rule``) the algorithm's carried tensors at their initial values."""
     weights = tuple(initial_weights)
-    return MemoryOpState(weights, tuple(torch.zeros_like(w) for w in weights), weights, 0)
+    carried = NO_CARRIED
+    if rule is not None:
+        carried = rule.init_carried(weights[0].shape[0], weights[0].dtype, weights[0].device)
+    return MemoryOpState(weights, tuple(torch.zeros_like(w) for w in weights), weights, 0, carried)
 
 
 def check_op_inputs(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule) -> None:
@@ -76,7 +86,10 @@ def check_op_inputs(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule
     if not isinstance(state, MemoryOpState):
         raise TypeError(f"state must be a MemoryOpState, got {type(state).__name__}")
     k, v = inputs.k, inputs.v
-    if k.dim() != 3 or v.shape != k.shape or (inputs.q is not None and inputs.q.shape != k.shape):
+    shapes = rule.architecture.layer_shapes
+    # keys read through a feature map (ATLAS) are wider than the values: d_in != d_out
+    narrow_v = v.dim() == 3 and v.shape[:2] == k.shape[:2] and v.shape[-1] == shapes[-1][1] != shapes[0][0]
+    if k.dim() != 3 or (v.shape != k.shape and not narrow_v) or (inputs.q is not None and inputs.q.shape != k.shape):
         q_shape = None if inputs.q is None else tuple(inputs.q.shape)
         raise ValueError(
             f"q, k, v must share one shape (N, T, d); got {q_shape}, {tuple(k.shape)}, {tuple(v.shape)}"
@@ -87,12 +100,28 @@ def check_op_inputs(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule
         ("log_momentum", inputs.log_momentum, rule.momentum),
         ("bias_param", inputs.bias_param, rule.bias.param_init is not None),
     )
+    extra = inputs.extra_gates or {}
+    wanted_extra = rule.algorithm.extra_gate_names
+    if set(extra) != set(wanted_extra):
+        raise ValueError(
+            f"inputs.extra_gates must hold the gates {sorted(wanted_extra)} of the learning algorithm "
+            f"{rule.algorithm.name!r}, got {sorted(extra)}"
+        )
+    per_token += tuple((f"extra_gates[{name!r}]", extra[name], True) for name in wanted_extra)
     for name, gate, wanted in per_token:
         if (gate is not None) != wanted:
             need = "is required by" if wanted else "must be None for"
             raise ValueError(f"inputs.{name} {need} this rule")
         if gate is not None and gate.shape != k.shape[:2]:
             raise ValueError(f"inputs.{name} must have shape (N, T) = {tuple(k.shape[:2])}, got {tuple(gate.shape)}")
+    if not isinstance(state.carried, dict):
+        raise TypeError(f"state.carried must be a dict of tensors, got {type(state.carried).__name__}")
+    wanted_carried = rule.carried_shapes()
+    if set(state.carried) != set(wanted_carried):
+        raise ValueError(
+            f"state.carried must hold {sorted(wanted_carried)} (what the learning algorithm and the "
+            f"architecture declare), got {sorted(state.carried)}"
+        )
     if not 0 <= state.offset < rule.chunk_size:
         raise ValueError(f"state.offset must be in [0, chunk_size={rule.chunk_size}), got {state.offset}")
     layers = len(rule.architecture.layer_shapes)
