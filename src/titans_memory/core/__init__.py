@@ -2,9 +2,21 @@
 
 Extension points (one class plus one registration each; see docs/design.md):
 :func:`register_bias` (attentional biases), :func:`register_retention` (retention rules),
-:func:`register_architecture` (memory networks), :func:`register_backend` (operators).
+:func:`register_algorithm` (learning algorithms), :func:`register_architecture` (memory
+networks), :func:`register_backend` (operators).
 """
 
+from titans_memory.core.algorithms import (
+    ALGORITHMS,
+    ChunkCoefficients,
+    ChunkEnd,
+    GateSpec,
+    GradientDescent,
+    LearningAlgorithm,
+    TokenStep,
+    TokenUpdate,
+    register_algorithm,
+)
 from titans_memory.core.architectures import (
     ARCHITECTURES,
     FunctionalMemory,
@@ -23,12 +35,18 @@ from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
 
 __all__ = [
+    "ALGORITHMS",
     "ARCHITECTURES",
     "BACKENDS",
     "BIASES",
     "PRESETS",
     "RETENTIONS",
     "AttentionalBias",
+    "ChunkCoefficients",
+    "ChunkEnd",
+    "GateSpec",
+    "GradientDescent",
+    "LearningAlgorithm",
     "FunctionalMemory",
     "MatrixMemory",
     "MemoryArchitecture",
@@ -38,8 +56,11 @@ __all__ = [
     "NeuralMemory",
     "ResidualMLPMemory",
     "Retention",
+    "TokenStep",
+    "TokenUpdate",
     "UpdateRule",
     "preset",
+    "register_algorithm",
     "register_architecture",
     "register_backend",
     "register_bias",

@@ -78,7 +78,7 @@ def _attention(cfg: ModelConfig) -> Attention:
 
 def _memory(cfg: ModelConfig) -> NeuralMemory:
     mem_cfg: MemoryConfig = cfg.memory_config
-    return NeuralMemory(mem_cfg)
+    return NeuralMemory(mem_cfg, backend=cfg.backend, compile_step=cfg.compile_step)
 
 
 class Block(nn.Module):

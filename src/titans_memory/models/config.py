@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
 from titans_memory.core.config import MemoryConfig
+from titans_memory.core.ops import get_backend
 
 Arch = Literal["mac", "mag", "mal", "lmm", "swa"]
 ARCHS: tuple[str, ...] = ("mac", "mag", "mal", "lmm", "swa")
@@ -46,6 +47,8 @@ class ModelConfig:
     mlp_expansion: float = 4.0  # hidden width of the SwiGLU MLP is round(2/3 * expansion * dim)
     rope_base: float = 10000.0  # rotary positions: frequencies base^(-2i/d)
     norm_eps: float = 1e-6  # RMSNorm epsilon
+    backend: str = "chunked"  # the memory operator (core.ops.BACKENDS: chunked, chunked_checkpoint, recurrent, ...)
+    compile_step: bool | str = False  # torch.compile the chunk step (True: inductor, or a torch.compile backend)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -69,6 +72,14 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.rope_base must be > 1, got {self.rope_base!r}")
         if not self.norm_eps > 0:
             raise ValueError(f"ModelConfig.norm_eps must be > 0, got {self.norm_eps!r}")
+        try:
+            get_backend(self.backend)  # a registered operator: the registry's own check
+        except ValueError as err:
+            raise ValueError(f"ModelConfig.{err}") from None
+        if not isinstance(self.compile_step, bool | str) or self.compile_step == "":
+            raise TypeError(
+                f"ModelConfig.compile_step must be True, False or a torch.compile backend name, got {self.compile_step!r}"
+            )
         if self.memory_layers is not None:
             layers = self.memory_layers
             if isinstance(layers, list):  # accept a list, store a tuple (the config is hashable)

@@ -1,7 +1,8 @@
 """Key-value recall streams that compare the MIRAS update rules (arXiv 2504.13173) head to head.
 
 Everything here works at the **operator level**: the keys, values and queries are fed straight to
-:func:`~titans_memory.core.ops.chunked_memory`, with no projections, convolutions or learned gates,
+a memory operator (a name in :data:`~titans_memory.core.ops.BACKENDS`, ``"chunked"`` by
+default), with no projections, convolutions or learned gates,
 so the comparison isolates the *update rules* (attentional bias, retention, learning algorithm and
 memory architecture). Each preset runs with constant gates taken from its config's initial values:
 
@@ -43,9 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from titans_memory.core.algorithms import FORGET, MOMENTUM
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.neural_memory import NeuralMemory
-from titans_memory.core.ops import MemoryInputs, MemoryOpState, chunked_memory
+from titans_memory.core.ops import MemoryInputs, MemoryOpState, get_backend
 from titans_memory.core.presets import preset
 from titans_memory.core.rule import UpdateRule
 
@@ -68,6 +70,7 @@ class OperatorSetup:
         initial_weights: the fresh memory, one ``(1, d_in, d_out)`` tensor per layer (a fresh
             :class:`NeuralMemory`'s initial memory, on the retention's constraint set already).
         retention_constants: the retention's constants, one ``(1, 1, 1)`` tensor per layer, or None.
+        backend: the operator that writes the memory (a name in ``BACKENDS``).
     """
 
     name: str
@@ -79,6 +82,7 @@ class OperatorSetup:
     bias_param: float | None
     initial_weights: tuple[Tensor, ...]
     retention_constants: tuple[Tensor, ...] | None
+    backend: str = "chunked"
 
     @property
     def chunk_size(self) -> int:
@@ -87,7 +91,8 @@ class OperatorSetup:
     def fresh_state(self, trials: int) -> MemoryOpState:
         """``trials`` independent copies of the fresh memory, zero momentum."""
         weights = tuple(w.expand(trials, *w.shape[1:]).clone() for w in self.initial_weights)
-        return MemoryOpState(weights, tuple(torch.zeros_like(w) for w in weights), weights, 0)
+        carried = self.rule.init_carried(trials, weights[0].dtype, weights[0].device)
+        return MemoryOpState(weights, tuple(torch.zeros_like(w) for w in weights), weights, 0, carried)
 
     def inputs(self, keys: Tensor, values: Tensor, queries: Tensor | None = None) -> MemoryInputs:
         """Operator inputs with constant gates, for ``(trials, steps, d)`` keys and values."""
@@ -103,9 +108,11 @@ class OperatorSetup:
         constants = None
         if self.retention_constants is not None:
             constants = tuple(c.expand(trials, 1, 1) for c in self.retention_constants)
+        # the algorithm's other gates (none for the built-ins) at their initial values
+        extra = {g.name: full(g.init) for g in self.rule.algorithm.gates() if g.name not in (MOMENTUM, FORGET)}
         return MemoryInputs(
             queries, keys, values, full(self.theta), full(self.retention, log=True),
-            full(self.momentum, log=True), full(self.bias_param), constants,
+            full(self.momentum, log=True), full(self.bias_param), constants, extra or None,
         )
 
 
@@ -116,6 +123,7 @@ def operator_setup(
     chunk_size: int | None = None,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
+    backend: str = "chunked",
     **overrides,
 ) -> OperatorSetup:
     """Fixed operator arguments for preset ``name`` (see the module docstring for the choices).
@@ -126,8 +134,10 @@ def operator_setup(
         chunk_size: None: 1, or the config's own for the TTT presets (their mini-batch).
         seed: seeds the initial memory of the deep presets (built as a fresh NeuralMemory does).
         dtype: of the weights and gates.
+        backend: the operator that writes the memory (a name in ``BACKENDS``).
         **overrides: config fields changed on top of the preset (e.g. ``lr_init=0.1``).
     """
+    get_backend(backend)  # a clear error for an unknown name, now
     cfg = preset(name, dim=head_dim, heads=1, **overrides)
     if chunk_size is None:
         chunk_size = cfg.chunk_size if name in MINIBATCH_PRESETS else 1
@@ -149,6 +159,7 @@ def operator_setup(
         bias_param=bias.param_init,
         initial_weights=weights,
         retention_constants=None if constants is None else tuple(c.detach() for c in constants),
+        backend=backend,
     )
 
 
@@ -158,7 +169,7 @@ def write_memory(setup: OperatorSetup, state: MemoryOpState, keys: Tensor, value
     The write alone: no reads are computed.
     """
     with torch.no_grad():
-        _, state = chunked_memory(setup.inputs(keys, values), state, setup.rule)
+        _, state = get_backend(setup.backend)(setup.inputs(keys, values), state, setup.rule)
     return state
 
 
@@ -185,7 +196,8 @@ def _clone(state: MemoryOpState) -> MemoryOpState:
     def copy(ts: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         return tuple(t.clone() for t in ts)
 
-    return MemoryOpState(copy(state.weights), copy(state.momentum), copy(state.anchor), state.offset)
+    carried = {name: t.clone() for name, t in state.carried.items()}
+    return MemoryOpState(copy(state.weights), copy(state.momentum), copy(state.anchor), state.offset, carried)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ class TrainConfig:
     memory_preset: str = "titans"  # the MIRAS preset of every memory (titans presets lists them)
     memory_chunk: int = 16  # tokens whose memory gradients share the chunk-start weights
     memory_layers: str | None = None  # comma-separated layer indices with memory, e.g. "1,3"; None: all
+    backend: str = "chunked"  # the memory operator: a name in titans_memory.core.ops.BACKENDS
+    compile_step: bool | str = False  # torch.compile the memory's chunk step (true, or a torch.compile backend)
     tokenizer: str | None = None  # None: bytes (vocabulary 256); else an installed HF tokenizer name or path
     # --- data ---------------------------------------------------------------------------------
     data: str = "stdlib"  # "stdlib" (Python's own sources), a text file or folder, or "hf:NAME[:CONFIG]"
@@ -174,6 +176,7 @@ class TrainConfig:
             arch=self.arch, vocab_size=vocab_size, dim=self.dim, depth=self.depth, heads=self.heads,
             window=self.window, segment=self.segment, persistent_tokens=self.persistent_tokens,
             memory_layers=None if self.arch == "swa" else self.memory_layer_indices, memory=memory,
+            backend=self.backend, compile_step=self.compile_step,
         )
 
     def replace(self, **changes) -> TrainConfig:

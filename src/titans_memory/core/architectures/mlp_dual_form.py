@@ -19,6 +19,7 @@ narrower side. Without momentum the ``S``, ``f`` and ``p`` terms are absent (Non
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -123,6 +124,23 @@ def read_write(
     return y, new_weights, new_momentum
 
 
+class ReadWriteGrads(NamedTuple):
+    """The gradients of :func:`read_write`'s inputs, shaped like them (None: no gradient).
+
+    Attributes:
+        q: ``(N, c, d)`` (residual memories only). read: per field of :class:`ReadCoefficients`.
+        write: per field of :class:`WriteCoefficients`. weights, momentum: per layer
+        (``momentum`` None without momentum). key_path: per layer, of ``H_l`` and ``Delta_l``.
+    """
+
+    q: Tensor | None
+    read: ReadCoefficients
+    write: WriteCoefficients
+    weights: list[Tensor]
+    momentum: list[Tensor] | None
+    key_path: KeyPath
+
+
 # --- one autograd node: flat tensors in, flat tensors out ------------------------------------------
 def _flatten(q, read, write, weights, momentum, key_path) -> list[Tensor | None]:
     flat = [q, *read, *write, *weights]
@@ -171,7 +189,7 @@ class ReadWrite(torch.autograd.Function):
         grads = read_write_backward(
             flat, saved, gy, gW_out, gS_out, ctx.activation, ctx.residual, depth, ctx.has_momentum
         )
-        return (None, None, None, None, *grads)
+        return (None, None, None, None, *_flatten(*grads))
 
 
 def _rowdot(x: Tensor, y: Tensor) -> Tensor:
@@ -198,8 +216,8 @@ def read_write_backward(
     residual: bool,
     depth: int,
     has_momentum: bool,
-) -> list[Tensor | None]:
-    """Gradients of :func:`read_write`'s inputs, in :func:`_flatten`'s order (docs/design.md,
+) -> ReadWriteGrads:
+    """Gradients of :func:`read_write`'s inputs, as a :class:`ReadWriteGrads` (docs/design.md,
     "The backward").
 
     Args:
@@ -273,10 +291,14 @@ def read_write_backward(
     gD[0].baddbmm_(read.scores.transpose(-1, -2), gz, alpha=-1.0)
     gq = gy if residual else None
 
-    grads = [gq, gA, gf, gG, g_qa, g_qf, g_s0, gg, ga, gp, gfr, ge, *gW]
-    if has_momentum:
-        grads += gS
-    return grads + gH + gD
+    return ReadWriteGrads(
+        q=gq,
+        read=ReadCoefficients(gA, gf, gG, g_qa, g_qf, g_s0),
+        write=WriteCoefficients(gg, ga, gp, gfr, ge),
+        weights=gW,
+        momentum=gS if has_momentum else None,
+        key_path=KeyPath(tuple(gH), tuple(gD)),
+    )
 
 
 def read_write_autograd(

@@ -8,7 +8,9 @@
 
 :data:`BACKENDS` is the one registry of operators: ``NeuralMemory(..., backend=name)`` and the
 tests look names up there. A device kernel registers itself with :func:`register_backend` and is
-then tested against the reference like the others.
+then tested against the reference like the others; a kernel of the per-chunk work alone plugs into
+the chunked operator's seam, ``chunked_memory(..., step=kernel)`` (:class:`ChunkStepInputs` in,
+:class:`ChunkStepOutput` out; :func:`chunk_step` is the reference one).
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from functools import partial
 
 from torch import Tensor
 
-from titans_memory.core.ops.chunked import chunked_memory
+from titans_memory.core.ops.chunked import (
+    ChunkStep,
+    ChunkStepInputs,
+    ChunkStepOutput,
+    chunk_step,
+    chunked_memory,
+)
 from titans_memory.core.ops.common import (
     MemoryInputs,
     MemoryOpState,
@@ -78,10 +86,14 @@ def get_backend(name: str) -> MemoryOperator:
 __all__ = [
     "BACKENDS",
     "REFERENCE",
+    "ChunkStep",
+    "ChunkStepInputs",
+    "ChunkStepOutput",
     "MemoryInputs",
     "MemoryOpState",
     "MemoryOperator",
     "check_op_inputs",
+    "chunk_step",
     "chunked_checkpoint_memory",
     "chunked_memory",
     "fresh_op_state",
