@@ -22,6 +22,7 @@ from titans_memory.core.config import MemoryConfig
 from titans_memory.core.conv import causal_depthwise_conv
 from titans_memory.core.features import polynomial_features
 from titans_memory.core.finite import check_finite_mode, on_host, require_finite
+from titans_memory.core.omega import omega_chunked  # noqa: F401  (registers the Omega rule's chunked form)
 from titans_memory.core.ops import MemoryInputs, get_backend, with_compiled_step
 from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState

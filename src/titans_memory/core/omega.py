@@ -45,12 +45,15 @@ form of the Titans operator, which never forms them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from titans_memory.core.algorithms.coefficients import chunk_coefficients
 from titans_memory.core.algorithms.omega import (
     GAMMA,
+    OPERATORS,
     TAIL_GAMMA,
     TAIL_KEYS,
     TAIL_PARAM,
@@ -59,7 +62,9 @@ from titans_memory.core.algorithms.omega import (
 )
 from titans_memory.core.newton_schulz import newton_schulz
 from titans_memory.core.ops.common import MemoryInputs, MemoryOpState, check_op_inputs
-from titans_memory.core.rule import UpdateRule
+
+if TYPE_CHECKING:
+    from titans_memory.core.rule import UpdateRule
 
 
 def _tail(state: MemoryOpState, algorithm: OmegaRule, k: Tensor, v: Tensor, has_param: bool):
@@ -218,3 +223,7 @@ def omega_chunked(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule) 
             carried[TAIL_PARAM] = tail[3]
     anchor_out = tuple(anchor) if offset else tuple(weights)
     return y, MemoryOpState(tuple(weights), tuple(momentum), anchor_out, offset, carried)
+
+
+# the algorithm's chunked form, for NeuralMemory's "chunked" and "chunked_checkpoint" backends
+OPERATORS.update(chunked=omega_chunked, chunked_checkpoint=omega_chunked)

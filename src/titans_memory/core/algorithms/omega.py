@@ -44,6 +44,12 @@ GAMMA = "omega_gamma"
 TAIL_KEYS, TAIL_VALUES, TAIL_GAMMA, TAIL_PARAM = "omega_keys", "omega_values", "omega_gamma", "omega_param"
 
 
+#: The Omega rule's own operators by backend name: ``core/omega.py`` registers its chunked form
+#: here when it is imported (``NeuralMemory``'s module imports it), so this module imports no
+#: operator and the two stay free of import cycles.
+OPERATORS: dict[str, Callable] = {}
+
+
 @dataclass(frozen=True)
 class OmegaRule(LearningAlgorithm):
     """The Omega rule with Titans' momentum and forget gate (OmegaNet) or with Muon (Atlas).
@@ -140,11 +146,7 @@ class OmegaRule(LearningAlgorithm):
 
     # --- the chunk-parallel form: an operator of its own ----------------------------------------------
     def operator(self, backend: str) -> Callable | None:
-        if backend in ("chunked", "chunked_checkpoint"):
-            from titans_memory.core.omega import omega_chunked
-
-            return omega_chunked
-        return None
+        return OPERATORS.get(backend)
 
     # --- the step bound ---------------------------------------------------------------------------
     def norm_bound_step(
