@@ -23,7 +23,7 @@ from titans_memory.core.conv import causal_depthwise_conv
 from titans_memory.core.features import polynomial_features
 from titans_memory.core.finite import check_finite_mode, on_host, require_finite
 from titans_memory.core.omega import omega_chunked  # noqa: F401  (registers the Omega rule's chunked form)
-from titans_memory.core.ops import MemoryInputs, get_backend, with_compiled_step
+from titans_memory.core.ops import MemoryInputs, get_backend, operator_for, with_compiled_step
 from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
 
@@ -434,10 +434,9 @@ class NeuralMemory(nn.Module):
         when ``compile_step`` is set; or the learning algorithm's own operator for that name
         (ATLAS' Omega rule brings its chunked form: ``LearningAlgorithm.operator``)."""
         name = self.backend if backend is None else backend
-        op = get_backend(name)
-        own = self.rule.algorithm.operator(name)
-        if own is not None:
-            return own
+        op = operator_for(name, self.rule)
+        if op is not get_backend(name):  # the algorithm's own (no compiled step there)
+            return op
         if self.compile_step is not False:
             op = with_compiled_step(op, "inductor" if self.compile_step is True else self.compile_step)
         return op
