@@ -31,8 +31,9 @@ VARIANTS = {
 }
 
 
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
+def _time(fn, repeats: int, warmup: bool = True) -> float:
+    if warmup:
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -49,13 +50,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-warmup", action="store_true", help="time the first call too (slow variants)")
+    parser.add_argument("--heads", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--variants", nargs="*", default=None, help="names of VARIANTS (default: all; titans always)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     tokens, repeats = (512, 1) if args.quick else (args.tokens, args.repeats)
     rows = []
-    for heads in (1, 4):
+    names = ["titans", *[n for n in (args.variants or VARIANTS) if n != "titans"]]
+    for heads in args.heads:
         base = None
-        for name, fields in VARIANTS.items():
+        for name in names:
+            fields = VARIANTS[name]
             torch.manual_seed(0)
             mem = NeuralMemory(MemoryConfig(dim=args.dim, heads=heads, chunk_size=args.chunk, **fields))
             x = torch.randn(args.batch, tokens, args.dim)
@@ -70,7 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
                 y.square().mean().backward()
 
             row = dict(variant=name, heads=heads, head_dim=args.dim // heads, tokens=tokens,
-                       forward_s=_time(forward, repeats), forward_backward_s=_time(forward_backward, repeats))
+                       forward_s=_time(forward, repeats, not args.no_warmup),
+                       forward_backward_s=_time(forward_backward, repeats, not args.no_warmup))
             if base is None:
                 base = row
             row["forward_ratio"] = row["forward_s"] / base["forward_s"]
