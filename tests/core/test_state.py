@@ -138,3 +138,26 @@ def test_save_names_the_target_path(mem_and_state, tmp_path):
         state.save(target)
     with pytest.raises(ValueError, match=r"cannot save the state to .*: it is a directory"):
         state.save(tmp_path)
+
+
+def test_format_2_loads_and_stray_tensors_are_named(mem_and_state, tmp_path):
+    """Format 3 adds the carried tensors; a format-2 file (none) still loads and continues the
+    stream exactly; a tensor the format does not know is named."""
+    mem, state = mem_and_state
+    assert state.carried == {}
+    tensors, metadata = _saved(state, tmp_path / "orig.safetensors")
+    assert metadata["format"] == "titans-miras/MemoryState/3"
+    save_file(tensors, str(tmp_path / "v2.safetensors"), metadata={**metadata, "format": "titans-miras/MemoryState/2"})
+    old = MemoryState.load(tmp_path / "v2.safetensors")
+    assert old.carried == {}
+    x = torch.randn(2, 5, 8, dtype=DT)
+    with torch.no_grad():
+        torch.testing.assert_close(mem(x, old)[0], mem(x, state)[0], rtol=0, atol=0)
+    for fmt, name in (("3", "stray"), ("2", "carried.tail")):
+        save_file({**tensors, name: torch.zeros(2, 2, dtype=DT)}, str(tmp_path / "bad.safetensors"),
+                  metadata={**metadata, "format": f"titans-miras/MemoryState/{fmt}"})
+        with pytest.raises(ValueError, match=rf"unexpected tensors \['{name}'\] in a MemoryState file"):
+            MemoryState.load(tmp_path / "bad.safetensors")
+    save_file({**tensors, "carried.tail": torch.zeros(2, 3, dtype=DT)}, str(tmp_path / "odd.safetensors"), metadata=metadata)
+    with pytest.raises(ValueError, match=r"MemoryState.carried\['tail'\] must be \(batch=2, heads=2, ...\), got \(2, 3\)"):
+        MemoryState.load(tmp_path / "odd.safetensors")

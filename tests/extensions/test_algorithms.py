@@ -1,7 +1,8 @@
 """Learning algorithms registered from outside the package (public API only): Nesterov momentum
 with its own look-ahead gate and chunk-parallel coefficients, a Muon-style chunk-end hook on the
-momentum, and an algorithm without a chunk-parallel form that carries a tensor between calls
-and learns its momentum as one value per head. Each equals the reference operator."""
+momentum, an algorithm without a chunk-parallel form that carries a tensor between calls and
+learns its momentum as one value per head, and an Omega-style window rule with a carried tail of
+keys and values. Each equals the reference operator, or a literal loop where it only has that."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from titans_memory.core import (
     register_algorithm,
 )
 from titans_memory.core.algorithms import accumulation_dtype, segment_products
+from titans_memory.core.ops import MemoryInputs, fresh_op_state, recurrent_memory
 from titans_memory.core.stability import WeightNormBound, force_gates
 
 DT = torch.float64
@@ -117,13 +119,48 @@ class SurpriseScaled(LearningAlgorithm):
         return TokenUpdate(weights, momentum, step.anchor, {"surprise_ema": ema})
 
 
+class TwoTokenWindow(LearningAlgorithm):
+    """An Omega-style rule over a window of two tokens (ATLAS's shape, window c = 2): the step is
+    the weighted sum of the gradients of the current and the previous token's loss, both at the
+    anchor, with data-dependent weights gamma_t; the previous token's key, value and weight are a
+    tail carried between calls (the interface an Omega rule needs: an extra per-token gate and
+    carried tensors)::
+
+        u_t = gamma_{t-1} grad l(anchor; k_{t-1}, v_{t-1}) + gamma_t grad l(anchor; k_t, v_t)
+        S_t = eta_t S_{t-1} - theta_t u_t,   M_t = (1 - alpha_t) M_{t-1} + S_t
+
+    (a fresh stream's tail has gamma = 0). The attentional bias must have no parameter.
+    """
+
+    name = "two_token_window"
+
+    def gates(self):
+        return (GateSpec("momentum", 0.5), GateSpec("forget", 0.01), GateSpec("window_weight", 0.5))
+
+    def carried_shapes(self, layer_shapes, dim):
+        return {"tail_k": (1, dim), "tail_v": (1, dim), "tail_weight": (1,)}
+
+    def token_step(self, step: TokenStep) -> TokenUpdate:
+        keys = torch.cat([step.carried["tail_k"], step.k], dim=1)  # (N, 2, d)
+        values = torch.cat([step.carried["tail_v"], step.v], dim=1)
+        weight = torch.cat([step.carried["tail_weight"], step.extra["window_weight"][:, :, 0]], dim=1)  # (N, 2)
+        grads = step.gradient(step.anchor, keys, values, None)  # (N, 2, d_in, d_out) per layer
+        u = [(weight[:, :, None, None] * g).sum(1) for g in grads]
+        eta, retain = step.log_momentum.exp(), step.log_retention.exp()
+        momentum = [eta * s - step.lr * x for s, x in zip(step.momentum, u, strict=True)]
+        weights = [retain * w + s for w, s in zip(step.weights, momentum, strict=True)]
+        tail = {"tail_k": step.k, "tail_v": step.v, "tail_weight": step.extra["window_weight"][:, :, 0]}
+        return TokenUpdate(weights, momentum, step.anchor, tail)
+
+
 @pytest.fixture
 def registered():
     register_algorithm("nesterov", lambda config: Nesterov(config.momentum_init, config.forget_init))
     register_algorithm("clipped_momentum", lambda config: ClippedMomentum(forget=config.forget))
     register_algorithm("surprise_scaled", lambda config: SurpriseScaled())
+    register_algorithm("two_token_window", lambda config: TwoTokenWindow())
     yield
-    for name in ("nesterov", "clipped_momentum", "surprise_scaled"):
+    for name in ("nesterov", "clipped_momentum", "surprise_scaled", "two_token_window"):
         ALGORITHMS.pop(name)
 
 
@@ -244,3 +281,42 @@ def test_registry_errors(registered):
             MemoryConfig(algorithm="bad_gate")
     finally:
         ALGORITHMS.pop("bad_gate")
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4])
+def test_a_window_rule_with_a_carried_tail_streams_exactly(registered, compare_with_reference, chunk_size):
+    mem = _memory("two_token_window", chunk_size=chunk_size)
+    compare_with_reference(mem, _x(), "recurrent", seeds=(0, 1, 2))
+    _, state = mem(_x(6), backend="recurrent")
+    assert state.carried["tail_k"].shape == (2, 2, 1, 4) and state.carried["tail_weight"].shape == (2, 2, 1)
+
+
+def test_the_window_rule_is_what_it_says(registered):
+    """Matrix memory, token rule, l2 bias, no step bound: the literal recurrence, with the
+    gradient 2 k^T (k W - v) of each of the two tokens at M_{t-1}."""
+    cfg = MemoryConfig(dim=4, heads=1, depth=1, chunk_size=1, algorithm="two_token_window", max_step_norm=None)
+    rule = NeuralMemory(cfg).rule
+    g = torch.Generator().manual_seed(7)
+    N, T, d = 2, 6, 4
+    q, k, v = (torch.randn(N, T, d, generator=g, dtype=DT) for _ in range(3))
+    lr, alpha, eta, gamma = (torch.rand(N, T, generator=g, dtype=DT) * 0.5 for _ in range(4))
+    w0 = torch.randn(N, d, d, generator=g, dtype=DT) / 2
+    state = fresh_op_state([w0], rule)
+    assert set(state.carried) == {"tail_k", "tail_v", "tail_weight"}
+    inputs = MemoryInputs(q, k, v, lr, torch.log1p(-alpha), eta.log(), extra_gates={"window_weight": gamma})
+    y, out = recurrent_memory(inputs, state, rule)
+
+    def grad(w, t):  # d/dW ||k_t W - v_t||^2
+        return 2 * k[:, t, :, None] * (torch.einsum("nd,nde->ne", k[:, t], w) - v[:, t])[:, None, :]
+
+    w, s, reads = w0, torch.zeros_like(w0), []
+    for t in range(T):
+        u = gamma[:, t, None, None] * grad(w, t)
+        if t:
+            u = u + gamma[:, t - 1, None, None] * grad(w, t - 1)
+        s = eta[:, t, None, None] * s - lr[:, t, None, None] * u
+        w = (1 - alpha[:, t, None, None]) * w + s
+        reads.append(torch.einsum("nd,nde->ne", q[:, t], w))
+    torch.testing.assert_close(y, torch.stack(reads, dim=1), **TOL)
+    torch.testing.assert_close(out.weights[0], w, **TOL)
+    torch.testing.assert_close(out.carried["tail_k"], k[:, -1:], rtol=0, atol=0)
