@@ -84,10 +84,10 @@ def test_conv_swa_blocks_are_for_swa_models_only():
 
 
 def test_benchmark_groups_come_from_the_model_table():
-    from titans_memory.tasks.bench import ABLATIONS, ARCHITECTURES, MIRAS
+    from titans_memory.tasks.bench import ABLATIONS, ARCHITECTURES, ATLAS, MIRAS
     from titans_memory.tasks.longcontext import MODELS
 
     assert ARCHITECTURES == ("swa", "lmm", "mac", "mag", "mal", "hope")
     assert set(ARCHITECTURES) == set(ARCHS)
-    assert set(ARCHITECTURES + MIRAS + ABLATIONS) == set(MODELS)
+    assert set(ARCHITECTURES + MIRAS + ABLATIONS + ATLAS) == set(MODELS)
     assert all(MODELS[name].arch in ARCHS for name in MODELS)

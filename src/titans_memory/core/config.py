@@ -62,6 +62,11 @@ class MemoryConfig:
     # --- stability by construction (docs/design.md, "Stability") --------------------------------
     input_norm: bool = True  # every token scaled to unit RMS before projections and gates
     max_step_norm: float | None = 10.0  # per-token bound on ||grad l||_F (all layers); None: off
+    # --- ATLAS (arXiv 2505.23735; docs/atlas.md) -----------------------------------------------
+    omega_window: int = 1  # c: the Omega rule's window (eq. 9; algorithm "omeganet" or "atlas"); 1 = Titans' rule
+    omega_gamma_init: float = 0.5  # gamma_i, the window weight of a token, at initialisation (c > 1)
+    ns_steps: int = 5  # Newton-Schulz steps of Atlas' Muon update (>= 0; algorithm="atlas")
+    feature_degree: int | None = None  # p of the polynomial feature map on keys and queries; None: off
 
     def __post_init__(self) -> None:
         for name in ("dim", "heads", "depth", "chunk_size", "conv_kernel"):
@@ -73,6 +78,17 @@ class MemoryConfig:
                 )
         else:
             _check_int("head_dim", self.head_dim)
+        _check_int("omega_window", self.omega_window)
+        if not isinstance(self.ns_steps, int) or isinstance(self.ns_steps, bool) or self.ns_steps < 0:
+            raise ValueError(f"MemoryConfig.ns_steps (Newton-Schulz steps) must be an integer >= 0, got {self.ns_steps!r}")
+        if self.feature_degree is not None and (
+            not isinstance(self.feature_degree, int) or isinstance(self.feature_degree, bool) or self.feature_degree < 1
+        ):
+            raise ValueError(
+                f"MemoryConfig.feature_degree (polynomial degree p) must be None (off) or an integer >= 1, "
+                f"got {self.feature_degree!r}"
+            )
+        _check_real("omega_gamma_init", self.omega_gamma_init, low=0.0, high=1.0)
         for name in ("momentum", "forget", "output_gate", "decayed_gradient", "lr_gate", "input_norm"):
             value = getattr(self, name)
             if not isinstance(value, bool):  # "no" would be truthy: never guess
@@ -112,6 +128,11 @@ class MemoryConfig:
         _check_real("eps", self.eps, low=0.0)
         if self.max_step_norm is not None:
             _check_real("max_step_norm", self.max_step_norm, low=0.0)
+        if (self.omega_window > 1 or self.feature_degree is not None) and self.algorithm not in ("omeganet", "atlas"):
+            raise ValueError(
+                "MemoryConfig.omega_window > 1 and feature_degree need algorithm='omeganet' or 'atlas' "
+                f"(ATLAS; omega_window=1 is the Titans rule), got algorithm={self.algorithm!r}"
+            )
         # the named parts exist (registered) and build from this config
         from titans_memory.core.rule import UpdateRule
 

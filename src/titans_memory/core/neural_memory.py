@@ -20,8 +20,10 @@ from torch import Tensor, nn
 
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.conv import causal_depthwise_conv
+from titans_memory.core.features import polynomial_features
 from titans_memory.core.finite import check_finite_mode, on_host, require_finite
-from titans_memory.core.ops import MemoryInputs, get_backend, with_compiled_step
+from titans_memory.core.omega import omega_chunked  # noqa: F401  (registers the Omega rule's chunked form)
+from titans_memory.core.ops import MemoryInputs, get_backend, operator_for, with_compiled_step
 from titans_memory.core.rule import UpdateRule
 from titans_memory.core.state import MemoryState
 
@@ -244,7 +246,7 @@ class NeuralMemory(nn.Module):
         u = F.silu(F.linear(x, self.to_qkv.weight[:inner]))  # (B, T, H D)
         u, tail = causal_depthwise_conv(u, self.conv_weight[:inner], tail)
         q = rearrange(u, "b t (h d) -> (b h) t d", h=self.config.heads)
-        return F.normalize(q, dim=-1, eps=self.config.eps), tail
+        return self._features(F.normalize(q, dim=-1, eps=self.config.eps)), tail
 
     def _keys_values(self, x: Tensor, tail: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """``k = l2norm(conv(silu(x W_K)))``, ``v = conv(silu(x W_V))``, ``(B H, T, d)`` each."""
@@ -252,7 +254,7 @@ class NeuralMemory(nn.Module):
         u = F.silu(F.linear(x, self.to_qkv.weight[inner:]))  # (B, T, 2 H D)
         u, tail = causal_depthwise_conv(u, self.conv_weight[inner:], tail)
         k, v = rearrange(u, "b t (two h d) -> two (b h) t d", two=2, h=self.config.heads)
-        return F.normalize(k, dim=-1, eps=self.config.eps), v, tail
+        return self._features(F.normalize(k, dim=-1, eps=self.config.eps)), v, tail
 
     def _queries_keys_values(self, x: Tensor, state: MemoryState) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
         """Both paths in one matmul and one convolution (``forward``); same values as the two above."""
@@ -262,10 +264,17 @@ class NeuralMemory(nn.Module):
         q, k, v = rearrange(qkv, "b t (three h d) -> three (b h) t d", three=3, h=self.config.heads)
         q = F.normalize(q, dim=-1, eps=self.config.eps)  # l2-normalised keys and queries keep steps stable
         k = F.normalize(k, dim=-1, eps=self.config.eps)
+        q, k = self._features(q), self._features(k)
         q_tail = kv_tail = None
         if tail is not None:
             q_tail, kv_tail = tail[..., : self.inner], tail[..., self.inner :]
         return q, k, v, q_tail, kv_tail
+
+    def _features(self, x: Tensor) -> Tensor:
+        """ATLAS' polynomial feature map phi_p on normalised keys or queries (``core/features.py``),
+        ``(B H, T, d) -> (B H, T, d_phi)``; the identity when ``feature_degree`` is None."""
+        p = self.config.feature_degree
+        return x if p is None else polynomial_features(x, p)
 
     def _gate_logits(self, x: Tensor) -> dict[str, Tensor]:
         """Raw gate values by name, each ``(B H, T)``."""
@@ -422,8 +431,12 @@ class NeuralMemory(nn.Module):
 
     def _operator(self, backend: str | None):
         """The operator ``backend`` names (None: ``self.backend``), with its chunk step compiled
-        when ``compile_step`` is set."""
-        op = get_backend(self.backend if backend is None else backend)
+        when ``compile_step`` is set; or the learning algorithm's own operator for that name
+        (ATLAS' Omega rule brings its chunked form: ``LearningAlgorithm.operator``)."""
+        name = self.backend if backend is None else backend
+        op = operator_for(name, self.rule)
+        if op is not get_backend(name):  # the algorithm's own (no compiled step there)
+            return op
         if self.compile_step is not False:
             op = with_compiled_step(op, "inductor" if self.compile_step is True else self.compile_step)
         return op

@@ -60,6 +60,17 @@ PRESETS: dict[str, tuple[str, dict]] = {
         "TTT-MLP: 2-layer MLP memory, l2 bias, mini-batch gradients at the batch start (chunk 16).",
         dict(depth=2, momentum=False, forget=False, chunk_size=16),
     ),
+    # --- ATLAS (arXiv 2505.23735; docs/atlas.md) ---------------------------------------------
+    "omeganet": (
+        "OmegaNet (ATLAS): Titans' memory with the Omega rule, a gradient step on the last c = 16 tokens "
+        "weighted by data-dependent gates gamma_i.",
+        dict(algorithm="omeganet", omega_window=16),
+    ),
+    "atlas": (
+        "Atlas (ATLAS): OmegaNet with Muon as the inner optimiser, the momentum orthogonalised by 5 "
+        "Newton-Schulz steps per weight matrix before it is applied.",
+        dict(algorithm="atlas", omega_window=16, ns_steps=5),
+    ),
 }
 
 

@@ -45,6 +45,9 @@ from titans_memory.tasks.needles import VOCAB, TaskBatch, min_length, needle_bat
 ARCHITECTURES = tuple(name for name, spec in MODELS.items() if spec.group == "architecture")
 MIRAS = tuple(name for name, spec in MODELS.items() if spec.group == "miras")
 ABLATIONS = tuple(name for name, spec in MODELS.items() if spec.group == "ablation")
+#: ATLAS' memories (arXiv 2505.23735), not in the default run (their chunked form materialises
+#: per-token weights: several times the cost of the Titans LMM); ask for them with ``--models``.
+ATLAS = tuple(name for name, spec in MODELS.items() if spec.group == "atlas")
 DEFAULT_MODELS = ARCHITECTURES + MIRAS + ABLATIONS
 
 
@@ -269,7 +272,10 @@ def _worker(job: Job) -> list[dict]:
 # 128-token passkey sequences); shares the budget's caps out, and orders the jobs
 _STEP_COST = {"swa": 0.37, "lmm": 1.0, "mac": 1.56, "mag": 1.17, "mal": 1.13, "lmm-moneta": 1.13,
               "lmm-yaad": 0.78, "lmm-memora": 1.06, "lmm-deltanet": 0.35, "lmm-gdn": 0.36,
-              "lmm-nomom": 0.73, "lmm-noforget": 0.89, "lmm-matrix": 0.39, "lmm-libforget": 0.87}
+              "lmm-nomom": 0.73, "lmm-noforget": 0.89, "lmm-matrix": 0.39, "lmm-libforget": 0.87,
+              "lmm-omeganet": 4.0, "lmm-atlas": 5.0, "mal-atlas": 5.0,  # ATLAS: guesses, unmeasured
+              # HOPE: 0.35 s against the LMM's 0.11 s per step in benchmarks/hope_ablation.py (byte LM)
+              "hope": 3.2, "hope-cms1": 3.2, "hope-static": 3.2}
 
 
 def plan(settings: Settings) -> list[Job]:
@@ -349,7 +355,7 @@ def settings_to_dict(settings: Settings) -> dict:
 
 
 __all__ = [
-    "ABLATIONS", "ARCHITECTURES", "DEFAULT_MODELS", "MIRAS", "Job", "MQARSettings", "NiahSettings",
+    "ABLATIONS", "ARCHITECTURES", "ATLAS", "DEFAULT_MODELS", "MIRAS", "Job", "MQARSettings", "NiahSettings",
     "evaluation_cells", "plan", "quick", "run_benchmark", "run_job", "settings_to_dict",
     "training_batches", "VOCAB",
 ]

@@ -67,7 +67,7 @@ class ModelSpec:
         arch: ``"lmm"``, ``"mac"``, ``"mag"``, ``"mal"``, ``"swa"`` or ``"hope"``.
         memory: :class:`MemoryConfig` fields changed on top of the task's defaults.
         preset: a MIRAS preset the memory starts from (None: Titans' memory).
-        group: ``"architecture"``, ``"miras"`` or ``"ablation"`` (how the report groups it).
+        group: ``"architecture"``, ``"miras"``, ``"ablation"`` or ``"atlas"`` (how the report groups it).
         text: one line for the report.
     """
 
@@ -111,6 +111,10 @@ MODELS: dict[str, ModelSpec] = {
         "hope", group="ablation", hope={"cms_chunks": (8, 32, 128), "self_modifying": False},
         text="HOPE without self-modification (inner memories frozen, values not self-generated)",
     ),
+    # ATLAS (arXiv 2505.23735; docs/atlas.md): the same LMM with the Omega rule, and with Muon
+    "lmm-omeganet": ModelSpec("lmm", preset="omeganet", group="atlas", text="LMM with OmegaNet's memory (Omega rule, c = 16)"),
+    "lmm-atlas": ModelSpec("lmm", preset="atlas", group="atlas", text="LMM with Atlas' memory (Omega rule, c = 16, Muon)"),
+    "mal-atlas": ModelSpec("mal", preset="atlas", group="atlas", text="memory as layer with Atlas' memory"),
 }
 
 

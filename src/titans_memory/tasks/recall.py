@@ -47,7 +47,7 @@ from torch import Tensor
 from titans_memory.core.algorithms import FORGET, MOMENTUM
 from titans_memory.core.config import MemoryConfig
 from titans_memory.core.neural_memory import NeuralMemory
-from titans_memory.core.ops import MemoryInputs, MemoryOpState, get_backend
+from titans_memory.core.ops import MemoryInputs, MemoryOpState, get_backend, operator_for
 from titans_memory.core.presets import preset
 from titans_memory.core.rule import UpdateRule
 
@@ -169,7 +169,7 @@ def write_memory(setup: OperatorSetup, state: MemoryOpState, keys: Tensor, value
     The write alone: no reads are computed.
     """
     with torch.no_grad():
-        _, state = get_backend(setup.backend)(setup.inputs(keys, values), state, setup.rule)
+        _, state = operator_for(setup.backend, setup.rule)(setup.inputs(keys, values), state, setup.rule)
     return state
 
 

@@ -3,7 +3,9 @@
 * ``"titans"``: gradient descent with momentum (Titans eq. 10) and, where the config says so, a
   forget gate (eq. 13);
 * ``"no_momentum"``: eta = 0;
-* ``"decayed_gradient"``: the gradient at the decayed memory (Gated DeltaNet).
+* ``"decayed_gradient"``: the gradient at the decayed memory (Gated DeltaNet);
+* ``"omeganet"``, ``"atlas"``: ATLAS' Omega rule, with Titans' momentum or with Muon
+  (``algorithms/omega.py``, docs/atlas.md).
 
 ``MemoryConfig.algorithm = None`` picks one of these from the config's ``momentum`` and
 ``decayed_gradient`` flags. Adding an algorithm is one :class:`LearningAlgorithm` subclass and one
@@ -31,6 +33,7 @@ from titans_memory.core.algorithms.coefficients import (
     chunk_coefficients,
     segment_products,
 )
+from titans_memory.core.algorithms.omega import OmegaRule, atlas, omeganet
 from titans_memory.core.algorithms.titans import GradientDescent
 from titans_memory.core.registry import add_entry
 
@@ -72,6 +75,8 @@ ALGORITHMS: dict[str, AlgorithmFactory] = {
     "titans": _titans,
     "no_momentum": _no_momentum,
     "decayed_gradient": _decayed_gradient,
+    "omeganet": omeganet,
+    "atlas": atlas,
 }
 
 
@@ -120,6 +125,7 @@ __all__ = [
     "GateSpec",
     "GradientDescent",
     "LearningAlgorithm",
+    "OmegaRule",
     "TokenStep",
     "TokenUpdate",
     "accumulation_dtype",

@@ -225,6 +225,14 @@ class LearningAlgorithm(ABC):
         cast to ``dtype`` (products accumulated in at least float32)."""
         raise NotImplementedError(f"the learning algorithm {self.name!r} has no chunk-parallel form")
 
+    def operator(self, backend: str) -> Callable | None:
+        """An operator of the algorithm's own for the backend called ``backend``, or None (the
+        library's). For an algorithm whose exact chunk-parallel form is not a set of chunk
+        coefficients (ATLAS' Omega rule: a banded window sum and a per-token orthogonalisation):
+        :class:`~titans_memory.core.neural_memory.NeuralMemory` runs it in place of the named one,
+        with the same signature ``op(inputs, state, rule) -> (y, state)``."""
+        return None
+
     # --- chunk ends ----------------------------------------------------------------------------
     def chunk_end(self, end: ChunkEnd) -> ChunkEnd:
         """The hook at every chunk end, after the retention (default: nothing). Return the same

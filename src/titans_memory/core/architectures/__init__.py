@@ -58,6 +58,17 @@ def architecture_name(config: MemoryConfig) -> str:
 def make_architecture(config: MemoryConfig) -> MemoryArchitecture:
     """The memory architecture of ``config``."""
     name = architecture_name(config)
+    if getattr(config, "feature_degree", None) is not None:  # ATLAS' feature map phi: keys d_phi wide
+        if name not in ("matrix", "residual_mlp"):
+            raise ValueError(
+                f"MemoryConfig.feature_degree works with the matrix and residual_mlp memories, not {name!r}"
+            )
+        from titans_memory.core.features import FeatureMLPMemory, feature_dim
+
+        return FeatureMLPMemory(
+            feature_dim(config.d_head, config.feature_degree), config.d_head, config.hidden_dim,
+            1 if name == "matrix" else config.depth, config.activation,
+        )
     if name not in ARCHITECTURES:
         raise ValueError(f"MemoryConfig.architecture: unknown architecture {name!r}; registered: {', '.join(ARCHITECTURES)}")
     arch = ARCHITECTURES[name](config)

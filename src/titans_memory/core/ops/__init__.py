@@ -83,6 +83,15 @@ def get_backend(name: str) -> MemoryOperator:
     return BACKENDS[name]
 
 
+def operator_for(name: str, rule: UpdateRule) -> MemoryOperator:
+    """The operator that runs ``rule`` for the backend called ``name``: the learning algorithm's own
+    where it brings one (``LearningAlgorithm.operator``: ATLAS' Omega rule and its chunked form),
+    else the registered one."""
+    get_backend(name)  # a clear error for an unknown name
+    own = rule.algorithm.operator(name)
+    return own if own is not None else BACKENDS[name]
+
+
 __all__ = [
     "BACKENDS",
     "REFERENCE",
@@ -98,6 +107,7 @@ __all__ = [
     "chunked_memory",
     "fresh_op_state",
     "get_backend",
+    "operator_for",
     "recurrent_memory",
     "register_backend",
     "with_compiled_step",

@@ -86,7 +86,10 @@ def check_op_inputs(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule
     if not isinstance(state, MemoryOpState):
         raise TypeError(f"state must be a MemoryOpState, got {type(state).__name__}")
     k, v = inputs.k, inputs.v
-    if k.dim() != 3 or v.shape != k.shape or (inputs.q is not None and inputs.q.shape != k.shape):
+    shapes = rule.architecture.layer_shapes
+    # keys read through a feature map (ATLAS) are wider than the values: d_in != d_out
+    narrow_v = v.dim() == 3 and v.shape[:2] == k.shape[:2] and v.shape[-1] == shapes[-1][1] != shapes[0][0]
+    if k.dim() != 3 or (v.shape != k.shape and not narrow_v) or (inputs.q is not None and inputs.q.shape != k.shape):
         q_shape = None if inputs.q is None else tuple(inputs.q.shape)
         raise ValueError(
             f"q, k, v must share one shape (N, T, d); got {q_shape}, {tuple(k.shape)}, {tuple(v.shape)}"

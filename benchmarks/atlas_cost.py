@@ -1,0 +1,93 @@
+"""What ATLAS' memory costs beside the Titans memory, at the same shapes: forward and forward +
+backward of one :class:`NeuralMemory` (chunked operator, float32, one thread), 1 and 4 heads,
+T = 4,096 tokens, Omega windows c = 4 and 16, with and without Muon.
+
+Prints one JSON document with the median seconds of ``--repeats`` timed runs (after one warm-up)
+and the ratio to the Titans memory of the same heads. On a shared machine the ratios are
+indicative only: another process slows either side.
+
+    nice -n 10 env OMP_NUM_THREADS=1 uv run python benchmarks/atlas_cost.py
+    nice -n 10 env OMP_NUM_THREADS=1 uv run python benchmarks/atlas_cost.py --quick   # T = 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from _timing import machine_info  # benchmarks/_timing.py, beside this script
+
+from titans_memory.core import MemoryConfig, NeuralMemory
+
+VARIANTS = {
+    "titans": {},
+    "omeganet c=4": dict(algorithm="omeganet", omega_window=4),
+    "omeganet c=16": dict(algorithm="omeganet", omega_window=16),
+    "atlas c=4": dict(algorithm="atlas", omega_window=4),
+    "atlas c=16": dict(algorithm="atlas", omega_window=16),
+}
+
+
+def _time(fn, repeats: int, warmup: bool = True) -> float:
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="T = 512, one repeat")
+    parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--chunk", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-warmup", action="store_true", help="time the first call too (slow variants)")
+    parser.add_argument("--heads", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--variants", nargs="*", default=None, help="names of VARIANTS (default: all; titans always)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    tokens, repeats = (512, 1) if args.quick else (args.tokens, args.repeats)
+    rows = []
+    names = ["titans", *[n for n in (args.variants or VARIANTS) if n != "titans"]]
+    for heads in args.heads:
+        base = None
+        for name in names:
+            fields = VARIANTS[name]
+            torch.manual_seed(0)
+            mem = NeuralMemory(MemoryConfig(dim=args.dim, heads=heads, chunk_size=args.chunk, **fields))
+            x = torch.randn(args.batch, tokens, args.dim)
+
+            def forward(mem=mem, x=x):
+                with torch.no_grad():
+                    mem(x)
+
+            def forward_backward(mem=mem, x=x):
+                mem.zero_grad(set_to_none=True)
+                y, _ = mem(x)
+                y.square().mean().backward()
+
+            row = dict(variant=name, heads=heads, head_dim=args.dim // heads, tokens=tokens,
+                       forward_s=_time(forward, repeats, not args.no_warmup),
+                       forward_backward_s=_time(forward_backward, repeats, not args.no_warmup))
+            if base is None:
+                base = row
+            row["forward_ratio"] = row["forward_s"] / base["forward_s"]
+            row["forward_backward_ratio"] = row["forward_backward_s"] / base["forward_backward_s"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    out = dict(machine=machine_info(), dim=args.dim, batch=args.batch, chunk=args.chunk, repeats=repeats, rows=rows)
+    print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Polynomial feature maps on keys and queries (ATLAS, arXiv 2505.23735, sec. 3.1).
+
+ATLAS raises the capacity of a memory by reading and writing it through a feature map ``phi``
+of the keys and queries instead of the keys themselves: ``l(M; k_i, v_i) = ||M(phi(k_i)) - v_i||^2``
+(the loss inside the Omega rule, ATLAS eq. 9) and ``y_t = M_t(phi(q_t))``. Its polynomial map of
+degree p collects the monomials of the input up to degree p, ``phi_p(x) = [x^beta]_{|beta| <= p}``,
+which lifts a matrix memory's capacity from O(d) to O(d^p) pairs; with the weights
+``a_i = 1 / sqrt(i!)`` on the degree-i block the map is the degree-p Taylor truncation of the
+exponential kernel (the paper's motivation: Transformers' ``exp(q . k)``)::
+
+    <phi_p(q), phi_p(k)> = sum_{i=0}^{p} (q . k)^i / i!          -> exp(q . k) as p -> infinity
+
+This module builds that map exactly, with each monomial appearing once: for degree i the
+monomials ``x^beta`` with ``|beta| = i`` are weighted by ``sqrt(multinomial(i; beta) / i!)``, so
+the identity above holds to rounding (a test). Feature dimension ``sum_i C(d + i - 1, i)``:
+for d = 16 and p = 2, 1 + 16 + 136 = 153.
+
+The map is fixed (no learned coefficients): ``MemoryConfig.feature_degree = 0`` turns it off and
+leaves the memory exactly as it was.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from itertools import combinations_with_replacement
+
+import torch
+from torch import Tensor
+
+
+def _check_degree(degree: object) -> int:
+    if not isinstance(degree, int) or isinstance(degree, bool) or degree < 1:
+        raise ValueError(f"feature degree p must be an integer >= 1, got {degree!r}")
+    return degree
+
+
+def feature_dim(dim: int, degree: int) -> int:
+    """Length of ``phi_p(x)`` for ``x`` of ``dim`` channels: ``sum_{i<=p} C(dim + i - 1, i)``."""
+    _check_degree(degree)
+    return sum(math.comb(dim + i - 1, i) for i in range(degree + 1))
+
+
+@lru_cache(maxsize=64)
+def _monomials(dim: int, degree: int) -> tuple[tuple[tuple[int, ...], ...], tuple[float, ...]]:
+    """Per degree i >= 1, the index tuples of the monomials of degree i, and every feature's weight."""
+    groups, weights = [], [1.0]  # degree 0: the constant feature a_0 = 1
+    for i in range(1, degree + 1):
+        combos = tuple(combinations_with_replacement(range(dim), i))
+        groups.append(combos)
+        for combo in combos:
+            counts = [combo.count(j) for j in set(combo)]
+            multinomial = math.factorial(i) / math.prod(math.factorial(c) for c in counts)
+            weights.append(math.sqrt(multinomial / math.factorial(i)))  # a_i^2 * multinomial, a_i = 1/sqrt(i!)
+    return tuple(groups), tuple(weights)
+
+
+def polynomial_features(x: Tensor, degree: int) -> Tensor:
+    """``phi_p(x)``: every monomial of ``x`` up to degree p, weighted as in the module docstring.
+
+    Args:
+        x: ``(..., d)``.
+        degree: p >= 1.
+
+    Returns:
+        ``(..., feature_dim(d, p))``, ordered by degree: ``[1, x, degree-2 monomials, ...]`` (the
+        degree-1 block is x itself, since ``a_1 = 1``).
+    """
+    _check_degree(degree)
+    d = x.shape[-1]
+    groups, weights = _monomials(d, degree)
+    blocks = [x.new_ones(*x.shape[:-1], 1)]
+    for combos in groups:
+        idx = torch.tensor(combos, device=x.device)  # (monomials, i)
+        blocks.append(x[..., idx].prod(-1))  # (..., monomials)
+    out = torch.cat(blocks, dim=-1)
+    return out * torch.tensor(weights, dtype=x.dtype, device=x.device)
+
+
+def exp_kernel_taylor(q: Tensor, k: Tensor, degree: int) -> Tensor:
+    """``sum_{i<=p} (q . k)^i / i!`` for ``q, k`` ``(..., d)``: the kernel ``phi_p`` computes."""
+    s = (q * k).sum(-1)
+    return sum(s**i / math.factorial(i) for i in range(_check_degree(degree) + 1))
+
+
+# --- the memory on features ----------------------------------------------------------------------------
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from titans_memory.core.architectures.activations import ACTIVATIONS  # noqa: E402
+from titans_memory.core.architectures.base import MemoryArchitecture  # noqa: E402
+
+
+@dataclass(frozen=True)
+class FeatureMLPMemory(MemoryArchitecture):
+    """The memory read through features: ``M(phi(x))`` with ``phi(x)`` ``(..., d_phi)`` in, ``d`` out.
+
+    depth 1: ``M(phi) = phi W`` (a ``(d_phi, d)`` matrix, starting at 0, as ``MatrixMemory``);
+    depth L >= 2: ``M(phi) = phi_1 + act(... act(phi W_1) ...) W_L``, the residual MLP whose skip
+    connection carries the degree-1 block ``phi_1 = x`` of the features (``a_1 = 1``), so a fresh
+    memory maps a key to itself as Titans' residual memory does. Gradients by explicit backprop
+    (differentiable); no dual form: the Omega operators run it.
+    """
+
+    d_in: int  # d_phi
+    dim: int  # d, the values' width
+    hidden: int
+    depth: int = 1
+    activation: str = "gelu"
+
+    @property
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        if self.depth == 1:
+            return [(self.d_in, self.dim)]
+        return [(self.d_in, self.hidden)] + [(self.hidden, self.hidden)] * (self.depth - 2) + [(self.hidden, self.dim)]
+
+    def init_weights(self, heads, generator=None):
+        if self.depth == 1:
+            return [torch.zeros(heads, self.d_in, self.dim)]
+        shapes, weights = self.layer_shapes, []
+        for i, (a, b) in enumerate(shapes):
+            std = (1.0 if i < len(shapes) - 1 else math.sqrt(0.1)) / math.sqrt(a)
+            weights.append(torch.randn(heads, a, b, generator=generator) * std)
+        return weights
+
+    def _forward(self, weights: Sequence[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        act = ACTIVATIONS[self.activation][0]
+        inputs, preacts, h = [x], [], x
+        for w in weights[:-1]:
+            z = h @ w
+            preacts.append(z)
+            h = act(z)
+            inputs.append(h)
+        out = h @ weights[-1]
+        if self.depth > 1:
+            out = out + x[..., 1 : 1 + self.dim]  # the degree-1 block: phi_1(x) = x
+        return out, inputs, preacts
+
+    def forward(self, weights, x):
+        return self._forward(weights, x)[0]
+
+    def token_gradients(self, weights, k, v, bias, param):
+        pred, inputs, preacts = self._forward(weights, k)
+        act_grad = ACTIVATIONS[self.activation][1]
+        delta = bias.error(pred, v, param)  # d l / d M(phi(k)); the skip adds no parameter
+        deltas = [delta]
+        for layer in range(len(weights) - 1, 0, -1):
+            delta = (delta @ weights[layer].transpose(-1, -2)) * act_grad(preacts[layer - 1])
+            deltas.append(delta)
+        deltas.reverse()
+        return [a.unsqueeze(-1) * d.unsqueeze(-2) for a, d in zip(inputs, deltas, strict=True)]
