@@ -125,9 +125,13 @@ def test_the_tab_in_both_languages(explorer):
     assert "Một CMS mới, chưa huấn luyện" in explorer.cms_source_note.object
     assert explorer.cms_sources["drift"].data["label"][2] == "mức 3 (C = 64)"
     assert "<b>mức 1, C = 4</b>" in explorer.cms_html.object
+    assert 'title="byte 3: độ trôi ' in explorer.cms_html.object
+    assert explorer.cms_hover.tooltips[2] == ("độ trôi", "@y{0.000}")
     explorer.language.value = "English"
     assert explorer.cms_sources["drift"].data["label"][2] == "level 3 (C = 64)"
     assert "<b>level 1, C = 4</b>" in explorer.cms_html.object
+    assert 'title="byte 3: drift ' in explorer.cms_html.object
+    assert explorer.cms_hover.tooltips[2] == ("drift", "@y{0.000}")
     _assert_shows(explorer, cm.cms_signals(TEXT))  # a language switch recomputes nothing new
 
 

@@ -113,12 +113,14 @@ def cms_html(
     signals: CMSSignals,
     rgb: tuple[int, int, int] | Sequence[tuple[int, int, int]] = (52, 120, 246),
     label: str = "level {level}, C = {chunk}",
+    tip: str = "byte {t}: drift {drift:.3g}, write {write:.3g}",
 ) -> str:
     """One line of the text per level, each byte coloured by that level's drift (0 .. its maximum),
     the bytes after which the level wrote underlined; a tooltip gives the values.
 
     ``rgb``: the colour of the largest drift, one for all levels or one per level. ``label``: each
-    row's title, formatted with ``level`` (from 1) and ``chunk`` (``C_l``), in the page's language.
+    row's title, formatted with ``level`` (from 1) and ``chunk`` (``C_l``); ``tip``: each byte's
+    tooltip, formatted with ``t`` (from 0), ``drift`` and ``write``: both in the page's language.
     """
     rows = []
     per_byte = list(signals.data)
@@ -134,10 +136,10 @@ def cms_html(
             style = f"background:{colour(float(signals.drift[level, t]), 0.0, top, colours[level])}"
             if wrote:
                 style += ";text-decoration:underline"
-            tip = f"byte {t}: drift {signals.drift[level, t]:.3g}, write {signals.writes[level, t]:.3g}"
             value = float(signals.drift[level, t])  # the drift shown, for a browser test to read back
+            tip_text = tip.format(t=t, drift=value, write=float(signals.writes[level, t]))
             spans.append(
-                f'<span style="{style}" data-value="{value!r}" title="{html.escape(tip)}">'
+                f'<span style="{style}" data-value="{value!r}" title="{html.escape(tip_text)}">'
                 f"{html.escape(ch)}</span>"
             )
         rows.append(

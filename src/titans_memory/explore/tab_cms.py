@@ -70,9 +70,14 @@ _EN: dict[str, str] = {
     ),
     "cms_rows_title": (
         "**Each level's drift, byte by byte** (white: 0, full colour: that level's largest; "
-        "underlined: the level wrote after this byte)"
+        "underlined: the level wrote after this byte; one cell per byte, · for a byte outside ASCII)"
     ),
     "cms_row": "level {level}, C = {chunk}",
+    "cms_tip": "byte {t}: drift {drift:.3g}, write {write:.3g}",
+    "cms_hover_level": "level",
+    "cms_hover_bytes": "bytes read",
+    "cms_hover_drift": "drift",
+    "cms_hover_write": "write",
     "cms_plot_title": "Drift of each CMS level from its start, ‖θ_t − θ_0‖",
     "cms_axis_bytes": "bytes read",
     "cms_axis_drift": "drift",
@@ -120,9 +125,14 @@ _VI: dict[str, str] = {
     ),
     "cms_rows_title": (
         "**Độ trôi của từng mức, theo từng byte** (trắng: 0, màu đậm nhất: giá trị lớn nhất của "
-        "mức đó; gạch chân: mức đó ghi sau byte này)"
+        "mức đó; gạch chân: mức đó ghi sau byte này; mỗi ô một byte, · cho byte ngoài ASCII)"
     ),
     "cms_row": "mức {level}, C = {chunk}",
+    "cms_tip": "byte {t}: độ trôi {drift:.3g}, lần ghi {write:.3g}",
+    "cms_hover_level": "mức",
+    "cms_hover_bytes": "số byte đã đọc",
+    "cms_hover_drift": "độ trôi",
+    "cms_hover_write": "lần ghi",
     "cms_plot_title": "Độ trôi của từng mức CMS so với lúc đầu, ‖θ_t − θ_0‖",
     "cms_axis_bytes": "số byte đã đọc",
     "cms_axis_drift": "độ trôi",
@@ -254,13 +264,8 @@ class CMSTab:
         dots = f.scatter(
             "x", "y", color="colour", size=5, source=self.cms_sources["writes"]
         )
-        f.add_tools(
-            HoverTool(
-                renderers=[dots],
-                tooltips=[("level", "@level (C = @chunk)"), ("bytes", "@x"),
-                          ("drift", "@y{0.000}"), ("write", "@write{0.000}")],
-            )
-        )
+        self.cms_hover = HoverTool(renderers=[dots])  # its labels follow the language
+        f.add_tools(self.cms_hover)
         f.legend.location = "top_left"
         self.cms_plot_note = pn.pane.Markdown(width=700)
         self.hope_checkpoint: HopeCheckpoint | None = None
@@ -339,8 +344,9 @@ class CMSTab:
         levels = range(len(signals.chunks))
         rgb = [_LEVEL_RGB[level % len(_LEVEL_RGB)] for level in levels]
         hexes = ["#{:02x}{:02x}{:02x}".format(*c) for c in rgb]
-        self.cms_html.object = cm.cms_html(signals, rgb, label=t("cms_row", level="{level}",
-                                                                   chunk="{chunk}"))
+        self.cms_html.object = cm.cms_html(
+            signals, rgb, label=CMS_TEXTS[self.lang]["cms_row"], tip=CMS_TEXTS[self.lang]["cms_tip"]
+        )
         T = signals.drift.shape[1]
         bytes_read = list(range(1, T + 1))  # the drift after byte t is plotted at t + 1
         self.cms_sources["drift"].data = {
@@ -377,5 +383,11 @@ class CMSTab:
         self.cms_fig.xaxis.axis_label = t("cms_axis_bytes")
         self.cms_fig.yaxis.axis_label = t("cms_axis_drift")
         self.cms_plot_note.object = t("cms_plot_note")
+        self.cms_hover.tooltips = [
+            (t("cms_hover_level"), "@level (C = @chunk)"),
+            (t("cms_hover_bytes"), "@x"),
+            (t("cms_hover_drift"), "@y{0.000}"),
+            (t("cms_hover_write"), "@write{0.000}"),
+        ]
         self._draw_cms()
 
