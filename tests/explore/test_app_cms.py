@@ -178,3 +178,15 @@ def test_a_checkpoint_that_is_not_hope_is_a_message(explorer, tmp_path, arch, fr
     explorer.cms_load.clicks += 1
     assert explorer.cms_error.visible and fragment in explorer.cms_error.object
     assert explorer.cms_html.object == before and explorer.hope_checkpoint is None
+
+
+def test_a_hope_checkpoint_with_another_tokenizer_is_a_message(explorer, tmp_path, monkeypatch):
+    from titans_memory.training import checkpoint
+
+    model = _save(tmp_path / "hope", "hope")
+    # a HOPE model trained on GPT-2 tokens: the page would feed it bytes as token ids
+    monkeypatch.setattr(checkpoint, "load_model", lambda folder: (model, folder, "gpt2"))
+    explorer.cms_checkpoint.value = str(tmp_path / "hope")
+    explorer.cms_load.clicks += 1
+    assert explorer.cms_error.visible and "reads tokens of 'gpt2'" in explorer.cms_error.object
+    assert explorer.hope_checkpoint is None
