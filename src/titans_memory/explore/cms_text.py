@@ -27,7 +27,14 @@ import torch
 from torch import Tensor
 
 from titans_memory.core.hope import ContinuumMemory, HopeConfig
-from titans_memory.explore.core_text import TEXT_DIM, TEXT_SEED, byte_embedding, colour, text_bytes
+from titans_memory.explore.core_text import (
+    _SEED_LOCK,
+    TEXT_DIM,
+    TEXT_SEED,
+    byte_embedding,
+    colour,
+    text_bytes,
+)
 
 #: The levels of a fresh CMS: writes every 4, 16 and 64 bytes (three frequencies visible on a
 #: paragraph of a few hundred bytes).
@@ -53,7 +60,8 @@ class CMSSignals:
 
 def fresh_cms(chunks: tuple[int, ...] = DEFAULT_CHUNKS, dim: int = TEXT_DIM, seed: int = TEXT_SEED) -> ContinuumMemory:
     """An untrained CMS of width ``dim`` (its weights drawn with ``seed``), levels every ``chunks`` bytes."""
-    with torch.random.fork_rng(devices=[]):
+    # the lock: the page's warm-up thread draws weights under fork_rng too
+    with _SEED_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ContinuumMemory(dim, HopeConfig(cms_chunks=tuple(chunks))).eval()
 

@@ -203,7 +203,7 @@ def load_hope_checkpoint(path: str | Path) -> HopeCheckpoint:
     if not str(path).strip() or not folder.is_dir():
         raise CMSInputError("cms_err_dir", path=str(path))
     try:
-        with torch.random.fork_rng(devices=[]):  # building the model draws weights
+        with ct._SEED_LOCK, torch.random.fork_rng(devices=[]):  # building the model draws weights
             model, found, tokenizer = load_model(folder)
     except CheckpointError as err:
         raise CMSInputError("cms_err_model", detail=str(err)) from None
