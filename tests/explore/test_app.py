@@ -24,6 +24,7 @@ from titans_memory import NeuralMemory, preset  # noqa: E402
 from titans_memory.explore import core_text as ct  # noqa: E402
 from titans_memory.explore import playground as pg  # noqa: E402
 from titans_memory.explore.app import PLAYGROUND_SOURCES, TEXT_SOURCES, Explorer  # noqa: E402
+from titans_memory.explore.tab_cms import CMS_TEXTS  # noqa: E402
 from titans_memory.explore.texts import TEXTS  # noqa: E402
 
 
@@ -244,6 +245,7 @@ def test_text_tab_language(explorer):
     assert explorer.section.options == {
         TEXTS["vi"]["tab_playground"]: "playground",
         TEXTS["vi"]["tab_text"]: "text",
+        CMS_TEXTS["vi"]["tab_cms"]: "cms",
     }
     assert explorer.recall_fig.title.text == TEXTS["vi"]["recall_title"].format(name="deltanet")
     explorer.text_input.value = "xin chào"

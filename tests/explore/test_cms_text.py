@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -48,3 +50,18 @@ def test_a_model_without_hope_is_refused():
     model = TitansLM(ModelConfig(arch="swa", vocab_size=256, dim=16, heads=2, depth=1))
     with pytest.raises(ValueError, match="no HOPE block"):
         lm_cms_inputs(model, torch.zeros(1, 3, dtype=torch.long))
+
+
+def test_cms_html_colours_and_labels_each_level():
+    signals = cms_signals(TEXT[:20], fresh_cms((2, 8)))
+    page = cms_html(signals, [(255, 0, 0), (0, 0, 255)], label="mức {level}, C = {chunk}")
+    first, second = page.split("\n")
+    assert "<b>mức 1, C = 2</b>" in first and "<b>mức 2, C = 8</b>" in second
+    # each level's largest drift is drawn in that level's own colour
+    first, second = first.replace(" ", ""), second.replace(" ", "")
+    assert "rgb(255,0,0)" in first and "rgb(255,0,0)" not in second
+    assert "rgb(0,0,255)" in second and "rgb(0,0,255)" not in first
+    values = [float(v) for v in re.findall(r'data-value="([^"]+)"', page)]
+    assert values == signals.drift.ravel().tolist()
+    with pytest.raises(ValueError, match="rgb must be one colour or one per level"):
+        cms_html(signals, [(255, 0, 0)] * 3)

@@ -2,13 +2,15 @@
 
 This module holds the page's frame: the tabs, the language switch, the messages and the
 server; each tab is one module (:mod:`~titans_memory.explore.tab_playground`,
-:mod:`~titans_memory.explore.tab_text`). Every number the page shows comes from
-:mod:`~titans_memory.explore.playground` and :mod:`~titans_memory.explore.core_text`, which know
+:mod:`~titans_memory.explore.tab_text`, :mod:`~titans_memory.explore.tab_cms`). Every number the
+page shows comes from :mod:`~titans_memory.explore.playground`,
+:mod:`~titans_memory.explore.core_text` and :mod:`~titans_memory.explore.cms_text`, which know
 nothing about the page.
 
 Each plot's data lives in a named Bokeh ``ColumnDataSource`` (:data:`PLAYGROUND_SOURCES`,
-:data:`TEXT_SOURCES`), and each coloured character carries its value (``data-value``), so that a
-browser test can read, from the page itself, the numbers that were shown.
+:data:`TEXT_SOURCES`, :data:`CMS_SOURCES`), and each coloured character carries its value
+(``data-value``), so that a browser test can read, from the page itself, the numbers that were
+shown.
 
 Run it with ``titans explore`` (see :func:`serve`).
 """
@@ -26,17 +28,18 @@ from typing import Any
 import panel as pn
 
 from titans_memory.explore import core_text as ct
+from titans_memory.explore.tab_cms import CMS_SOURCES, CMSTab, cms_text
 from titans_memory.explore.tab_playground import PLAYGROUND_SOURCES, PlaygroundTab
 from titans_memory.explore.tab_text import _DEFAULT_TEXT, TEXT_SOURCES, TextTab
 from titans_memory.explore.texts import LANGUAGES, ExploreInputError, text
 
-__all__ = ["PLAYGROUND_SOURCES", "TEXT_SOURCES", "Explorer", "create_page", "free_port", "serve"]
+__all__ = ["CMS_SOURCES", "PLAYGROUND_SOURCES", "TEXT_SOURCES", "Explorer", "create_page", "free_port", "serve"]
 
 log = logging.getLogger(__name__)
 
 
-class Explorer(PlaygroundTab, TextTab):
-    """One browser session's page: the two tabs (their mixins), the language switch, the messages.
+class Explorer(PlaygroundTab, TextTab, CMSTab):
+    """One browser session's page: the three tabs (their mixins), the language switch, the messages.
 
     Args:
         lang: ``"en"`` or ``"vi"``, the language the page opens in.
@@ -59,12 +62,14 @@ class Explorer(PlaygroundTab, TextTab):
         self.title = pn.pane.Markdown(width=1000)
         self.intro = pn.pane.Markdown(width=1000)
         self._build_text_section()
+        self._build_cms_section()
         # Tabs as a button group: Panel's Tabs keep a tab's first title, and the titles have to
         # follow the language switch.
         self.section = pn.widgets.RadioButtonGroup(options={}, value="playground")
         self.sections = {
             "playground": self._playground_view(),
             "text": self._text_view(),
+            "cms": self._cms_view(),
         }
         self.section.param.watch(self._on_section, "value")
         self._apply_language()
@@ -110,7 +115,7 @@ class Explorer(PlaygroundTab, TextTab):
         status.object = ""
 
     def _translate_errors(self) -> None:
-        for error in (self.error, self.text_error):
+        for error in (self.error, self.text_error, self.cms_error):
             message = self._messages.get(id(error))
             if error.visible and message is not None:
                 error.object = f"**{text(self.lang, 'error_prefix')}:** {message(self.lang)}"
@@ -129,8 +134,13 @@ class Explorer(PlaygroundTab, TextTab):
         t = lambda key: text(self.lang, key)  # noqa: E731
         self.title.object = f"## {t('title')}"
         self.intro.object = t("intro")
-        self.section.options = {t("tab_playground"): "playground", t("tab_text"): "text"}
+        self.section.options = {
+            t("tab_playground"): "playground",
+            t("tab_text"): "text",
+            cms_text(self.lang, "tab_cms"): "cms",
+        }
         self._apply_text_language()
+        self._apply_cms_language()
         self._apply_playground_language()
 
     # --- the tabs ------------------------------------------------------------------------------
@@ -139,6 +149,8 @@ class Explorer(PlaygroundTab, TextTab):
             view.visible = key == self.section.value
         if self.section.value == "text" and not self._text_loaded:
             self._use_preset()
+        if self.section.value == "cms":
+            self._on_cms_shown()
 
     def view(self) -> pn.viewable.Viewable:
         """The whole page."""

@@ -13,12 +13,13 @@ the view shows per level and per byte:
 
 :func:`cms_html` renders the text once per level, each byte coloured by the level's drift and the
 bytes that end a chunk underlined. Nothing here imports the web library; the page's hook is one tab
-that calls :func:`cms_signals` and shows :func:`cms_html` (``explore/app.py`` does not call it yet).
+that calls :func:`cms_signals` and shows :func:`cms_html` (:mod:`~titans_memory.explore.tab_cms`).
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,14 @@ import torch
 from torch import Tensor
 
 from titans_memory.core.hope import ContinuumMemory, HopeConfig
-from titans_memory.explore.core_text import TEXT_DIM, TEXT_SEED, byte_embedding, colour, text_bytes
+from titans_memory.explore.core_text import (
+    _SEED_LOCK,
+    TEXT_DIM,
+    TEXT_SEED,
+    byte_embedding,
+    colour,
+    text_bytes,
+)
 
 #: The levels of a fresh CMS: writes every 4, 16 and 64 bytes (three frequencies visible on a
 #: paragraph of a few hundred bytes).
@@ -52,7 +60,8 @@ class CMSSignals:
 
 def fresh_cms(chunks: tuple[int, ...] = DEFAULT_CHUNKS, dim: int = TEXT_DIM, seed: int = TEXT_SEED) -> ContinuumMemory:
     """An untrained CMS of width ``dim`` (its weights drawn with ``seed``), levels every ``chunks`` bytes."""
-    with torch.random.fork_rng(devices=[]):
+    # the lock: the page's warm-up thread draws weights under fork_rng too
+    with _SEED_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ContinuumMemory(dim, HopeConfig(cms_chunks=tuple(chunks))).eval()
 
@@ -108,24 +117,41 @@ def cms_signals(text: str, cms: ContinuumMemory | None = None, inputs: Tensor | 
     return CMSSignals(data, tuple(cms.chunks), writes, drift)
 
 
-def cms_html(signals: CMSSignals, rgb: tuple[int, int, int] = (52, 120, 246)) -> str:
+def cms_html(
+    signals: CMSSignals,
+    rgb: tuple[int, int, int] | Sequence[tuple[int, int, int]] = (52, 120, 246),
+    label: str = "level {level}, C = {chunk}",
+    tip: str = "byte {t}: drift {drift:.3g}, write {write:.3g}",
+) -> str:
     """One line of the text per level, each byte coloured by that level's drift (0 .. its maximum),
-    the bytes after which the level wrote underlined; a tooltip gives the values."""
+    the bytes after which the level wrote underlined; a tooltip gives the values.
+
+    ``rgb``: the colour of the largest drift, one for all levels or one per level. ``label``: each
+    row's title, formatted with ``level`` (from 1) and ``chunk`` (``C_l``); ``tip``: each byte's
+    tooltip, formatted with ``t`` (from 0), ``drift`` and ``write``: both in the page's language.
+    """
     rows = []
     per_byte = list(signals.data)
+    colours = [rgb] * len(signals.chunks) if isinstance(rgb[0], int) else list(rgb)
+    if len(colours) != len(signals.chunks):
+        raise ValueError(f"rgb must be one colour or one per level ({len(signals.chunks)}), got {len(colours)}")
     for level, C in enumerate(signals.chunks):
         top = float(signals.drift[level].max()) or 1.0
         spans = []
         for t, byte in enumerate(per_byte):
             ch = chr(byte) if 32 <= byte < 127 else "·"  # one cell per byte: non-ASCII bytes as dots
             wrote = signals.writes[level, t] > 0
-            style = f"background:{colour(float(signals.drift[level, t]), 0.0, top, rgb)}"
+            style = f"background:{colour(float(signals.drift[level, t]), 0.0, top, colours[level])}"
             if wrote:
                 style += ";text-decoration:underline"
-            tip = f"byte {t}: drift {signals.drift[level, t]:.3g}, write {signals.writes[level, t]:.3g}"
-            spans.append(f'<span style="{style}" title="{html.escape(tip)}">{html.escape(ch)}</span>')
+            value = float(signals.drift[level, t])  # the drift shown, for a browser test to read back
+            tip_text = tip.format(t=t, drift=value, write=float(signals.writes[level, t]))
+            spans.append(
+                f'<span style="{style}" data-value="{value!r}" title="{html.escape(tip_text)}">'
+                f"{html.escape(ch)}</span>"
+            )
         rows.append(
-            f'<div class="cms-level"><b>level {level + 1}, C = {C}</b>: '
+            f'<div class="cms-level"><b>{html.escape(label.format(level=level + 1, chunk=C))}</b>: '
             f'<span style="font-family:monospace">{"".join(spans)}</span></div>'
         )
     return "\n".join(rows)
