@@ -190,3 +190,13 @@ def test_a_hope_checkpoint_with_another_tokenizer_is_a_message(explorer, tmp_pat
     explorer.cms_load.clicks += 1
     assert explorer.cms_error.visible and "reads tokens of 'gpt2'" in explorer.cms_error.object
     assert explorer.hope_checkpoint is None
+
+
+def test_the_text_tab_sends_a_hope_checkpoint_to_this_tab(tmp_path):
+    # the text tab shows one NeuralMemory; HOPE's memories are not one, and it says where to look
+    from titans_memory.explore.core_text import ExploreInputError, load_checkpoint
+
+    _save(tmp_path / "hope", "hope")
+    with pytest.raises(ExploreInputError, match=r"is a HOPE model: its memories are shown on the CMS levels tab") as err:
+        load_checkpoint(tmp_path / "hope")
+    assert err.value.code == "err_ckpt_hope"

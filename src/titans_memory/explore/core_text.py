@@ -239,6 +239,8 @@ def _load_language_model(folder: Path) -> LoadedMemory:
     layers = model.config.layers_with_memory
     if not layers:
         raise ExploreInputError("err_ckpt_no_memory", path=str(found), arch=model.config.arch)
+    if model.config.arch == "hope":  # its memories are not one NeuralMemory: the CMS tab shows them
+        raise ExploreInputError("err_ckpt_hope", path=str(found))
     layer = layers[0]
     model = model.to(torch.float32).eval()
     return LoadedMemory(

@@ -152,6 +152,9 @@ _EN: dict[str, str] = {
     "err_ckpt_no_memory": (
         "checkpoint {path!r} is a model without memory ({arch}): there is no memory to show"
     ),
+    "err_ckpt_hope": (
+        "checkpoint {path!r} is a HOPE model: its memories are shown on the CMS levels tab"
+    ),
     "what_value": "sequence value #{index}",
     "what_anomaly": "anomaly at t={t}",
     "what_height": "anomaly height",
@@ -294,6 +297,9 @@ _VI: dict[str, str] = {
     "err_ckpt_model": "không nạp được checkpoint của titans train: {detail}",
     "err_ckpt_no_memory": (
         "checkpoint {path!r} là một mô hình không có bộ nhớ ({arch}): không có bộ nhớ nào để hiển thị"
+    ),
+    "err_ckpt_hope": (
+        "checkpoint {path!r} là một mô hình HOPE: các bộ nhớ của nó được hiển thị ở thẻ các mức CMS"
     ),
     "what_value": "giá trị thứ {index} của chuỗi",
     "what_anomaly": "điểm bất thường tại t={t}",
