@@ -34,6 +34,7 @@ class TitansConfig(PretrainedConfig):
         mlp_expansion: float = _DEFAULTS.mlp_expansion,
         rope_base: float = _DEFAULTS.rope_base,
         norm_eps: float = _DEFAULTS.norm_eps,
+        mac_write: str = _DEFAULTS.mac_write,
         tokenizer: str | None = None,
         **kwargs,
     ) -> None:
@@ -42,6 +43,7 @@ class TitansConfig(PretrainedConfig):
         self.memory_layers = None if memory_layers is None else list(memory_layers)
         self.memory = memory
         self.mlp_expansion, self.rope_base, self.norm_eps = mlp_expansion, rope_base, norm_eps
+        self.mac_write = mac_write
         self.tokenizer = tokenizer  # None: bytes (vocabulary 256)
         kwargs.setdefault("tie_word_embeddings", False)  # the head has its own weights
         super().__init__(**kwargs)
@@ -54,7 +56,7 @@ class TitansConfig(PretrainedConfig):
             "heads": self.heads, "window": self.window, "segment": self.segment,
             "persistent_tokens": self.persistent_tokens, "memory_layers": self.memory_layers,
             "memory": self.memory, "mlp_expansion": self.mlp_expansion, "rope_base": self.rope_base,
-            "norm_eps": self.norm_eps,
+            "norm_eps": self.norm_eps, "mac_write": self.mac_write,
         })
 
     @classmethod

@@ -11,6 +11,12 @@ from titans_memory.core.config import MemoryConfig
 Arch = Literal["mac", "mag", "mal", "lmm", "swa"]
 ARCHS: tuple[str, ...] = get_args(Arch)  # the names are written once, in Arch
 
+#: What MAC's memory writes (Titans eq. 24): ``"y"`` the attention output (the paper),
+#: ``"u"`` the segment's normalised input before attention (titans-pytorch's reading),
+#: ``"y+u"`` their sum.
+MACWrite = Literal["y", "u", "y+u"]
+MAC_WRITES: tuple[str, ...] = get_args(MACWrite)
+
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -46,6 +52,7 @@ class ModelConfig:
     mlp_expansion: float = 4.0  # hidden width of the SwiGLU MLP is round(2/3 * expansion * dim)
     rope_base: float = 10000.0  # rotary positions: frequencies base^(-2i/d)
     norm_eps: float = 1e-6  # RMSNorm epsilon
+    mac_write: MACWrite = "y"  # what MAC's memory writes (eq. 24), see MAC_WRITES; "y": the paper
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -69,6 +76,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.rope_base must be > 1, got {self.rope_base!r}")
         if not self.norm_eps > 0:
             raise ValueError(f"ModelConfig.norm_eps must be > 0, got {self.norm_eps!r}")
+        if self.mac_write not in MAC_WRITES:
+            raise ValueError(
+                f"ModelConfig.mac_write must be one of {', '.join(map(repr, MAC_WRITES))}; got {self.mac_write!r}"
+            )
         if self.memory_layers is not None:
             layers = self.memory_layers
             if isinstance(layers, list):  # accept a list, store a tuple (the config is hashable)
