@@ -120,6 +120,15 @@ def _backward(model: torch.nn.Module, batch) -> float:
     return float(loss)
 
 
+def _detached_retrieve(retrieve):
+    """``retrieve`` reading a detached copy of the state it is given."""
+
+    def wrapped(x, state=None):
+        return retrieve(x, None if state is None else state.detach())
+
+    return wrapped
+
+
 def gradients(models: tuple[str, ...], seed: int, batch_size: int) -> dict:
     batch = needle_batch("passkey", batch_size, 128, 1234, depth=0.0)
     cfg = TaskModelConfig()
@@ -133,16 +142,13 @@ def gradients(models: tuple[str, ...], seed: int, batch_size: int) -> dict:
             full = _kv_grads(model)
             # the same loss with the retrieval reading a detached memory: what is left of the
             # W_K / W_V gradient came through the in-segment read (eq. 25) only
-            originals = {}
-            for block in model.blocks:
-                if isinstance(block, MACBlock):
-                    mem = block.memory
-                    originals[mem] = mem.retrieve
-                    mem.retrieve = (lambda f: lambda x, s=None: f(x, None if s is None else s.detach()))(mem.retrieve)
+            patched = [b.memory for b in model.blocks if isinstance(b, MACBlock)]
+            for mem in patched:
+                mem.retrieve = _detached_retrieve(mem.retrieve)
             try:
                 _backward(model, batch)
             finally:
-                for mem, f in originals.items():
+                for mem in patched:
                     del mem.retrieve  # the instance attribute; the class method shows again
             local = _kv_grads(model)
             through = math.sqrt(sum(float((a - b).pow(2).sum()) for a, b in zip(full, local, strict=True)))
@@ -192,11 +198,11 @@ def table(paths: list[Path]) -> str:
     for r in rows:
         if "exp" not in r:
             continue
-        curve = r["loss_curve"]
-        at = lambda k: f"{curve[k]:.2f}" if len(curve) > k else "-"  # noqa: E731 (mean of steps 25k..25k+24)
+        curve = r["loss_curve"]  # means over steps 25k .. 25k + 24
+        at100, at200 = (f"{curve[k]:.2f}" if len(curve) > k else "-" for k in (3, 7))
         a = r["accuracy"]
         lines.append(
-            f"| `{r['exp']}` | {r['text']} | {r['steps']} | {r['seed']} | {at(3)} / {at(7)} / {r['final_loss']:.2f} | "
+            f"| `{r['exp']}` | {r['text']} | {r['steps']} | {r['seed']} | {at100} / {at200} / {r['final_loss']:.2f} | "
             f"{100 * a['far@128']:.0f} | {100 * a['near@128']:.0f} | {100 * a['far@512']:.0f} | {r['train_seconds'] / 60:.1f} |"
         )
     return "\n".join(lines)
