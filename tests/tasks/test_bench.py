@@ -207,3 +207,24 @@ def test_a_job_builds_its_width_and_trains_at_its_learning_rate(monkeypatch):
     records = run_job(Job(s, "attn", 0, None, width=32, lr=1e-3))
     assert seen == {"dim": 32, "lr": 1e-3}
     assert {(r["width"], r["lr"]) for r in records} == {(32, 1e-3)}
+
+
+def test_per_kind_trains_one_model_per_kind(monkeypatch):
+    s = NiahSettings(models=("lmm", "swa"), seeds=(0,), kinds=("passkey", "word"), per_kind=True,
+                     budget_minutes=10.0, train_share=0.5, workers=1)
+    jobs = plan(s)
+    assert sorted((j.model, j.kind) for j in jobs) == [(m, k) for m in ("lmm", "swa") for k in ("passkey", "word")]
+    assert sum(j.train_time_limit for j in jobs) == pytest.approx(10 * 60 * 0.5)
+    assert all(j.kind is None for j in plan(replace(s, per_kind=False)))
+    seen = []
+    real = bench.training_batches
+
+    def spy(settings, seed):
+        seen.append(settings.kinds)
+        return real(settings, seed)
+
+    monkeypatch.setattr(bench, "training_batches", spy)
+    tiny = replace(_tiny(s), lengths=(32,), depths=(0.0,), per_kind=True, kinds=("passkey", "word"),
+                   model=TaskModelConfig(dim=16, heads=2, window=8, chunk_size=4, persistent_tokens=1))
+    records = run_job(Job(tiny, "lmm", 0, None, kind="word"))
+    assert seen == [("word",)] and {r["task"] for r in records} == {"word"}

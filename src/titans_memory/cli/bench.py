@@ -39,6 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--kinds", type=comma_list, metavar="K,..",
                            help="needle kinds among passkey, number, word, multikey; several are "
                                 "trained as a mixture (default: passkey)")
+            p.add_argument("--per-kind", action="store_true",
+                           help="with several --kinds: one model per kind, each trained on its kind alone")
         if name == "mqar":
             p.add_argument("--widths", type=int_list, metavar="D,..",
                            help="model widths, each a separate model (default: 64,128)")
@@ -90,6 +92,16 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise CLIError(f"--kinds: unknown kind(s) {', '.join(unknown)}; choose among {', '.join(KINDS)}")
         settings = replace(settings, kinds=tuple(dict.fromkeys(args.kinds)))
+    if getattr(args, "per_kind", False):
+        if len(settings.kinds) < 2:
+            raise CLIError("--per-kind needs several --kinds")
+        settings = replace(settings, per_kind=True)
+    if args.train_lengths:
+        settings = replace(settings, train_lengths=tuple(args.train_lengths))
+    if args.steps:
+        settings = replace(settings, train=replace(settings.train, steps=args.steps))
+    if args.quick:
+        settings = quick(settings)  # one width, one learning rate, unless asked for below
     if getattr(args, "widths", None):
         bad = [w for w in args.widths if w < 2 or w % (2 * settings.model.heads)]
         if bad:
@@ -99,12 +111,6 @@ def run(args: argparse.Namespace) -> int:
         from titans_memory.tasks.bench import LR_SWEEP
 
         settings = replace(settings, lrs=LR_SWEEP)
-    if args.train_lengths:
-        settings = replace(settings, train_lengths=tuple(args.train_lengths))
-    if args.steps:
-        settings = replace(settings, train=replace(settings.train, steps=args.steps))
-    if args.quick:
-        settings = quick(settings)
     if args.budget_minutes:
         settings = replace(settings, budget_minutes=args.budget_minutes)
     if args.workers:

@@ -75,6 +75,7 @@ class NiahSettings:
     train_lengths: tuple[int, ...] = (32, 128)  # training sequences cycle through these lengths (1x, 4x the window)
     batch_tokens: int = 2048  # tokens per training step (batch = batch_tokens // length)
     kinds: tuple[str, ...] = ("passkey",)  # of KINDS; several: a mixture, one kind per step
+    per_kind: bool = False  # several kinds: one model per kind (each trained on its kind alone)
     value_length: int | None = None  # tokens per value (None: the generator's, 2 digits / 3 letters)
     keys: int = 8  # needles of multikey (one is queried)
     lengths: tuple[int, ...] = (32, 128, 512, 2048, 8192, 16384)  # evaluated context lengths
@@ -225,6 +226,7 @@ class Job:
     seed: int
     train_time_limit: float | None
     width: int | None = None  # MQAR: the model width (None: settings.model.dim)
+    kind: str | None = None  # niah with per_kind: the one kind this job trains and evaluates
     lr: float | None = None  # MQAR: the peak learning rate (None: settings.train.lr)
 
 
@@ -235,6 +237,8 @@ def run_job(job: Job, progress: Callable[[str, int], None] | None = None) -> lis
     (``"eval"``).
     """
     s = job.settings
+    if job.kind is not None:  # one kind of several: its own model, trained and evaluated alone
+        s = replace(s, kinds=(job.kind,))
     cfg = s.model if job.width is None else replace(s.model, dim=job.width)
     model = build_model(job.model, cfg, seed=job.seed)
     train = replace(s.train, time_limit=job.train_time_limit)
@@ -315,8 +319,14 @@ def plan(settings: Settings) -> list[Job]:
         grid = [(w, lr) for w in settings.widths for lr in settings.lrs]
         scale = len(grid)
         return [
-            Job(settings, m, s, None if limits[m] is None else limits[m] / scale, w, lr)
+            Job(settings, m, s, None if limits[m] is None else limits[m] / scale, width=w, lr=lr)
             for m, s in pairs for w, lr in grid
+        ]
+    if isinstance(settings, NiahSettings) and settings.per_kind and len(settings.kinds) > 1:
+        kinds = settings.kinds
+        return [
+            Job(settings, m, s, None if limits[m] is None else limits[m] / len(kinds), kind=k)
+            for m, s in pairs for k in kinds
         ]
     return [Job(settings, m, s, limits[m]) for m, s in pairs]
 
@@ -326,11 +336,13 @@ def run_benchmark(settings: Settings, *, progress: bool = True) -> list[dict]:
     from tqdm.auto import tqdm
 
     jobs = plan(settings)
-    cells = len(evaluation_cells(settings))
+    # a per-kind job evaluates its kind's cells only
+    cells = {k: len(evaluation_cells(settings if k is None else replace(settings, kinds=(k,))))
+             for k in {j.kind for j in jobs}}
     total_steps = settings.train.steps * len(jobs)
     bars = {
         "train": tqdm(total=total_steps, desc=f"{settings.task}: train", unit="step", disable=not progress),
-        "eval": tqdm(total=cells * len(jobs), desc=f"{settings.task}: eval", unit="cell", disable=not progress),
+        "eval": tqdm(total=sum(cells[j.kind] for j in jobs), desc=f"{settings.task}: eval", unit="cell", disable=not progress),
     }
     records: list[dict] = []
     try:
