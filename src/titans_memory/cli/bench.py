@@ -152,7 +152,7 @@ def bench_tables(settings, records: list[dict]) -> str:
     if settings.task == "niah":
         for task in settings.kinds:
             parts.append(f"### {task}\n\n" + report.length_table(records, task, settings.models, window=window))
-        if 16384 in settings.lengths and "passkey" in settings.kinds:
+        if 16384 in settings.lengths and {"passkey", "number", "word"} & set(settings.kinds):
             parts.append("### Titans' S-NIAH at 16K beside ours\n\n" + report.paper_comparison(records))
     else:
         from titans_memory.tasks.bench import mqar_view

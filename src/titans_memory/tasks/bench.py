@@ -11,7 +11,8 @@ grid cell::
 of key-value pairs, None for the needles). The evaluation sequences depend on the cell only, so
 every model and seed answers the very same questions.
 
-Jobs (one model, one seed) run in ``workers`` processes of one thread each: on small models a
+Jobs (one model, one seed; and for MQAR one width and learning rate, for ``niah --per-kind``
+one needle kind) run in ``workers`` processes of one thread each: on small models a
 second thread in one process gains little, a second process doubles the throughput.
 """
 
