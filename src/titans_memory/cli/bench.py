@@ -49,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--train-lengths", type=int_list, metavar="N,..",
                        help="training sequence lengths, taken in turn (default: niah 32,128; mqar 128)")
         p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
-        p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 600)")
+        p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 1500)")
         p.add_argument("--budget-minutes", type=positive_float, metavar="M",
                        help="wall-clock cap; training runs are cut to fit it (default: niah 50, mqar none; quick: 4)")
         p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
