@@ -55,7 +55,7 @@ EXPERIMENTS: dict[str, tuple[str, dict, dict, tuple[int, ...], str]] = {
     "lmm": ("lmm", {}, {}, (32, 128), "LMM, the reference that learns"),
     "mac-lr05": ("mac", {"lr_init": 0.05}, {}, (32, 128), "MAC, memory's initial inner lr 0.05 (not 0.01)"),
     "mac-noper": ("mac", {"persistent_tokens": 0}, {}, (32, 128), "MAC without persistent tokens"),
-    "mac-seg16": ("mac", {"window": 16}, {}, (32, 128), "MAC, segment 16 (8 segments in 128 tokens)"),
+    "mac-seg16": ("mac", {"window": 16}, {}, (32, 128), "MAC, segment and window 16 (8 segments in 128 tokens)"),
     "mac-128": ("mac", {}, {}, (128,), "MAC trained on 128-token sequences only (no 32)"),
     "mac-opt1e3": ("mac", {}, {"lr": 1e-3}, (32, 128), "MAC, outer learning rate 1e-3 (not 3e-3)"),
     "mac-u-lr05": ("mac-u", {"lr_init": 0.05}, {}, (32, 128), "mac-u with inner lr 0.05"),
