@@ -53,6 +53,15 @@ def test_mqar_quick_end_to_end(tmp_path):
     assert (tmp_path / "out" / "mqar_pairs.png").read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.slow  # trains four small models
+def test_mqar_widths_and_lr_sweep(tmp_path):
+    data = _run(tmp_path, "mqar", "--models", "attn", "--widths", "16,32", "--lr-sweep", "--steps", "2")
+    records = data["records"]
+    assert {(r["width"], r["lr"]) for r in records} == {(w, lr) for w in (16, 32) for lr in (1e-3, 3e-3, 1e-2)}
+    tables = (tmp_path / "out" / "mqar_tables.md").read_text()
+    assert "best of learning rates" in tables and "| attn d16 |" in tables and "| attn d32 |" in tables
+
+
 def test_bench_lists_the_models(capsys):
     from titans_memory.tasks.longcontext import MODELS
 
@@ -72,6 +81,8 @@ def test_bench_lists_the_models(capsys):
         (["bench", "niah", "--train-lengths", "64,x"], "comma-separated integers"),
         (["bench", "mqar", "--train-lengths", "0"], "integers >= 1"),
         (["bench", "niah", "--json", "/nonexistent/dir/x.json"], "does not exist"),
+        (["bench", "mqar", "--widths", "64,30"], "multiple of 4"),
+        (["bench", "niah", "--per-kind"], "needs several --kinds"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv, message, capsys):

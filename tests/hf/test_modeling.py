@@ -117,3 +117,12 @@ def test_config_validates_and_maps_standard_names():
     assert config.model_config().arch == "mal"
     with pytest.raises(ValueError, match="ModelConfig.arch must be one of"):
         thf.TitansConfig(arch="gpt")
+
+
+def test_config_carries_macs_write_option():
+    cfg = ModelConfig(arch="mac", dim=16, depth=1, heads=2, window=8, segment=8, mac_write="y+u",
+                      memory=MemoryConfig(dim=16, heads=2, chunk_size=4))
+    config = thf.TitansConfig.from_model_config(cfg)
+    assert config.mac_write == "y+u" and config.model_config() == cfg
+    with pytest.raises(ValueError, match="mac_write"):
+        thf.TitansConfig(mac_write="x")

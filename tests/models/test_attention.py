@@ -74,6 +74,22 @@ def test_sliding_with_cache_equals_masked_softmax(split):
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("sizes", [[19], [1, 18], [7, 5, 7]])
+def test_a_window_beyond_the_sequence_is_full_causal_attention(sizes):
+    """A window of 65,536 over 19 tokens, in one call or in pieces with the cache: the masked
+    softmax over every earlier token (the band is cut to the keys there are, not 65,536 wide)."""
+    attn = _attention(1 << 16, 2)
+    x = torch.randn(2, sum(sizes), DIM, dtype=torch.float64)
+    outs, cache, start = [], None, 0
+    for n in sizes:
+        out, cache = attn.sliding(x[:, start : start + n], cache, start)
+        outs.append(out)
+        start += n
+    ref = _reference_sliding(attn, x, 0, None)
+    torch.testing.assert_close(torch.cat(outs, 1), ref, rtol=0, atol=1e-12)
+    assert cache.length == x.shape[1]  # every key kept: none has left the window
+
+
 def _jacobian_support(fn, x: torch.Tensor) -> torch.Tensor:
     """``(T_out, T_in)`` boolean: does output position t depend on input position s at all."""
     jac = torch.autograd.functional.jacobian(fn, x)  # (B, T, D, B, T, D)

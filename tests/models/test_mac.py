@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 SEGMENT = 12
@@ -93,3 +94,50 @@ def test_a_segment_boundary_inside_a_call_equals_two_calls(kit):
     full, _ = model(toks)
     pieces, _ = kit.feed(model, toks, [SEGMENT, SEGMENT, SEGMENT, 6])
     torch.testing.assert_close(pieces, full, rtol=0, atol=1e-10)
+
+
+def test_mac_write_u_writes_the_segment_input(kit):
+    """``mac_write="u"``: the memory is written with the normalised layer input, so after any
+    number of segments its state is that of one memory call on the whole input stream."""
+    model = kit.tiny_model("mac", depth=1, segment=SEGMENT, mac_write="u")
+    block = model.blocks[0]
+    toks = kit.tokens(2, 2 * SEGMENT + 5)
+    _, cache = model(toks)
+    u = block.norm(model.embed(toks))
+    _, state = block.memory(u)
+    for name, value in state.tensors().items():
+        torch.testing.assert_close(cache.layers[0].memory.tensors()[name], value, rtol=0, atol=1e-10)
+
+
+def test_mac_write_y_plus_u_writes_their_sum(kit):
+    model = kit.tiny_model("mac", depth=1, segment=SEGMENT, mac_write="y+u")
+    block = model.blocks[0]
+    seen = _record(block)
+    toks = kit.tokens(2, 30)
+    model(toks)
+    u = block.norm(model.embed(toks)).detach()
+    y = torch.cat(seen["y"], 1)
+    torch.testing.assert_close(torch.cat(seen["written"], 1), y + u, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("write", ["u", "y+u"])
+def test_every_mac_write_streams_and_is_causal(kit, write):
+    model = kit.tiny_model("mac", segment=SEGMENT, mac_write=write)
+    toks = kit.tokens(2, 31)
+    full, _ = model(toks)
+    pieces, _ = kit.feed(model, toks, [5, 12, 1, 13])
+    torch.testing.assert_close(pieces, full, rtol=0, atol=1e-10)
+    changed = toks.clone()
+    changed[:, 20:] = (changed[:, 20:] + 1) % model.config.vocab_size
+    out, _ = model(changed)
+    torch.testing.assert_close(out[:, :20], full[:, :20], rtol=0, atol=1e-12)
+    assert (out[:, 20:] - full[:, 20:]).abs().max() > 1e-6
+
+
+def test_mac_write_is_validated():
+    from titans_memory.models.config import ModelConfig
+
+    with pytest.raises(ValueError, match="mac_write"):
+        ModelConfig(mac_write="x")
+    cfg = ModelConfig(mac_write="u")
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg

@@ -27,9 +27,11 @@ from titans_memory.tasks.needles import VOCAB
 
 
 def test_default_models_are_all_known_and_grouped():
-    # every model is in the default run but ATLAS' (opt-in: their chunked form costs several LMMs)
-    assert set(DEFAULT_MODELS) == set(MODELS) - set(bench.ATLAS)
+    # the baseline (full attention), the variants (MAC's options) and ATLAS' memories (their
+    # chunked form costs several LMMs) are run when named
+    assert set(DEFAULT_MODELS) == {m for m, spec in MODELS.items() if spec.group not in ("baseline", "variant", "atlas")}
     assert [m for m in MODELS if MODELS[m].group == "atlas"] == list(bench.ATLAS)
+    assert MQARSettings().models[0] == "attn" and set(MQARSettings().models) <= set(MODELS)
     assert [m for m in DEFAULT_MODELS if MODELS[m].group == "ablation"] == list(bench.ABLATIONS)
     assert [m for m in DEFAULT_MODELS if MODELS[m].group == "miras"] == list(bench.MIRAS)
 
@@ -169,3 +171,62 @@ def test_run_job_records_a_nan_training_as_diverged(monkeypatch):
     monkeypatch.setattr(bench, "build_model", lambda name, cfg, seed: _NaNModel())
     (record,) = run_job(Job(s, "lmm", 0, None))
     assert record["diverged"] and record["accuracy"] is None and record["train_steps"] == 0
+
+
+def test_mqar_plan_multiplies_widths_and_learning_rates():
+    s = MQARSettings(models=("attn", "lmm"), seeds=(0,), widths=(16, 32), lrs=(1e-3, 1e-2))
+    jobs = plan(s)
+    assert {(j.model, j.width, j.lr) for j in jobs} == {
+        (m, w, lr) for m in ("attn", "lmm") for w in (16, 32) for lr in (1e-3, 1e-2)}
+    assert len(jobs) == 8 and all(j.train_time_limit is None for j in jobs)
+
+
+def test_mqar_view_keeps_each_models_best_learning_rate():
+    def rec(model, width, lr, acc, seed=0):
+        return dict(model=model, width=width, lr=lr, seed=seed, accuracy=acc, task="mqar")
+
+    records = [rec("lmm", 16, 1e-3, 0.2), rec("lmm", 16, 1e-2, 0.9), rec("lmm", 32, 1e-3, 0.7),
+               rec("lmm", 32, 1e-2, 0.1), rec("lmm", 16, 1e-3, 0.5, seed=1), rec("lmm", 16, 1e-2, 0.4, seed=1)]
+    view, names = bench.mqar_view(MQARSettings(models=("lmm",), widths=(16, 32)), records)
+    assert names == ["lmm d16", "lmm d32"]
+    assert sorted((r["model"], r["seed"], r["lr"]) for r in view) == [
+        ("lmm d16", 0, 1e-2), ("lmm d16", 1, 1e-3), ("lmm d32", 0, 1e-3)]
+    view, names = bench.mqar_view(MQARSettings(models=("lmm",), widths=(16,)), records[:2])
+    assert names == ["lmm"] and [r["lr"] for r in view] == [1e-2]
+
+
+def test_a_job_builds_its_width_and_trains_at_its_learning_rate(monkeypatch):
+    s = replace(_tiny(MQARSettings()), lengths=(64,), pairs=(4,), model=TaskModelConfig(
+        vocab_size=MQAR_VOCAB.size, dim=16, heads=2, window=8, chunk_size=4, persistent_tokens=1))
+    seen = {}
+    real = bench.train_on_answers
+
+    def spy(model, batches, settings, **kw):
+        seen["dim"], seen["lr"] = model.config.dim, settings.lr
+        return real(model, batches, settings, **kw)
+
+    monkeypatch.setattr(bench, "train_on_answers", spy)
+    records = run_job(Job(s, "attn", 0, None, width=32, lr=1e-3))
+    assert seen == {"dim": 32, "lr": 1e-3}
+    assert {(r["width"], r["lr"]) for r in records} == {(32, 1e-3)}
+
+
+def test_per_kind_trains_one_model_per_kind(monkeypatch):
+    s = NiahSettings(models=("lmm", "swa"), seeds=(0,), kinds=("passkey", "word"), per_kind=True,
+                     budget_minutes=10.0, train_share=0.5, workers=1)
+    jobs = plan(s)
+    assert sorted((j.model, j.kind) for j in jobs) == [(m, k) for m in ("lmm", "swa") for k in ("passkey", "word")]
+    assert sum(j.train_time_limit for j in jobs) == pytest.approx(10 * 60 * 0.5)
+    assert all(j.kind is None for j in plan(replace(s, per_kind=False)))
+    seen = []
+    real = bench.training_batches
+
+    def spy(settings, seed):
+        seen.append(settings.kinds)
+        return real(settings, seed)
+
+    monkeypatch.setattr(bench, "training_batches", spy)
+    tiny = replace(_tiny(s), lengths=(32,), depths=(0.0,), per_kind=True, kinds=("passkey", "word"),
+                   model=TaskModelConfig(dim=16, heads=2, window=8, chunk_size=4, persistent_tokens=1))
+    records = run_job(Job(tiny, "lmm", 0, None, kind="word"))
+    assert seen == [("word",)] and {r["task"] for r in records} == {"word"}

@@ -186,3 +186,23 @@ def test_forget_rate_default_and_the_library_ablation():
     assert memory_config(MODELS["lmm"], TaskModelConfig()).forget_init == 5e-5
     lib = memory_config(MODELS["lmm-libforget"], TaskModelConfig())
     assert lib.forget_init == MemoryConfig().forget_init == 0.005 and lib.forget
+
+
+def test_attn_is_full_causal_attention_and_mac_variants_set_their_option():
+    from titans_memory.tasks.longcontext import FULL_WINDOW, MODELS, build_model
+
+    cfg = TaskModelConfig(dim=16, heads=2, window=8, chunk_size=4, persistent_tokens=1)
+    attn = build_model("attn", cfg)
+    assert attn.config.arch == "swa" and attn.config.window == FULL_WINDOW
+    # a token far beyond the task's window still reaches the last position
+    toks = torch.randint(0, cfg.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
+    changed = toks.clone()
+    changed[0, 0] = (changed[0, 0] + 1) % cfg.vocab_size
+    with torch.no_grad():
+        a, _ = attn(toks)
+        b, _ = attn(changed)
+    assert (a[0, -1] - b[0, -1]).abs().max() > 1e-6
+    for name, write in (("mac", "y"), ("mac-u", "u"), ("mac-yu", "y+u")):
+        model = build_model(name, cfg)
+        assert model.config.mac_write == write and model.config.segment == cfg.window
+        assert MODELS[name].arch == "mac"

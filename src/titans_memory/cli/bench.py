@@ -39,12 +39,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--kinds", type=comma_list, metavar="K,..",
                            help="needle kinds among passkey, number, word, multikey; several are "
                                 "trained as a mixture (default: passkey)")
+            p.add_argument("--per-kind", action="store_true",
+                           help="with several --kinds: one model per kind, each trained on its kind alone")
+        if name == "mqar":
+            p.add_argument("--widths", type=int_list, metavar="D,..",
+                           help="model widths, each a separate model (default: 64,128)")
+            p.add_argument("--lr-sweep", action="store_true",
+                           help="train every model at learning rates 1e-3, 3e-3, 1e-2 and keep its best (Zoology)")
         p.add_argument("--train-lengths", type=int_list, metavar="N,..",
                        help="training sequence lengths, taken in turn (default: niah 32,128; mqar 128)")
         p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
-        p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 600)")
+        p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 1500)")
         p.add_argument("--budget-minutes", type=positive_float, metavar="M",
-                       help="wall-clock cap; training runs are cut to fit it (default: niah 50, mqar 12; quick: 4)")
+                       help="wall-clock cap; training runs are cut to fit it (default: niah 50, mqar none; quick: 4)")
         p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
         p.add_argument("--json", type=Path, metavar="PATH", help="write the records (and settings) as JSON")
         p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figures (PNG) and tables (Markdown)")
@@ -103,12 +110,25 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise CLIError(f"--kinds: unknown kind(s) {', '.join(unknown)}; choose among {', '.join(KINDS)}")
         settings = replace(settings, kinds=tuple(dict.fromkeys(args.kinds)))
+    if getattr(args, "per_kind", False):
+        if len(settings.kinds) < 2:
+            raise CLIError("--per-kind needs several --kinds")
+        settings = replace(settings, per_kind=True)
     if args.train_lengths:
         settings = replace(settings, train_lengths=tuple(args.train_lengths))
     if args.steps:
         settings = replace(settings, train=replace(settings.train, steps=args.steps))
     if args.quick:
-        settings = quick(settings)
+        settings = quick(settings)  # one width, one learning rate, unless asked for below
+    if getattr(args, "widths", None):
+        bad = [w for w in args.widths if w < 2 or w % (2 * settings.model.heads)]
+        if bad:
+            raise CLIError(f"--widths: each width must be a positive multiple of {2 * settings.model.heads}, got {bad}")
+        settings = replace(settings, widths=tuple(dict.fromkeys(args.widths)))
+    if getattr(args, "lr_sweep", False):
+        from titans_memory.tasks.bench import LR_SWEEP
+
+        settings = replace(settings, lrs=LR_SWEEP)
     if args.budget_minutes:
         settings = replace(settings, budget_minutes=args.budget_minutes)
     if args.workers:
@@ -152,12 +172,17 @@ def bench_tables(settings, records: list[dict]) -> str:
     if settings.task == "niah":
         for task in settings.kinds:
             parts.append(f"### {task}\n\n" + report.length_table(records, task, settings.models, window=window))
-        if 16384 in settings.lengths and "passkey" in settings.kinds:
+        if 16384 in settings.lengths and {"passkey", "number", "word"} & set(settings.kinds):
             parts.append("### Titans' S-NIAH at 16K beside ours\n\n" + report.paper_comparison(records))
     else:
-        parts.append("### MQAR\n\n" + report.mqar_table(records, settings.models))
-        parts.append("### MQAR, pairs averaged\n\n" + report.length_table(records, "mqar", settings.models))
-    if "lmm" in settings.models and ablations:
+        from titans_memory.tasks.bench import mqar_view
+
+        view, names = mqar_view(settings, records)
+        lrs = "" if len(settings.lrs) == 1 else f" (best of learning rates {', '.join(f'{lr:g}' for lr in settings.lrs)})"
+        parts.append(f"### MQAR{lrs}\n\n" + report.mqar_table(view, names))
+        parts.append("### MQAR, pairs averaged\n\n" + report.length_table(view, "mqar", names))
+    several = settings.task == "mqar" and (len(settings.widths) > 1 or len(settings.lrs) > 1)
+    if "lmm" in settings.models and ablations and not several:  # MQAR's grid: the tables above
         parts.append("### Ablations and MIRAS memories beside the LMM\n\n" + report.ablation_table(records, "lmm", ablations))
     return "\n\n".join(parts)
 
@@ -178,9 +203,12 @@ def bench_figures(settings, records: list[dict], out: Path) -> list[Path]:
             "niah_depth.png": plot_depth_heatmaps(records, settings.models),
         }
     else:
+        from titans_memory.tasks.bench import mqar_view
+
+        view, names = mqar_view(settings, records)
         figs = {
-            "mqar_pairs.png": plot_mqar(records, settings.models),
-            "mqar_accuracy.png": plot_accuracy_vs_length(records, ["mqar"], settings.models, window=settings.model.window),
+            "mqar_pairs.png": plot_mqar(view, names),
+            "mqar_accuracy.png": plot_accuracy_vs_length(view, ["mqar"], names, window=settings.model.window),
         }
     for name, fig in figs.items():
         path = out / name

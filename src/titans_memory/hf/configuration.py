@@ -35,6 +35,7 @@ class TitansConfig(PretrainedConfig):
         rope_base: float = _DEFAULTS.rope_base,
         norm_eps: float = _DEFAULTS.norm_eps,
         hope: dict | None = None,
+        mac_write: str = _DEFAULTS.mac_write,
         tokenizer: str | None = None,
         **kwargs,
     ) -> None:
@@ -44,6 +45,7 @@ class TitansConfig(PretrainedConfig):
         self.memory = memory
         self.mlp_expansion, self.rope_base, self.norm_eps = mlp_expansion, rope_base, norm_eps
         self.hope = hope  # arch="hope": the HopeConfig's fields
+        self.mac_write = mac_write
         self.tokenizer = tokenizer  # None: bytes (vocabulary 256)
         kwargs.setdefault("tie_word_embeddings", False)  # the head has its own weights
         super().__init__(**kwargs)
@@ -56,7 +58,7 @@ class TitansConfig(PretrainedConfig):
             "heads": self.heads, "window": self.window, "segment": self.segment,
             "persistent_tokens": self.persistent_tokens, "memory_layers": self.memory_layers,
             "memory": self.memory, "mlp_expansion": self.mlp_expansion, "rope_base": self.rope_base,
-            "norm_eps": self.norm_eps, "hope": self.hope,
+            "norm_eps": self.norm_eps, "hope": self.hope, "mac_write": self.mac_write,
         })
 
     @classmethod

@@ -224,13 +224,16 @@ class Attention(nn.Module):
         the projections to use instead of ``x W_QKV`` (see :meth:`project`).
         """
         B, T, _ = x.shape
-        W = self.window
         q, k, v, q_raw = self.project(x, position, qkv)
         if cache is not None:
             k = torch.cat([cache.keys, k], dim=2)
             v = torch.cat([cache.values, v], dim=2)
         cached = k.shape[2] - T  # L_c <= W - 1
-        keep = min(W - 1, k.shape[2])
+        keep = min(self.window - 1, k.shape[2])
+        # a window longer than the keys there are sees them all, as a window of exactly that many
+        # does: the band below is then no wider than the keys (a full-attention window of 65,536
+        # costs what the sequence costs, not 65,536 keys per query)
+        W = min(self.window, k.shape[2])
         # copies, not views: a view would keep every key of a long call alive
         new_cache = KVCache(k[:, :, k.shape[2] - keep :].clone(), v[:, :, v.shape[2] - keep :].clone())
         if T == 0:

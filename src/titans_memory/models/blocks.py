@@ -203,6 +203,12 @@ class MACBlock(Block):
         o = y ⊗ M*(y)         eq. 25: read the written memory with y; gate (:class:`MemoryGate`)
         x <- x + o
 
+    ``ModelConfig.mac_write`` picks what eq. 24 writes (and eq. 25 reads with): ``"y"`` (the
+    paper, the default), ``"u"`` (the segment's input before attention, as titans-pytorch does)
+    or ``"y + u"``. With ``"y"`` the memory stores what attention made of the segment, so its
+    keys and values carry a token only once attention has learned to pass it through; ``"u"``
+    stores the tokens themselves (docs/evidence.md, "MAC diagnosis", measures both).
+
     **Causal by construction.** The paper states eqs. 24-25 per segment; taken literally, a token
     would see the writes of the tokens after it in its segment. Here eq. 24-25 is the memory's
     fused read-after-write (``NeuralMemory.forward(y)``): token ``t`` is written, then read with
@@ -233,6 +239,7 @@ class MACBlock(Block):
         self.memory = _memory(cfg)
         self.gate = MemoryGate(cfg.dim, cfg.norm_eps)
         self.conv_context = cfg.memory_config.conv_kernel - 1
+        self.write = cfg.mac_write
 
     def mix(self, x: Tensor, cache: LayerCache, position: int) -> tuple[Tensor, LayerCache]:
         C, K1 = self.segment_size, self.conv_context
@@ -254,8 +261,10 @@ class MACBlock(Block):
             h = h[:, primed.shape[1] - u_piece.shape[1] :]
             # eqs. 22-23: attend over [p | h | u] inside the segment, causally
             y, kv = self.attn.segment(u_piece, h, kv, pos)
-            # eqs. 24-25: write y, then read the written memory with y (per token, causal)
-            m, memory = self.memory(y, memory)
+            # eqs. 24-25: write y, then read the written memory with y (per token, causal);
+            # mac_write="u" / "y+u" write (and read with) the segment's input instead / as well
+            w = y if self.write == "y" else u_piece if self.write == "u" else y + u_piece
+            m, memory = self.memory(w, memory)
             outputs.append(self.gate(y, m))
             # a copy: a view of u would keep the whole call's inputs alive in the cache
             recent = primed[:, max(0, primed.shape[1] - K1) :].clone() if K1 else None

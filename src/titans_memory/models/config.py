@@ -13,6 +13,12 @@ from titans_memory.core.ops import get_backend
 Arch = Literal["mac", "mag", "mal", "lmm", "swa", "hope"]
 ARCHS: tuple[str, ...] = get_args(Arch)  # the names are written once, in Arch
 
+#: What MAC's memory writes (Titans eq. 24): ``"y"`` the attention output (the paper),
+#: ``"u"`` the segment's normalised input before attention (titans-pytorch's reading),
+#: ``"y+u"`` their sum.
+MACWrite = Literal["y", "u", "y+u"]
+MAC_WRITES: tuple[str, ...] = get_args(MACWrite)
+
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -53,6 +59,7 @@ class ModelConfig:
     hope: HopeConfig | None = None  # arch="hope": its memories' sizes and frequencies; None: HopeConfig()
     backend: str = "chunked"  # the memory operator (core.ops.BACKENDS: chunked, chunked_checkpoint, recurrent, ...)
     compile_step: bool | str = False  # torch.compile the chunk step (True: inductor, or a torch.compile backend)
+    mac_write: MACWrite = "y"  # what MAC's memory writes (eq. 24), see MAC_WRITES; "y": the paper
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -83,6 +90,10 @@ class ModelConfig:
         if not isinstance(self.compile_step, bool | str) or self.compile_step == "":
             raise TypeError(
                 f"ModelConfig.compile_step must be True, False or a torch.compile backend name, got {self.compile_step!r}"
+            )
+        if self.mac_write not in MAC_WRITES:
+            raise ValueError(
+                f"ModelConfig.mac_write must be one of {', '.join(map(repr, MAC_WRITES))}; got {self.mac_write!r}"
             )
         if self.memory_layers is not None:
             layers = self.memory_layers

@@ -11,7 +11,8 @@ grid cell::
 of key-value pairs, None for the needles). The evaluation sequences depend on the cell only, so
 every model and seed answers the very same questions.
 
-Jobs (one model, one seed) run in ``workers`` processes of one thread each: on small models a
+Jobs (one model, one seed; and for MQAR one width and learning rate, for ``niah --per-kind``
+one needle kind) run in ``workers`` processes of one thread each: on small models a
 second thread in one process gains little, a second process doubles the throughput.
 """
 
@@ -78,6 +79,7 @@ class NiahSettings:
     train_lengths: tuple[int, ...] = (32, 128)  # training sequences cycle through these lengths (1x, 4x the window)
     batch_tokens: int = 2048  # tokens per training step (batch = batch_tokens // length)
     kinds: tuple[str, ...] = ("passkey",)  # of KINDS; several: a mixture, one kind per step
+    per_kind: bool = False  # several kinds: one model per kind (each trained on its kind alone)
     value_length: int | None = None  # tokens per value (None: the generator's, 2 digits / 3 letters)
     keys: int = 8  # needles of multikey (one is queried)
     lengths: tuple[int, ...] = (32, 128, 512, 2048, 8192, 16384)  # evaluated context lengths
@@ -96,25 +98,42 @@ class NiahSettings:
 
 @dataclass(frozen=True)
 class MQARSettings:
-    """``titans bench mqar``: multi-query associative recall, trained on a mixture of pair counts."""
+    """``titans bench mqar``: multi-query associative recall after Zoology's protocol (Arora et al.).
 
-    models: tuple[str, ...] = DEFAULT_MODELS
+    As in Zoology: keys and values from two disjoint halves of the vocabulary (64 + 64 here), the
+    key-value pairs at the start, every pair queried once at random positions after them, a
+    mixture of pair counts in training, every model trained the same number of steps (no shared
+    time budget: a model that needs more steps is not cut short), accuracy against the number of
+    pairs at each model width, and a full causal attention baseline (``attn``) that must learn
+    the task at its training length (if it does not, the training is wrong, not the models).
+    ``lrs`` with several values is Zoology's learning-rate sweep: every model is trained at each,
+    and the tables keep each model's best (``--lr-sweep``).
+    """
+
+    models: tuple[str, ...] = ("attn",) + ARCHITECTURES + MIRAS
     seeds: tuple[int, ...] = (0, 1)
     model: TaskModelConfig = field(default_factory=lambda: TaskModelConfig(vocab_size=MQAR_VOCAB.size))
-    train: TrainSettings = field(default_factory=TrainSettings)
+    # the same steps for every model: full attention needed 1,500 at 3e-3 (400: not started)
+    train: TrainSettings = field(default_factory=lambda: TrainSettings(steps=1500))
     train_lengths: tuple[int, ...] = (128,)  # MQAR is evaluated up to 1,024
     batch_tokens: int = 2048
     train_pairs: tuple[int, ...] = (4, 8, 16)  # pair counts of the training sequences (cycled)
     lengths: tuple[int, ...] = (64, 128, 256, 512, 1024)  # evaluated sequence lengths
     pairs: tuple[int, ...] = (4, 8, 16, 32)  # evaluated numbers of pairs
+    widths: tuple[int, ...] = (64, 128)  # model widths (Zoology's x-axis); each a separate model
+    lrs: tuple[float, ...] = (3e-3,)  # peak learning rates; several: a sweep, the best kept
     samples: int = 16  # sequences per cell (every pair is queried once)
     workers: int = 2
-    budget_minutes: float | None = 12.0
+    budget_minutes: float | None = None  # None: every model its full steps (a cap cuts them)
     train_share: float = 0.85  # MQAR's sequences are short: evaluating is cheap
 
     @property
     def task(self) -> str:
         return "mqar"
+
+
+#: ``--lr-sweep``: Zoology's sweep, scaled to these small models
+LR_SWEEP: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
 
 
 Settings = NiahSettings | MQARSettings
@@ -130,8 +149,8 @@ def quick(settings: Settings) -> Settings:
             depth_samples=4, budget_minutes=min(settings.budget_minutes or 4.0, 4.0), batch_tokens=1024,
         )
     return replace(
-        settings, train=train, lengths=(64, 128), pairs=(4, 8), samples=4,
-        budget_minutes=min(settings.budget_minutes or 4.0, 4.0), batch_tokens=1024,
+        settings, train=train, lengths=(64, 128), pairs=(4, 8), samples=4, widths=settings.widths[:1],
+        lrs=settings.lrs[:1], budget_minutes=min(settings.budget_minutes or 4.0, 4.0), batch_tokens=1024,
     )
 
 
@@ -211,6 +230,9 @@ class Job:
     model: str
     seed: int
     train_time_limit: float | None
+    width: int | None = None  # MQAR: the model width (None: settings.model.dim)
+    kind: str | None = None  # niah with per_kind: the one kind this job trains and evaluates
+    lr: float | None = None  # MQAR: the peak learning rate (None: settings.train.lr)
 
 
 def run_job(job: Job, progress: Callable[[str, int], None] | None = None) -> list[dict]:
@@ -220,8 +242,13 @@ def run_job(job: Job, progress: Callable[[str, int], None] | None = None) -> lis
     (``"eval"``).
     """
     s = job.settings
-    model = build_model(job.model, s.model, seed=job.seed)
+    if job.kind is not None:  # one kind of several: its own model, trained and evaluated alone
+        s = replace(s, kinds=(job.kind,))
+    cfg = s.model if job.width is None else replace(s.model, dim=job.width)
+    model = build_model(job.model, cfg, seed=job.seed)
     train = replace(s.train, time_limit=job.train_time_limit)
+    if job.lr is not None:
+        train = replace(train, lr=job.lr)
     tick = (lambda _loss: progress("train", 1)) if progress else None
     result = train_on_answers(model, training_batches(s, job.seed), train, progress=tick)
     if progress and result.steps < s.train.steps:
@@ -244,7 +271,7 @@ def run_job(job: Job, progress: Callable[[str, int], None] | None = None) -> lis
                 samples=int(batch.targets.shape[0] * batch.targets.shape[1]),
                 train_seconds=round(result.seconds, 2), train_steps=result.steps,
                 final_loss=float(np.mean(result.losses[-20:])) if result.losses else None,
-                diverged=diverged, seed=job.seed,
+                diverged=diverged, seed=job.seed, width=cfg.dim, lr=train.lr,
             )
         )
         if progress:
@@ -275,7 +302,9 @@ _STEP_COST = {"swa": 0.37, "lmm": 1.0, "mac": 1.56, "mag": 1.17, "mal": 1.13, "l
               "lmm-nomom": 0.73, "lmm-noforget": 0.89, "lmm-matrix": 0.39, "lmm-libforget": 0.87,
               "lmm-omeganet": 4.0, "lmm-atlas": 5.0, "mal-atlas": 5.0,  # ATLAS: guesses, unmeasured
               # HOPE: 0.35 s against the LMM's 0.11 s per step in benchmarks/hope_ablation.py (byte LM)
-              "hope": 3.2, "hope-cms1": 3.2, "hope-static": 3.2}
+              "hope": 3.2, "hope-cms1": 3.2, "hope-static": 3.2,
+              # not measured alone: attn as swa at 128 tokens, MAC's options as MAC
+              "attn": 0.37, "mac-u": 1.56, "mac-yu": 1.56}
 
 
 def plan(settings: Settings) -> list[Job]:
@@ -295,6 +324,20 @@ def plan(settings: Settings) -> list[Job]:
         total = settings.budget_minutes * 60 * settings.train_share * settings.workers
         unit = total / sum(cost[m] for m, _ in pairs)
         limits = {m: unit * cost[m] for m in settings.models}
+    if isinstance(settings, MQARSettings):
+        # widths and learning rates multiply the jobs (and share the cap like the seeds)
+        grid = [(w, lr) for w in settings.widths for lr in settings.lrs]
+        scale = len(grid)
+        return [
+            Job(settings, m, s, None if limits[m] is None else limits[m] / scale, width=w, lr=lr)
+            for m, s in pairs for w, lr in grid
+        ]
+    if isinstance(settings, NiahSettings) and settings.per_kind and len(settings.kinds) > 1:
+        kinds = settings.kinds
+        return [
+            Job(settings, m, s, None if limits[m] is None else limits[m] / len(kinds), kind=k)
+            for m, s in pairs for k in kinds
+        ]
     return [Job(settings, m, s, limits[m]) for m, s in pairs]
 
 
@@ -303,11 +346,13 @@ def run_benchmark(settings: Settings, *, progress: bool = True) -> list[dict]:
     from tqdm.auto import tqdm
 
     jobs = plan(settings)
-    cells = len(evaluation_cells(settings))
+    # a per-kind job evaluates its kind's cells only
+    cells = {k: len(evaluation_cells(settings if k is None else replace(settings, kinds=(k,))))
+             for k in {j.kind for j in jobs}}
     total_steps = settings.train.steps * len(jobs)
     bars = {
         "train": tqdm(total=total_steps, desc=f"{settings.task}: train", unit="step", disable=not progress),
-        "eval": tqdm(total=cells * len(jobs), desc=f"{settings.task}: eval", unit="cell", disable=not progress),
+        "eval": tqdm(total=sum(cells[j.kind] for j in jobs), desc=f"{settings.task}: eval", unit="cell", disable=not progress),
     }
     records: list[dict] = []
     try:
@@ -337,6 +382,31 @@ def run_benchmark(settings: Settings, *, progress: bool = True) -> list[dict]:
     return records
 
 
+def mqar_view(settings: MQARSettings, records: list[dict]) -> tuple[list[dict], list[str]]:
+    """MQAR's records as the tables show them: per model, width and seed only the learning rate
+    with the best mean accuracy over the grid (Zoology's sweep), each model named
+    ``"model d<width>"`` when several widths were run; returns the records and the names in order."""
+    mean: dict[tuple, list[float]] = {}
+    for r in records:
+        mean.setdefault((r["model"], r["width"], r["seed"], r["lr"]), []).append(r["accuracy"] or 0.0)
+    best: dict[tuple, tuple[float, float]] = {}
+    for (m, w, s, lr), accs in mean.items():
+        score = float(np.mean(accs))
+        if (m, w, s) not in best or score > best[(m, w, s)][0]:
+            best[(m, w, s)] = (score, lr)
+    several = len(settings.widths) > 1
+
+    def name(m: str, w: int) -> str:
+        return f"{m} d{w}" if several else m
+
+    kept = [
+        {**r, "model": name(r["model"], r["width"])}
+        for r in records if best[(r["model"], r["width"], r["seed"])][1] == r["lr"]
+    ]
+    names = [name(m, w) for w in settings.widths for m in settings.models]
+    return kept, names
+
+
 def _drain(events, bars) -> None:
     while True:
         try:
@@ -355,7 +425,7 @@ def settings_to_dict(settings: Settings) -> dict:
 
 
 __all__ = [
-    "ABLATIONS", "ARCHITECTURES", "ATLAS", "DEFAULT_MODELS", "MIRAS", "Job", "MQARSettings", "NiahSettings",
-    "evaluation_cells", "plan", "quick", "run_benchmark", "run_job", "settings_to_dict",
+    "ABLATIONS", "ARCHITECTURES", "ATLAS", "DEFAULT_MODELS", "LR_SWEEP", "MIRAS", "Job", "MQARSettings", "NiahSettings",
+    "evaluation_cells", "mqar_view", "plan", "quick", "run_benchmark", "run_job", "settings_to_dict",
     "training_batches", "VOCAB",
 ]

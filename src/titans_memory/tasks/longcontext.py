@@ -67,8 +67,12 @@ class ModelSpec:
         arch: ``"lmm"``, ``"mac"``, ``"mag"``, ``"mal"``, ``"swa"`` or ``"hope"``.
         memory: :class:`MemoryConfig` fields changed on top of the task's defaults.
         preset: a MIRAS preset the memory starts from (None: Titans' memory).
-        group: ``"architecture"``, ``"miras"``, ``"ablation"`` or ``"atlas"`` (how the report groups it).
+        group: ``"architecture"``, ``"miras"``, ``"ablation"`` (how the report groups it; these
+            three are the default runs), ``"baseline"`` (full attention: MQAR's default run only),
+            ``"variant"`` (options of an architecture, run when named) or ``"atlas"`` (ATLAS'
+            memories, run when named).
         text: one line for the report.
+        model: :class:`ModelConfig` fields changed on top of the task's (``mac_write``, ``window``).
     """
 
     arch: str
@@ -77,9 +81,19 @@ class ModelSpec:
     group: str = "architecture"
     text: str = ""
     hope: dict = field(default_factory=dict)  # arch="hope": HopeConfig fields changed on the task's defaults
+    model: dict = field(default_factory=dict)
+
+
+#: A window that covers every sequence the benchmarks use: sliding-window attention with it is
+#: full causal attention (the ``attn`` baseline).
+FULL_WINDOW = 1 << 16
 
 
 MODELS: dict[str, ModelSpec] = {
+    "attn": ModelSpec(
+        "swa", {}, group="baseline", model={"window": FULL_WINDOW},
+        text="full causal attention (conv on q, k, v), no memory: MQAR's sanity baseline",
+    ),
     "swa": ModelSpec("swa", text="sliding-window Transformer (conv on q, k, v), no memory"),
     "lmm": ModelSpec("lmm", text="the neural memory alone (Titans LMM)"),
     "mac": ModelSpec("mac", text="memory as context"),
@@ -115,6 +129,14 @@ MODELS: dict[str, ModelSpec] = {
     "lmm-omeganet": ModelSpec("lmm", preset="omeganet", group="atlas", text="LMM with OmegaNet's memory (Omega rule, c = 16)"),
     "lmm-atlas": ModelSpec("lmm", preset="atlas", group="atlas", text="LMM with Atlas' memory (Omega rule, c = 16, Muon)"),
     "mal-atlas": ModelSpec("mal", preset="atlas", group="atlas", text="memory as layer with Atlas' memory"),
+    # MAC's options (docs/evidence.md, "MAC diagnosis"): what its memory writes (eq. 24)
+    "mac-u": ModelSpec(
+        "mac", group="variant", model={"mac_write": "u"},
+        text="MAC whose memory writes the segment's input u (titans-pytorch), not the attention output y",
+    ),
+    "mac-yu": ModelSpec(
+        "mac", group="variant", model={"mac_write": "y+u"}, text="MAC whose memory writes y + u",
+    ),
 }
 
 
@@ -141,11 +163,12 @@ def build_model(name: str, cfg: TaskModelConfig | None = None, *, seed: int = 0)
     spec = MODELS[name]
     mem = None if spec.arch in ("swa", "hope") else memory_config(spec, cfg)
     hope = HopeConfig(**{"chunk_size": cfg.chunk_size, **spec.hope}) if spec.arch == "hope" else None
-    mcfg = ModelConfig(
+    sizes = dict(
         arch=spec.arch, vocab_size=cfg.vocab_size, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
-        window=cfg.window, segment=cfg.window, persistent_tokens=cfg.persistent_tokens,
-        memory=mem, hope=hope,
+        window=cfg.window, segment=cfg.window, persistent_tokens=cfg.persistent_tokens, memory=mem,
+        hope=hope,
     )
+    mcfg = ModelConfig(**{**sizes, **spec.model})  # the spec's own fields (attn's window) win
     # the SWA control convolves q, k, v as the memory models do (kernel 1: plain SWA)
     blocks = conv_swa_blocks(cfg.conv_kernel) if spec.arch == "swa" else None
     with torch.random.fork_rng(devices=[]):
