@@ -370,10 +370,10 @@ def run_benchmark(settings: Settings, *, progress: bool = True) -> list[dict]:
                 pending = {pool.submit(_worker, job) for job in jobs}
                 while pending:
                     done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    _drain(events, bars)
+                    drain_progress(events, bars)
                     for fut in done:
                         records += fut.result()
-                _drain(events, bars)
+                drain_progress(events, bars)
     finally:
         for bar in bars.values():
             bar.close()
@@ -407,7 +407,8 @@ def mqar_view(settings: MQARSettings, records: list[dict]) -> tuple[list[dict], 
     return kept, names
 
 
-def _drain(events, bars) -> None:
+def drain_progress(events, bars) -> None:
+    """Move the progress events that the worker processes queued (``(bar, n)``) onto the bars."""
     while True:
         try:
             kind, n = events.get_nowait()

@@ -47,7 +47,6 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-import queue
 import sys
 import time
 from collections import defaultdict
@@ -63,12 +62,13 @@ from torch import nn
 from titans_memory.models.blocks import conv_swa_blocks
 from titans_memory.models.config import ModelConfig
 from titans_memory.models.lm import TitansLM
+from titans_memory.tasks.bench import drain_progress
 from titans_memory.tasks.longcontext import (
     MODELS,
     TaskModelConfig,
     TrainSettings,
-    learning_rate,
     memory_config,
+    train_on_answers,
 )
 from titans_memory.training.data import ByteTokenizer, Corpus, TokenStream, open_corpus
 from titans_memory.training.evaluate import at_least_float32
@@ -372,44 +372,22 @@ class Job:
     train_time_limit: float | None
 
 
+def next_byte_loss(model: nn.Module, seq: torch.Tensor) -> torch.Tensor:
+    """The next-byte cross-entropy of every position of ``seq`` ``(B, T + 1)``."""
+    logits, _ = model(seq[:, :-1])  # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1), seq[:, 1:].flatten())
+
+
 def train_lm(model: nn.Module, batches: Iterator[torch.Tensor], settings: TrainSettings, progress=None) -> dict:
-    """AdamW on the next-byte cross-entropy of every position; warm-up then cosine decay.
+    """AdamW on the next-byte cross-entropy of every position; warm-up then cosine decay
+    (the long-context benchmarks' loop, :func:`~titans_memory.tasks.longcontext.train_on_answers`).
 
     Returns ``{"steps", "seconds", "losses", "diverged"}``; a non-finite loss (or the memory's
-    finiteness check) stops the run with ``diverged=True``.
+    finiteness check) stops the run with ``diverged=True``. ``progress(1)`` after each step.
     """
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    model.train()
-    losses: list[float] = []
-    diverged = False
-    start = time.perf_counter()
-    for step in range(settings.steps):
-        elapsed = time.perf_counter() - start
-        if settings.time_limit is not None and elapsed > settings.time_limit:
-            break
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(settings, step, elapsed)
-        seq = next(batches)  # (B, T + 1)
-        try:
-            logits, _ = model(seq[:, :-1])
-            loss = F.cross_entropy(logits.flatten(0, 1), seq[:, 1:].flatten())
-        except ValueError as exc:  # the memory's finiteness check of its inputs and state
-            if "finite" not in str(exc).lower() and "nan" not in str(exc).lower():
-                raise
-            diverged = True
-            break
-        if not torch.isfinite(loss):
-            diverged = True
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(1)
-    model.eval()
-    return dict(steps=len(losses), seconds=time.perf_counter() - start, losses=losses, diverged=diverged)
+    result = train_on_answers(model, batches, settings, loss_fn=next_byte_loss,
+                              progress=None if progress is None else (lambda _loss: progress(1)))
+    return dict(steps=result.steps, seconds=result.seconds, losses=result.losses, diverged=result.diverged)
 
 
 def eval_variants(name: str, model: TitansLM, settings: LMSettings) -> list[tuple[int | None, TitansLM]]:
@@ -534,10 +512,10 @@ def run_benchmark(settings: LMSettings, *, progress: bool = True) -> dict:
                 pending = {pool.submit(_worker, job) for job in jobs}
                 while pending:
                     done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    _drain(events, bars)
+                    drain_progress(events, bars)
                     for fut in done:
                         records += fut.result()
-                _drain(events, bars)
+                drain_progress(events, bars)
     finally:
         for bar in bars.values():
             bar.close()
@@ -549,15 +527,6 @@ def run_benchmark(settings: LMSettings, *, progress: bool = True) -> dict:
 
 def eval_variants_names(name: str) -> list[str]:
     return ["train", "document"] if name == FULL else ["model"]
-
-
-def _drain(events, bars) -> None:
-    while True:
-        try:
-            kind, n = events.get_nowait()
-        except queue.Empty:
-            return
-        bars[kind].update(n)
 
 
 def settings_to_dict(settings: LMSettings) -> dict:

@@ -273,17 +273,21 @@ def learning_rate(settings: TrainSettings, step: int, elapsed: float) -> float:
 
 def train_on_answers(
     model: nn.Module,
-    batches: Iterator[TaskBatch],
+    batches: Iterator,
     settings: TrainSettings = TrainSettings(),
     *,
     progress: Callable[[float], None] | None = None,
+    loss_fn: Callable[[nn.Module, object], Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``batches`` (one per step) for ``settings.steps`` steps or its time limit.
 
     ``progress(loss)`` is called after each step with the step's loss (for progress bars). A
     non-finite loss, or a ``ValueError`` raised by the memory's finiteness check, stops the run
     with ``diverged=True`` (the caller reports the model as diverged, it does not crash).
+    ``loss_fn(model, batch)`` is the loss of one batch: :func:`answer_loss` (the task's answers)
+    by default; the language benchmark passes the next-byte loss of every position.
     """
+    loss_fn = loss_fn or answer_loss
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     model.train()
     losses: list[float] = []
@@ -297,7 +301,7 @@ def train_on_answers(
         for group in opt.param_groups:
             group["lr"] = learning_rate(settings, step, elapsed)
         try:
-            loss = answer_loss(model, next(batches))
+            loss = loss_fn(model, next(batches))
         except ValueError as exc:  # the memory's check of its inputs and state (NaN/Inf)
             if "finite" not in str(exc).lower() and "nan" not in str(exc).lower():
                 raise
