@@ -24,7 +24,7 @@ import os
 import queue
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 
@@ -354,29 +354,11 @@ def run_benchmark(settings: Settings, *, progress: bool = True) -> list[dict]:
         "train": tqdm(total=total_steps, desc=f"{settings.task}: train", unit="step", disable=not progress),
         "eval": tqdm(total=sum(cells[j.kind] for j in jobs), desc=f"{settings.task}: eval", unit="cell", disable=not progress),
     }
-    records: list[dict] = []
-    try:
-        if settings.workers == 1:
-            for job in jobs:
-                records += run_job(job, lambda kind, n: bars[kind].update(n))
-        else:
-            # fork: works from scripts and notebooks alike (spawn would re-import ``__main__``);
-            # the parent has run no torch computation, so no thread pool is copied mid-flight
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            events = ctx.Queue()
-            with ProcessPoolExecutor(
-                settings.workers, mp_context=ctx, initializer=_init_worker, initargs=(events,)
-            ) as pool:
-                pending = {pool.submit(_worker, job) for job in jobs}
-                while pending:
-                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    drain_progress(events, bars)
-                    for fut in done:
-                        records += fut.result()
-                drain_progress(events, bars)
-    finally:
-        for bar in bars.values():
-            bar.close()
+    records = run_jobs(
+        jobs, bars, settings.workers,
+        run_here=lambda job: run_job(job, lambda kind, n: bars[kind].update(n)),
+        worker=_worker, init_worker=_init_worker,
+    )
     order = {m: i for i, m in enumerate(settings.models)}
     records.sort(key=lambda r: (order[r["model"]], r["seed"]))
     return records
@@ -407,6 +389,39 @@ def mqar_view(settings: MQARSettings, records: list[dict]) -> tuple[list[dict], 
     return kept, names
 
 
+def run_jobs(
+    jobs: Sequence, bars: dict, workers: int, *, run_here: Callable, worker: Callable, init_worker: Callable
+) -> list[dict]:
+    """The records of every job, run here (``workers == 1``) or in a pool of ``workers`` processes.
+
+    ``run_here(job)`` runs a job in this process; ``worker(job)`` in a pool process, which
+    ``init_worker(events)`` has given the queue its progress events ``(bar, n)`` go to; they are
+    moved onto ``bars`` (tqdm bars by name, closed at the end). Used by every benchmark runner.
+    """
+    records: list[dict] = []
+    try:
+        if workers == 1:
+            for job in jobs:
+                records += run_here(job)
+        else:
+            # fork: works from scripts and notebooks alike (spawn would re-import ``__main__``);
+            # the parent has run no torch computation, so no thread pool is copied mid-flight
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            events = ctx.Queue()
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(events,)) as pool:
+                pending = {pool.submit(worker, job) for job in jobs}
+                while pending:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    drain_progress(events, bars)
+                    for fut in done:
+                        records += fut.result()
+                drain_progress(events, bars)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    return records
+
+
 def drain_progress(events, bars) -> None:
     """Move the progress events that the worker processes queued (``(bar, n)``) onto the bars."""
     while True:
@@ -427,6 +442,6 @@ def settings_to_dict(settings: Settings) -> dict:
 
 __all__ = [
     "ABLATIONS", "ARCHITECTURES", "ATLAS", "DEFAULT_MODELS", "LR_SWEEP", "MIRAS", "Job", "MQARSettings", "NiahSettings",
-    "evaluation_cells", "mqar_view", "plan", "quick", "run_benchmark", "run_job", "settings_to_dict",
+    "evaluation_cells", "mqar_view", "plan", "quick", "run_benchmark", "run_job", "run_jobs", "settings_to_dict",
     "training_batches", "VOCAB",
 ]

@@ -45,13 +45,11 @@ Records (one per model, evaluation window, seed, carry and bucket)::
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -62,7 +60,7 @@ from torch import nn
 from titans_memory.models.blocks import conv_swa_blocks
 from titans_memory.models.config import ModelConfig
 from titans_memory.models.lm import TitansLM
-from titans_memory.tasks.bench import drain_progress
+from titans_memory.tasks.bench import run_jobs
 from titans_memory.tasks.longcontext import (
     MODELS,
     TaskModelConfig,
@@ -500,25 +498,11 @@ def run_benchmark(settings: LMSettings, *, progress: bool = True) -> dict:
         "train": tqdm(total=settings.train.steps * len(jobs), desc="lm: train", unit="step", disable=not progress),
         "eval": tqdm(total=evals, desc="lm: eval", unit="model", disable=not progress),
     }
-    records: list[dict] = []
-    try:
-        if settings.workers == 1:
-            for job in jobs:
-                records += run_job(job, lambda kind, n: bars[kind].update(n), corpus)
-        else:
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            events = ctx.Queue()
-            with ProcessPoolExecutor(settings.workers, mp_context=ctx, initializer=_init_worker, initargs=(events,)) as pool:
-                pending = {pool.submit(_worker, job) for job in jobs}
-                while pending:
-                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    drain_progress(events, bars)
-                    for fut in done:
-                        records += fut.result()
-                drain_progress(events, bars)
-    finally:
-        for bar in bars.values():
-            bar.close()
+    records = run_jobs(
+        jobs, bars, settings.workers,
+        run_here=lambda job: run_job(job, lambda kind, n: bars[kind].update(n), corpus),
+        worker=_worker, init_worker=_init_worker,
+    )
     order = {m: i for i, m in enumerate(settings.models)}
     records.sort(key=lambda r: (r["carry"], order[r["model"]], r["eval_window"] or 0, r["seed"], r["bucket_start"]))
     unigram = bucket_bits_per_byte(unigram_bits(corpus, docs) * math.log(2), settings.buckets)
