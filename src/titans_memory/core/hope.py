@@ -262,15 +262,9 @@ class HopeState:
         Raises:
             ValueError: not a file, not a HOPE state, or a field missing or malformed.
         """
-        from safetensors import SafetensorError, safe_open
+        from titans_memory.core.state import int_field, open_state_file
 
-        source = os.fspath(path)
-        if not os.path.isfile(source):
-            raise ValueError(f"cannot load a HopeState from {source!r}: it is not a file")
-        try:
-            handle = safe_open(source, framework="pt", device=str(device))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"{source!r} is not a readable safetensors file: {err}") from err
+        source, handle = open_state_file(path, "HopeState", device)
         with handle as f:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
@@ -278,13 +272,7 @@ class HopeState:
             names = set(f.keys())
 
             def number(key: str) -> int:
-                try:
-                    value = int(meta[key])
-                except (KeyError, ValueError):
-                    raise ValueError(f"{source!r}: metadata {key!r} is missing or not an integer") from None
-                if value < 0:
-                    raise ValueError(f"{source!r}: metadata {key!r} must be >= 0, got {value}")
-                return value
+                return int_field(meta, key, source, minimum=0, kind="HopeState")
 
             def group(prefix: str, n: int) -> tuple[Tensor, ...]:
                 missing = [f"{prefix}.{i}" for i in range(n) if f"{prefix}.{i}" not in names]

@@ -224,24 +224,17 @@ class MemoryState:
             ValueError: the path is not a file, not a safetensors file, not a MemoryState, or a
                 field is missing or malformed (the message names it).
         """
-        from safetensors import SafetensorError, safe_open
+        from safetensors import SafetensorError
 
-        source = os.fspath(path)
-        if not os.path.isfile(source):
-            what = "a directory" if os.path.isdir(source) else "not a file"
-            raise ValueError(f"cannot load a MemoryState from {source!r}: it is {what}")
-        try:
-            handle = safe_open(source, framework="pt", device=str(device))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"{source!r} is not a readable safetensors file: {err}") from err
+        source, handle = open_state_file(path, "MemoryState", device)
         with handle as f:
             meta = f.metadata() or {}
             fmt = meta.get("format")
             if fmt not in (FORMAT, _FORMAT_V2, _FORMAT_V1):
                 raise ValueError(f"{source!r} is not a MemoryState file (metadata {json.dumps(meta)})")
-            layers = _int_field(meta, "layers", source, minimum=1)
-            position = _int_field(meta, "position", source, minimum=0)
-            chunk_size = _int_field(meta, "chunk_size", source, minimum=1)
+            layers = int_field(meta, "layers", source, minimum=1)
+            position = int_field(meta, "position", source, minimum=0)
+            chunk_size = int_field(meta, "chunk_size", source, minimum=1)
             names = set(f.keys())
 
             def get(name: str) -> Tensor:
@@ -273,14 +266,34 @@ class MemoryState:
         return state.validate()
 
 
-def _int_field(meta: dict, name: str, source: str, minimum: int) -> int:
+def open_state_file(path: str | os.PathLike, kind: str, device: str | torch.device = "cpu"):
+    """``(source, handle)``: a state file of ``kind`` (for the messages) opened with safetensors.
+
+    A path that is not a file, or a file safetensors cannot read, is a ``ValueError`` naming it.
+    Shared by every state that saves itself (:class:`MemoryState`, HOPE's ``HopeState``).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    source = os.fspath(path)
+    if not os.path.isfile(source):
+        what = "a directory, not a file" if os.path.isdir(source) else "not a file"
+        raise ValueError(f"cannot load a {kind} from {source!r}: it is {what}")
+    try:
+        handle = safe_open(source, framework="pt", device=str(device))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{source!r} is not a readable safetensors file: {err}") from err
+    return source, handle
+
+
+def int_field(meta: dict, name: str, source: str, minimum: int, kind: str = "MemoryState") -> int:
+    """The integer metadata field ``name`` of the state file ``source``, at least ``minimum``."""
     raw = meta.get(name)
     if raw is None:
-        raise ValueError(f"{source!r}: the MemoryState field {name!r} is missing")
+        raise ValueError(f"{source!r}: the {kind} field {name!r} is missing")
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{source!r}: the MemoryState field {name!r} must be an integer, got {raw!r}") from None
+        raise ValueError(f"{source!r}: the {kind} field {name!r} must be an integer, got {raw!r}") from None
     if value < minimum:
-        raise ValueError(f"{source!r}: the MemoryState field {name!r} must be >= {minimum}, got {value}")
+        raise ValueError(f"{source!r}: the {kind} field {name!r} must be >= {minimum}, got {value}")
     return value
