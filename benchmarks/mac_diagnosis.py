@@ -46,18 +46,20 @@ from titans_memory.tasks.longcontext import (
 from titans_memory.tasks.needles import needle_batch
 
 # one lever per row: (model name in MODELS, TaskModelConfig changes, TrainSettings changes,
-# training lengths, what it tests)
+# training lengths, what it tests). The rows' names are those of the records in
+# benchmarks/results/mac_diag_*.json, made when MAC wrote y by default: "mac" and its levers
+# run "mac-y" (y alone), "mac-yu" runs today's default "mac" (y + u)
 EXPERIMENTS: dict[str, tuple[str, dict, dict, tuple[int, ...], str]] = {
-    "mac": ("mac", {}, {}, (32, 128), "MAC as the paper writes it: the memory stores y (default)"),
+    "mac": ("mac-y", {}, {}, (32, 128), "the memory stores y alone (eq. 24 without the residual)"),
     "mac-u": ("mac-u", {}, {}, (32, 128), "the memory stores the segment input u (titans-pytorch)"),
-    "mac-yu": ("mac-yu", {}, {}, (32, 128), "the memory stores y + u"),
+    "mac-yu": ("mac", {}, {}, (32, 128), "the memory stores y + u (attention with its residual, §4.4; default)"),
     "mag": ("mag", {}, {}, (32, 128), "MAG, the reference that learns"),
     "lmm": ("lmm", {}, {}, (32, 128), "LMM, the reference that learns"),
-    "mac-lr05": ("mac", {"lr_init": 0.05}, {}, (32, 128), "MAC, memory's initial inner lr 0.05 (not 0.01)"),
-    "mac-noper": ("mac", {"persistent_tokens": 0}, {}, (32, 128), "MAC without persistent tokens"),
-    "mac-seg16": ("mac", {"window": 16}, {}, (32, 128), "MAC, segment and window 16 (8 segments in 128 tokens)"),
-    "mac-128": ("mac", {}, {}, (128,), "MAC trained on 128-token sequences only (no 32)"),
-    "mac-opt1e3": ("mac", {}, {"lr": 1e-3}, (32, 128), "MAC, outer learning rate 1e-3 (not 3e-3)"),
+    "mac-lr05": ("mac-y", {"lr_init": 0.05}, {}, (32, 128), "MAC, memory's initial inner lr 0.05 (not 0.01)"),
+    "mac-noper": ("mac-y", {"persistent_tokens": 0}, {}, (32, 128), "MAC without persistent tokens"),
+    "mac-seg16": ("mac-y", {"window": 16}, {}, (32, 128), "MAC, segment and window 16 (8 segments in 128 tokens)"),
+    "mac-128": ("mac-y", {}, {}, (128,), "MAC trained on 128-token sequences only (no 32)"),
+    "mac-opt1e3": ("mac-y", {}, {"lr": 1e-3}, (32, 128), "MAC, outer learning rate 1e-3 (not 3e-3)"),
     "mac-u-lr05": ("mac-u", {"lr_init": 0.05}, {}, (32, 128), "mac-u with inner lr 0.05"),
 }
 
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table(args.paths))
         return 0
     if args.part == "grads":
-        result = gradients(("mac", "mac-u", "mac-yu", "mag", "lmm"), args.seed, 16)
+        result = gradients(("mac-y", "mac-u", "mac", "mag", "lmm"), args.seed, 16)
     else:
         result = [train_row(e, args.steps, args.seed, args.batch_tokens) for e in (args.exp or ["mac"])]
     text = json.dumps(result, indent=1)

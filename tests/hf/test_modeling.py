@@ -126,3 +126,10 @@ def test_config_carries_macs_write_option():
     assert config.mac_write == "y+u" and config.model_config() == cfg
     with pytest.raises(ValueError, match="mac_write"):
         thf.TitansConfig(mac_write="x")
+
+
+def test_a_config_json_without_mac_write_loads_as_the_mac_that_wrote_y():
+    """A config.json saved before ``mac_write`` existed: its MAC wrote y; a new config defaults to y+u."""
+    assert thf.TitansConfig(arch="mac").mac_write == "y+u"
+    old = thf.TitansConfig.from_dict({"arch": "mac", "dim": 32, "depth": 2, "heads": 2, "window": 8, "segment": 8})
+    assert old.mac_write == "y" and old.model_config().mac_write == "y"

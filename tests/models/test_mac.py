@@ -1,4 +1,4 @@
-"""MAC in the paper's order: retrieve (no write), attend, write the attention output, read."""
+"""MAC in the paper's order: retrieve (no write), attend, write the attention output (with its residual), read."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def test_attention_reads_the_memory_before_the_segment_writes_it(kit):
     assert (out_a[:, first] - out_b[:, first]).abs().max() > 1e-6
 
 
-def test_the_memory_is_written_with_the_attention_output(kit):
-    model = _one_mac_layer(kit)
+def test_mac_write_y_writes_the_attention_output_alone(kit):
+    model = kit.tiny_model("mac", depth=1, segment=SEGMENT, mac_write="y")
     seen = _record(model.blocks[0])
     model(kit.tokens(2, 30))  # segments 12, 12, 6
     assert len(seen["y"]) == len(seen["written"]) == 3
@@ -109,8 +109,9 @@ def test_mac_write_u_writes_the_segment_input(kit):
         torch.testing.assert_close(cache.layers[0].memory.tensors()[name], value, rtol=0, atol=1e-10)
 
 
-def test_mac_write_y_plus_u_writes_their_sum(kit):
-    model = kit.tiny_model("mac", depth=1, segment=SEGMENT, mac_write="y+u")
+def test_by_default_mac_writes_y_plus_u_their_sum(kit):
+    model = _one_mac_layer(kit)
+    assert model.config.mac_write == "y+u"
     block = model.blocks[0]
     seen = _record(block)
     toks = kit.tokens(2, 30)
@@ -120,7 +121,7 @@ def test_mac_write_y_plus_u_writes_their_sum(kit):
     torch.testing.assert_close(torch.cat(seen["written"], 1), y + u, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("write", ["u", "y+u"])
+@pytest.mark.parametrize("write", ["u", "y"])
 def test_every_mac_write_streams_and_is_causal(kit, write):
     model = kit.tiny_model("mac", segment=SEGMENT, mac_write=write)
     toks = kit.tokens(2, 31)

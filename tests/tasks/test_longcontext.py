@@ -202,7 +202,7 @@ def test_attn_is_full_causal_attention_and_mac_variants_set_their_option():
         a, _ = attn(toks)
         b, _ = attn(changed)
     assert (a[0, -1] - b[0, -1]).abs().max() > 1e-6
-    for name, write in (("mac", "y"), ("mac-u", "u"), ("mac-yu", "y+u")):
+    for name, write in (("mac", "y+u"), ("mac-u", "u"), ("mac-y", "y")):
         model = build_model(name, cfg)
         assert model.config.mac_write == write and model.config.segment == cfg.window
         assert MODELS[name].arch == "mac"

@@ -140,3 +140,14 @@ def test_manager_keeps_the_last_n_and_the_best(tmp_path):
     index = manager.index()
     assert index["best"] == "step_0000002" and index["latest"] == "step_0000005"
     assert manager.latest() == manager.folder_for(5)
+
+
+def test_a_config_saved_before_mac_write_existed_loads_as_the_mac_it_was(checkpoint):
+    """0.1.0 wrote no ``mac_write``: its MAC wrote y, which the loader keeps (the default is now y+u)."""
+    run, ckpt = checkpoint
+    data = json.loads((ckpt / "config.json").read_text())
+    assert data["mac_write"] == "y+u"  # a new checkpoint names its write
+    del data["mac_write"]
+    (ckpt / "config.json").write_text(json.dumps(data))
+    model, _, _ = load_model(ckpt)
+    assert model.config.mac_write == "y"

@@ -62,5 +62,12 @@ class TitansConfig(PretrainedConfig):
         })
 
     @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):  # noqa: D102 (transformers' loader)
+        from titans_memory.training.checkpoint import LEGACY_FIELDS
+
+        # a config.json saved by an older version: the fields it lacks keep the behaviour it had
+        return super().from_dict({**LEGACY_FIELDS, **config_dict}, **kwargs)
+
+    @classmethod
     def from_model_config(cls, config: ModelConfig, tokenizer: str | None = None, **kwargs) -> TitansConfig:
         return cls(**config.to_dict(), tokenizer=tokenizer, **kwargs)

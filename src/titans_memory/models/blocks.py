@@ -199,15 +199,17 @@ class MACBlock(Block):
         h = M*(q)             eq. 21: retrieve with the segment's queries q = u W_Q; no write
         S~ = [p | h | u]      eq. 22: persistent tokens, memory tokens, the segment
         y = Attn(S~)          eq. 23: causal inside the segment (see below)
-        M <- M(y)             eq. 24: write the memory with the attention output
-        o = y ⊗ M*(y)         eq. 25: read the written memory with y; gate (:class:`MemoryGate`)
+        M <- M(y + u)         eq. 24: write the memory with the attention output and its residual
+        o = y ⊗ M*(y + u)     eq. 25: read the written memory with it; gate (:class:`MemoryGate`)
         x <- x + o
 
-    ``ModelConfig.mac_write`` picks what eq. 24 writes (and eq. 25 reads with): ``"y"`` (the
-    paper, the default), ``"u"`` (the segment's input before attention, as titans-pytorch does)
-    or ``"y + u"``. With ``"y"`` the memory stores what attention made of the segment, so its
-    keys and values carry a token only once attention has learned to pass it through; ``"u"``
-    stores the tokens themselves (docs/evidence.md, "MAC diagnosis", measures both).
+    ``ModelConfig.mac_write`` picks what eq. 24 writes (and eq. 25 reads with). ``"y+u"`` (the
+    default): the attention sublayer's output with its residual, the paper's ``y`` once the
+    residual connections it leaves out of the equations are put back ("In all blocks, we use
+    residual connections", section 4.4). ``"y"``: the equations read literally, attention's output
+    alone; the memory then stores a token only once attention has learned to pass it through,
+    and in training its far recall stalled (2-4% where ``"y+u"`` reached 81-100%). ``"u"``: the
+    segment's input before attention, as titans-pytorch does (docs/evidence.md, "MAC diagnosis").
 
     **Causal by construction.** The paper states eqs. 24-25 per segment; taken literally, a token
     would see the writes of the tokens after it in its segment. Here eq. 24-25 is the memory's

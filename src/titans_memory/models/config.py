@@ -59,7 +59,7 @@ class ModelConfig:
     hope: HopeConfig | None = None  # arch="hope": its memories' sizes and frequencies; None: HopeConfig()
     backend: str = "chunked"  # the memory operator (core.ops.BACKENDS: chunked, chunked_checkpoint, recurrent, ...)
     compile_step: bool | str = False  # torch.compile the chunk step (True: inductor, or a torch.compile backend)
-    mac_write: MACWrite = "y"  # what MAC's memory writes (eq. 24), see MAC_WRITES; "y": the paper
+    mac_write: MACWrite = "y+u"  # what MAC's memory writes (eq. 24), see MAC_WRITES; "y+u": y with its residual (paper §4.4)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

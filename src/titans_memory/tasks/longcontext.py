@@ -96,7 +96,7 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "swa": ModelSpec("swa", text="sliding-window Transformer (conv on q, k, v), no memory"),
     "lmm": ModelSpec("lmm", text="the neural memory alone (Titans LMM)"),
-    "mac": ModelSpec("mac", text="memory as context"),
+    "mac": ModelSpec("mac", text="memory as context (writes y + u: attention's output with its residual)"),
     "mag": ModelSpec("mag", text="memory as gate"),
     "mal": ModelSpec("mal", text="memory as layer"),
     "lmm-moneta": ModelSpec("lmm", preset="moneta", group="miras", text="LMM with Moneta's memory"),
@@ -118,11 +118,12 @@ MODELS: dict[str, ModelSpec] = {
         "lmm", {"forget_init": MemoryConfig.forget_init}, group="ablation",
         text=f"LMM with the library's initial forget rate ({MemoryConfig.forget_init:g})",
     ),
+    # HOPE's ablations (docs/hope.md), run when named: each costs ~3x an LMM step
     "hope-cms1": ModelSpec(
-        "hope", group="ablation", hope={"cms_chunks": (8,)}, text="HOPE with one CMS level (C = 8, the same total MLP width)"
+        "hope", group="variant", hope={"cms_chunks": (8,)}, text="HOPE with one CMS level (C = 8, the same total MLP width)"
     ),
     "hope-static": ModelSpec(
-        "hope", group="ablation", hope={"cms_chunks": (8, 32, 128), "self_modifying": False},
+        "hope", group="variant", hope={"cms_chunks": (8, 32, 128), "self_modifying": False},
         text="HOPE without self-modification (inner memories frozen, values not self-generated)",
     ),
     # ATLAS (arXiv 2505.23735; docs/atlas.md): the same LMM with the Omega rule, and with Muon
@@ -134,8 +135,9 @@ MODELS: dict[str, ModelSpec] = {
         "mac", group="variant", model={"mac_write": "u"},
         text="MAC whose memory writes the segment's input u (titans-pytorch), not the attention output y",
     ),
-    "mac-yu": ModelSpec(
-        "mac", group="variant", model={"mac_write": "y+u"}, text="MAC whose memory writes y + u",
+    "mac-y": ModelSpec(
+        "mac", group="variant", model={"mac_write": "y"},
+        text="MAC whose memory writes the attention output y alone (eq. 24 without its residual)",
     ),
 }
 

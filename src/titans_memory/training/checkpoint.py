@@ -78,6 +78,11 @@ def read_json(path: Path, what: str) -> dict:
     return data
 
 
+#: fields a config saved by an older version lacks, with the value that version behaved as: MAC
+#: wrote the attention output y before ``mac_write`` existed (its default is now "y+u")
+LEGACY_FIELDS = {"mac_write": "y"}
+
+
 def read_model_config(folder: Path) -> tuple[ModelConfig, str | None]:
     """The ModelConfig of a checkpoint (or of a ``save_pretrained`` folder) and its tokenizer name."""
     data = read_json(folder / CONFIG_FILE, "model config")
@@ -87,6 +92,7 @@ def read_model_config(folder: Path) -> tuple[ModelConfig, str | None]:
             f"{data.get('model_type')!r}, expected {MODEL_TYPE!r}"
         )
     fields = set(ModelConfig.__dataclass_fields__)
+    data = {**LEGACY_FIELDS, **data}
     try:
         config = ModelConfig.from_dict({k: v for k, v in data.items() if k in fields})
     except (TypeError, ValueError) as err:
