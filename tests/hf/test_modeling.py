@@ -133,3 +133,12 @@ def test_a_config_json_without_mac_write_loads_as_the_mac_that_wrote_y():
     assert thf.TitansConfig(arch="mac").mac_write == "y+u"
     old = thf.TitansConfig.from_dict({"arch": "mac", "dim": 32, "depth": 2, "heads": 2, "window": 8, "segment": 8})
     assert old.mac_write == "y" and old.model_config().mac_write == "y"
+
+
+def test_config_carries_the_memory_backend_and_compile_step():
+    cfg = ModelConfig(arch="lmm", dim=16, depth=1, heads=2, window=8, backend="recurrent", compile_step="eager",
+                      memory=MemoryConfig(dim=16, heads=2, chunk_size=4))
+    config = thf.TitansConfig.from_model_config(cfg)
+    assert (config.backend, config.compile_step) == ("recurrent", "eager") and config.model_config() == cfg
+    with pytest.raises(ValueError, match="backend"):
+        thf.TitansConfig(backend="nope")

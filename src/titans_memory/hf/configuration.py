@@ -36,6 +36,8 @@ class TitansConfig(PretrainedConfig):
         norm_eps: float = _DEFAULTS.norm_eps,
         hope: dict | None = None,
         mac_write: str = _DEFAULTS.mac_write,
+        backend: str = _DEFAULTS.backend,
+        compile_step: bool | str = _DEFAULTS.compile_step,
         tokenizer: str | None = None,
         **kwargs,
     ) -> None:
@@ -46,6 +48,7 @@ class TitansConfig(PretrainedConfig):
         self.mlp_expansion, self.rope_base, self.norm_eps = mlp_expansion, rope_base, norm_eps
         self.hope = hope  # arch="hope": the HopeConfig's fields
         self.mac_write = mac_write
+        self.backend, self.compile_step = backend, compile_step  # how the memory runs, not what it computes
         self.tokenizer = tokenizer  # None: bytes (vocabulary 256)
         kwargs.setdefault("tie_word_embeddings", False)  # the head has its own weights
         super().__init__(**kwargs)
@@ -59,6 +62,7 @@ class TitansConfig(PretrainedConfig):
             "persistent_tokens": self.persistent_tokens, "memory_layers": self.memory_layers,
             "memory": self.memory, "mlp_expansion": self.mlp_expansion, "rope_base": self.rope_base,
             "norm_eps": self.norm_eps, "hope": self.hope, "mac_write": self.mac_write,
+            "backend": self.backend, "compile_step": self.compile_step,
         })
 
     @classmethod
