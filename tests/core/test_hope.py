@@ -155,7 +155,7 @@ def test_frozen_inner_memories_make_a_titans_memory(chunk):
 
     ``M_k, M_v, M_eta, M_alpha`` frozen at their learned weights are static projections; the
     written memory then follows Titans eq. 13 with eta = 0 (no momentum), theta_t = eta_t / 2 (the
-    library's l2 bias is ``||.||^2``, the paper's eq. 93 ``1/2 ||.||^2``), alpha_t = 1 - retention,
+    library's l2 bias is ``||.||^2``, the gradient in the paper's eq. 93 that of ``1/2 ||.||^2``), alpha_t = 1 - retention,
     gradients at the chunk-start weights (Titans sec. 3.2), and the read ``y_t`` is the memory as
     its chunk started (a retrieval without a write). The library's reference operator checks it.
     """

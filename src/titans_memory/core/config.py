@@ -63,7 +63,7 @@ class MemoryConfig:
     input_norm: bool = True  # every token scaled to unit RMS before projections and gates
     max_step_norm: float | None = 10.0  # per-token bound on ||grad l||_F (all layers); None: off
     # --- ATLAS (arXiv 2505.23735; docs/atlas.md) -----------------------------------------------
-    omega_window: int = 1  # c: the Omega rule's window (eq. 9; algorithm "omeganet" or "atlas"); 1 = Titans' rule
+    omega_window: int = 1  # c: the Omega rule's window (ATLAS eqs. 8-9; algorithm "omeganet" or "atlas"); 1 = Titans' rule
     omega_gamma_init: float = 0.5  # gamma_i, the window weight of a token, at initialisation (c > 1)
     ns_steps: int = 5  # Newton-Schulz steps of Atlas' Muon update (>= 0; algorithm="atlas")
     feature_degree: int | None = None  # p of the polynomial feature map on keys and queries; None: off

@@ -1,12 +1,13 @@
-"""Polynomial feature maps on keys and queries (ATLAS, arXiv 2505.23735, sec. 3.1).
+"""Polynomial feature maps on keys and queries (ATLAS, arXiv 2505.23735v1, sec. 3.1, eqs. 5 and 22).
 
 ATLAS raises the capacity of a memory by reading and writing it through a feature map ``phi``
 of the keys and queries instead of the keys themselves: ``l(M; k_i, v_i) = ||M(phi(k_i)) - v_i||^2``
-(the loss inside the Omega rule, ATLAS eq. 9) and ``y_t = M_t(phi(q_t))``. Its polynomial map of
-degree p collects the monomials of the input up to degree p, ``phi_p(x) = [x^beta]_{|beta| <= p}``,
-which lifts a matrix memory's capacity from O(d) to O(d^p) pairs; with the weights
-``a_i = 1 / sqrt(i!)`` on the degree-i block the map is the degree-p Taylor truncation of the
-exponential kernel (the paper's motivation: Transformers' ``exp(q . k)``)::
+(the loss inside the Omega rule, ATLAS eqs. 9-10) and ``y_t = M_t(phi(q_t))``. Its polynomial map
+of degree p collects the monomials of the input up to degree p, ``phi_p(x) = [x^beta]_{|beta| <= p}``,
+which lifts a matrix memory's capacity from O(d) to O(d^p) pairs (Proposition 2); weighting the
+degree-i block by ``1 / sqrt(i!)`` (the blocks of the exponential map ``phi*``, ATLAS eq. 22) makes
+its kernel eq. 5 with the paper's initial coefficients ``a_i = 1/i!``, the degree-p Taylor
+truncation of Transformers' ``exp(q . k)``::
 
     <phi_p(q), phi_p(k)> = sum_{i=0}^{p} (q . k)^i / i!          -> exp(q . k) as p -> infinity
 
@@ -15,8 +16,9 @@ monomials ``x^beta`` with ``|beta| = i`` are weighted by ``sqrt(multinomial(i; b
 the identity above holds to rounding (a test). Feature dimension ``sum_i C(d + i - 1, i)``:
 for d = 16 and p = 2, 1 + 16 + 136 = 153.
 
-The map is fixed (no learned coefficients): ``MemoryConfig.feature_degree = 0`` turns it off and
-leaves the memory exactly as it was.
+The map is fixed: ATLAS learns the ``a_i`` (eq. 5), this library keeps their initial values
+(docs/atlas.md §7). ``MemoryConfig.feature_degree = None`` (the default) turns it off and leaves the
+memory exactly as it was.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ from titans_memory.core.algorithms import (
 from titans_memory.core.architectures.activations import ACTIVATIONS
 
 #: The memories of the self-modifying Titans, in a fixed order (eq. 88's box: k, v, eta, alpha,
-#: memory; the query projection is static, eq. 86).
+#: memory; the query projection is static, as the text after eq. 85 says, though eqs. 85 and 88
+#: list q in the box: docs/hope.md).
 SMT_MEMORIES: tuple[str, ...] = ("k", "v", "eta", "alpha", "memory")
 
 
@@ -473,7 +474,7 @@ class SelfModifyingMemory(nn.Module):
     """The self-modifying deep memory of HOPE (eqs. 86-91), multi-head.
 
     Per head, with ``u_t = x_t W_u`` (the head's input) and the static query ``q_t = x_t W_q``
-    (eq. 86: the only non-adaptive projection), the memories as the current chunk started
+    ("the only non-adaptive projection", sec. 8.1 after eq. 85), the memories as the current chunk started
     (``M_box`` for ``box`` in k, v, eta, alpha, memory) give (eq. 90)::
 
         k_t = normalize(M_k(u_t))      v_t = normalize(M_v(u_t))              (eq. 86)
@@ -483,7 +484,7 @@ class SelfModifyingMemory(nn.Module):
         v_hat_box,t = M_box(v_t)                                              self-generated values (eq. 87)
         M_box,t = M_box,t-1 (alpha_t I - eta_t k_t k_t^T) - eta_t grad L(M_box; k_t, v_hat_box,t)   (eq. 88)
 
-    ``L(M; k, v) = 1/2 ||M(k) - v||^2`` (the paper's L2 regression, eq. 93), its gradient at the
+    ``L(M; k, v) = 1/2 ||M(k) - v||^2`` (the paper's L2 regression, whose gradient eq. 93 uses), its gradient at the
     chunk-start weights (eq. 90); per layer the decay ``k k^T`` uses the layer's own input (``k``
     for ``W_1``, ``act(k W_1)`` for ``W_2``). ``chunk_size = 1`` is the token rule (eq. 88). The
     head outputs are concatenated and projected by ``W_o``. The initial weights of every memory

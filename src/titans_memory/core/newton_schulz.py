@@ -1,5 +1,6 @@
 """Newton-Schulz orthogonalisation, the core of Muon (Jordan et al., 2024) and of ATLAS' inner
-optimiser (arXiv 2505.23735, eqs. 32-33).
+optimiser (arXiv 2505.23735v1, eqs. 32-33: ``NewtonShulz-k`` with k steps; "NS-5" in its Table 1).
+ATLAS gives no coefficients and refers to Muon's; these are Muon's reference ones.
 
 For a matrix G with SVD ``U S V^T`` the iteration drives every singular value towards 1, i.e. G
 towards its orthogonal polar factor ``U V^T``, with matmuls only. Muon's quintic step::

@@ -1,16 +1,19 @@
 """The chunk-parallel form of the Omega rule and of Atlas' Muon step (ATLAS, arXiv 2505.23735).
 
-The Omega rule (ATLAS eq. 9) makes the memory fit a sliding window of the last c tokens instead
-of the last token alone::
+The Omega rule (ATLAS arXiv v1, eqs. 8-9) makes the memory fit a sliding window of the last c
+tokens instead of the last token alone::
 
     min_M  sum_{i=t-c+1}^{t} gamma_i^{(t)} l(M; phi(k_i), v_i)
 
-and OmegaNet (ATLAS eq. 10-11) takes one gradient step on it per token, with Titans' momentum and
-forget gate. In this library's notation (Titans' alpha = forget rate)::
+and OmegaNet (ATLAS eq. 10; eq. 11 is its matrix case) takes one gradient step on it per token.
+The paper's OmegaNet has a retention gate and no momentum; this library adds Titans' momentum
+(ATLAS eqs. 12-13 are its c = 1 case), and ``momentum=False`` is eq. 10 itself (docs/atlas.md §7).
+In this library's notation (Titans' alpha = forget rate, theta = learning rate, eta = momentum;
+ATLAS swaps the last two)::
 
     u_i = grad l(M_anchor; phi(k_i), v_i) min(1, tau / ||.||)                 bounded per token
     g_t = sum_{i=t-c+1}^{t} gamma_i u_i                                        window gradient (eq. 9)
-    OmegaNet:  S_t = eta_t S_{t-1} - theta_t g_t,   M_t = (1 - alpha_t) M_{t-1} + S_t        (eq. 10)
+    OmegaNet:  S_t = eta_t S_{t-1} - theta_t g_t,   M_t = (1 - alpha_t) M_{t-1} + S_t   (eq. 10 + momentum)
     Atlas:     S_t = eta_t S_{t-1} - g_t,           M_t = (1 - alpha_t) M_{t-1} + theta_t NS_k(S_t)
                                                                                          (eqs. 32-33)
     y_t = M_t(phi(q_t))
@@ -18,12 +21,14 @@ forget gate. In this library's notation (Titans' alpha = forget rate)::
 where NS_k is k Newton-Schulz steps on each weight matrix of the memory (``newton_schulz.py``).
 The weights ``gamma_i^{(t)} = gamma_i`` are data-dependent gates in (0, 1), one per token and
 head, ``gamma_i = sigmoid(x_i w_gamma + b_gamma)``: a token keeps its weight for the c steps it
-stays in the window, which is what lets the window's tail be carried in the state. With c = 1
+stays in the window, which is what lets the window's tail be carried in the state (ATLAS sec. 3.2
+allows c gates per step; a departure, docs/atlas.md §7). With c = 1
 the window is the current token alone and gamma is not used (weight 1): OmegaNet is then the
 Titans rule exactly (a test, 1e-12 in float64).
 
-As in Titans (sec. 3.2), every gradient inside a chunk of b tokens is taken at the weights from
-the chunk's start ("anchor"), the tail tokens' gradients included; ``chunk_size = 1`` is the pure
+As in Titans (sec. 3.2) and ATLAS sec. 3.3 (eq. 16), every gradient inside a chunk of b tokens is
+taken at the weights from the chunk's start ("anchor"), the tail tokens' gradients included; the
+banded sum below is ATLAS' "sliding window mask" with the gammas as entries. ``chunk_size = 1`` is the pure
 token rule. The algorithm (``core/algorithms/omega.py``) is registered as ``"omeganet"`` and
 ``"atlas"``; its ``token_step`` run by the reference operator (``ops/recurrent.py``) is the literal
 token-by-token spec, and :func:`omega_chunked` computes the same numbers for a whole chunk at
@@ -36,7 +41,8 @@ once (docs/atlas.md):
   with the same scalar coefficients as the Titans chunked form;
 * Atlas: ``S_t = E_t S_s - sum_j P[t, j] g_j`` for every t of the chunk at once, Newton-Schulz on
   all of them as one batch, then ``M_t = A_t W_s + sum_j D[t, j] theta_j NS(S_j)``: the
-  orthogonalisation stays per token, exactly as in the reference.
+  orthogonalisation stays per token, exactly as in the reference and as in ATLAS' own parallel
+  form (sec. 5.1, eqs. 39-40: Newton-Schulz on every token's momentum, in parallel).
 
 Both materialise one weight-sized tensor per token of a chunk (the per-token weights M_t for the
 reads), so the chunked form costs O(b d_in d_out) memory per chunk and head, unlike the dual
@@ -122,7 +128,7 @@ def _segment(
 
     reads = q is not None
     if algorithm.muon:
-        # S_t = E_t S_s - sum_{j<=t} P[t, j] g_j  (eq. 33 unrolled), every t of the segment
+        # S_t = E_t S_s - sum_{j<=t} P[t, j] g_j  (eq. 33 unrolled, as ATLAS eq. 39), every t of the segment
         if log_momentum is None:  # eta = 0: S_t = -g_t
             S = [-gl for gl in g]
         else:
@@ -132,7 +138,7 @@ def _segment(
                 E[..., None, None] * s[:, None] - torch.einsum("ntj,njab->ntab", P, gl)
                 for s, gl in zip(momentum, g, strict=True)
             ]
-        ortho = [newton_schulz(s, algorithm.ns_steps) for s in S]  # per token, as in the reference (eq. 32)
+        ortho = [newton_schulz(s, algorithm.ns_steps) for s in S]  # per token, as in the reference (eq. 32) and ATLAS eq. 40
         dec = chunk_coefficients(lr, log_retention, None)  # mix = D[t, j] theta_j, decay = A_t
         A, G = dec.decay, dec.mix
         if reads:

@@ -1,12 +1,16 @@
-"""OmegaNet and Atlas as learning algorithms (ATLAS, arXiv 2505.23735; docs/atlas.md).
+"""OmegaNet and Atlas as learning algorithms (ATLAS, arXiv 2505.23735v1; docs/atlas.md).
 
 Per token t of one memory, with the window's weights gamma_i and the per-token step bound on
 every gradient (``u_i <- u_i min(1, tau / ||u_i||)``)::
 
-    g_t = sum_{i=t-c+1}^{t} gamma_i grad l(M_anchor; phi(k_i), v_i)       the Omega rule (eq. 9)
-    OmegaNet:  S_t = eta_t S_{t-1} - theta_t g_t,   M_t = (1 - alpha_t) M_{t-1} + S_t      (eq. 10)
+    g_t = sum_{i=t-c+1}^{t} gamma_i grad l(M_anchor; phi(k_i), v_i)       the Omega rule (eqs. 8-9)
+    OmegaNet:  S_t = eta_t S_{t-1} - theta_t g_t,   M_t = (1 - alpha_t) M_{t-1} + S_t   (eq. 10 + momentum)
     Atlas:     S_t = eta_t S_{t-1} - g_t,           M_t = (1 - alpha_t) M_{t-1} + theta_t NS_k(S_t)
                                                                                       (eqs. 32-33)
+
+Titans' names (theta the learning rate, eta the momentum; ATLAS swaps them). The paper's OmegaNet
+(eq. 10) has no momentum: ``momentum=False`` is that rule; its gates ``gamma_i^(t)`` may differ
+per step, here one per token (docs/atlas.md §7).
 
 ``token_step`` is that recurrence, literally (the reference operator runs it). The window's tail
 (the last c - 1 keys, values, gammas and, for a bias with a parameter, its values) is carried in
@@ -129,13 +133,13 @@ class OmegaRule(LearningAlgorithm):
             param = None
             if self.bias_param:
                 param = torch.cat([carried[TAIL_PARAM], step.param[:, :, 0]], dim=1)[..., None]
-        # g_t = sum_i gamma_i u_i, every u_i taken at the anchor and bounded (ATLAS eq. 9)
+        # g_t = sum_i gamma_i u_i, every u_i taken at the anchor and bounded (ATLAS eqs. 8-9)
         grads = step.gradient(step.anchor, keys, values, param)  # (N, c, d_in, d_out) per layer
         g = [(gamma[..., None] * u).sum(1) for u in grads]
         if self.muon:  # Atlas: momentum of the raw window gradient, orthogonalised, then the step (eqs. 32-33)
             momentum = [eta * s - gl for s, gl in zip(step.momentum, g, strict=True)]
             weights = [retain * w + theta * newton_schulz(s, self.ns_steps) for w, s in zip(step.weights, momentum, strict=True)]
-        else:  # OmegaNet: Titans' momentum and forget gate on the window gradient (eq. 10)
+        else:  # OmegaNet: eq. 10's step with Titans' momentum and forget gate (eqs. 12-13 at c = 1)
             momentum = [eta * s - theta * gl for s, gl in zip(step.momentum, g, strict=True)]
             weights = [retain * w + s for w, s in zip(step.weights, momentum, strict=True)]
         if self.window > 1:  # drop the oldest token, keep the last c - 1
