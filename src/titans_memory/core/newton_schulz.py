@@ -44,9 +44,13 @@ def newton_schulz(
     tall = g.shape[-2] > g.shape[-1]
     x = g.transpose(-1, -2) if tall else g
     x = x / (torch.linalg.matrix_norm(x, keepdim=True) + eps)
+    shape = x.shape
+    x = x.reshape(-1, *shape[-2:])  # (batch, m, n): the sums below fused into the matmuls
     for _ in range(steps):
-        gram = x @ x.transpose(-1, -2)  # (..., m, m), m <= n
-        x = a * x + (b * gram + c * (gram @ gram)) @ x
+        gram = torch.bmm(x, x.transpose(-1, -2))  # (batch, m, m), m <= n
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b A + c A^2
+        x = torch.baddbmm(x, poly, x, beta=a)  # a X + (b A + c A^2) X
+    x = x.reshape(shape)
     return x.transpose(-1, -2) if tall else x
 
 

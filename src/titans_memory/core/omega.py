@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from titans_memory.core.algorithms.coefficients import chunk_coefficients
+from titans_memory.core.algorithms.coefficients import ChunkCoefficients, chunk_coefficients
 from titans_memory.core.algorithms.omega import (
     GAMMA,
     OPERATORS,
@@ -217,7 +217,7 @@ def _atlas_reads(
     Returns ``(y, new_weights, new_momentum)``."""
     algorithm: OmegaRule = rule.algorithm
     ortho = [newton_schulz(s, algorithm.ns_steps) for s in S]  # one batch of n matrices per layer
-    dec = chunk_coefficients(lr, log_retention, None, S[0].dtype)  # mix = D[t, j] theta_j, decay = A_t
+    dec = _in(S[0].dtype, chunk_coefficients(lr, log_retention, None, S[0].dtype))  # mix = D[t, j] theta_j, decay = A_t
     A, G = dec.decay, dec.mix
     if q is not None:
         M = [A[..., None, None] * w[:, None] + torch.einsum("ntj,njab->ntab", G, o) for w, o in zip(weights, ortho, strict=True)]
@@ -225,6 +225,12 @@ def _atlas_reads(
         M = [A[:, -1, None, None] * w + torch.einsum("nj,njab->nab", G[:, -1], o) for w, o in zip(weights, ortho, strict=True)]
     y, new_weights = _per_token_reads(rule.architecture, M, q)
     return y, new_weights, [s[:, -1] for s in S]
+
+
+def _in(dtype: torch.dtype, coef: ChunkCoefficients) -> ChunkCoefficients:
+    """The coefficients in ``dtype`` (they are accumulated in float32 at least, and a float32
+    gate leaves them there; under autocast the chunk works in bfloat16)."""
+    return ChunkCoefficients(*(None if c is None else c.to(dtype) for c in coef))
 
 
 def _window_factors(
@@ -262,7 +268,7 @@ def _dual_segment(
     keys, values, weights_in, params = _window(tail, k, v, gamma, param)
     path = _window_factors(rule, anchor, keys, values, params, differentiable)
     B = _band(weights_in.to(work), n)  # (N, n, L + n): g_t = sum_j B[t, j] u_j
-    coef = chunk_coefficients(lr, log_retention, log_momentum, work)
+    coef = _in(work, chunk_coefficients(lr, log_retention, log_momentum, work))
     A, f = coef.decay, coef.momentum_in  # (N, n) each (f: None without momentum)
     C = coef.mix @ B  # (N, n, L + n): M_t = A_t W_s + f_t S_s - sum_j C[t, j] u_j
     lr = lr.to(work)
@@ -307,16 +313,19 @@ def _factored_momenta(path: KeyPath, W: Tensor, E: Tensor | None, momentum: list
     out = []
     for s, h, d in zip(momentum, path.inputs, path.deltas, strict=True):
         d_in, d_out = h.shape[-1], d.shape[-1]
-        if d_in <= d_out:  # rows (t, a) of W[t, j] h_j[a], times Delta: (N, n d_in, L + n) @ (N, L + n, d_out)
-            left = (W[:, :, None, :] * h.transpose(-1, -2)[:, None]).reshape(N, n * d_in, -1)
-            st = torch.bmm(left, d).reshape(N, n, d_in, d_out)
-        else:  # the same with W on Delta, transposed back
-            left = (W[:, :, None, :] * d.transpose(-1, -2)[:, None]).reshape(N, n * d_out, -1)
-            st = torch.bmm(left, h).reshape(N, n, d_out, d_in).transpose(-1, -2)
-        st = -st
-        if E is not None:
-            st = st + E[..., None, None] * s[:, None]
-        out.append(st)
+        wide = d_in <= d_out
+        if not wide:  # W on the narrower factor: compute S^T, transposed back at the end
+            h, d, s = d, h, s.transpose(-1, -2)
+        a, b = h.shape[-1], d.shape[-1]
+        # rows (t, a) of W[t, j] h_j[a], times Delta: (N, n a, L + n) @ (N, L + n, b)
+        left = (W[:, :, None, :] * h.transpose(-1, -2)[:, None]).reshape(N, n * a, -1)
+        if E is None:
+            st = torch.bmm(left, d).neg_()
+        else:
+            start = (E[..., None, None] * s[:, None]).reshape(N, n * a, b)  # E_t S_s
+            st = torch.baddbmm(start, left, d, alpha=-1.0)
+        st = st.reshape(N, n, a, b)
+        out.append(st if wide else st.transpose(-1, -2))
     return out
 
 
@@ -347,7 +356,7 @@ def _atlas_segment(
     if log_momentum is None:  # eta = 0: S_t = -g_t = -sum_j B[t, j] u_j
         W, E = B, None
     else:  # S_t = E_t S_s - sum_i P[t, i] g_i = E_t S_s - sum_j (P B)[t, j] u_j   (eq. 33 unrolled)
-        mom = chunk_coefficients(torch.ones_like(lr), None, log_momentum, work)
+        mom = _in(work, chunk_coefficients(torch.ones_like(lr), None, log_momentum, work))
         W, E = mom.momentum_mix @ B, mom.momentum_decay
     S = _factored_momenta(path, W, E, momentum)
     return _atlas_reads(rule, weights, S, q, lr, log_retention) + (_new_tail(keys, values, weights_in, params, L),)
