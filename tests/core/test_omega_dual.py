@@ -23,7 +23,8 @@ from .test_atlas_ops import _assert_close, _case, _flat, _leaves, _rule, _split
 
 D = torch.float64
 
-# (window c, chunk b, depth, objective, step bound): c = 1, 3, 16 and c > b; b = 1, 4, 16. The
+# (window c, chunk b, depth, objective, step bound): c = 1, 3, 16 and c > b; b = 1, 4, 16; the
+# biases l2, lp, Huber (a per-token parameter carried with the tail) and the dot product. The
 # step bound keeps the l2 and lp memories of this data finite over 37 tokens (without it some grow
 # to 1e11, where 1e-10 is no longer a float64 rounding error); Huber's error is bounded by itself.
 CASES = [
@@ -35,6 +36,7 @@ CASES = [
     (16, 4, 1, "huber", 0.5),
     (20, 4, 2, "huber", None),
     (5, 16, 2, "l2", 1.0),
+    (7, 4, 1, "dot", None),
 ]
 
 
