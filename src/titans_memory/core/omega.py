@@ -376,24 +376,30 @@ def _run(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule, segment: 
     anchor = list(state.anchor) if offset else list(weights)
     leaves = (q, k, v, lr, log_retention, log_momentum, param, gamma, *weights, *momentum, *anchor, *state.carried.values())
     differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in leaves)
-    outputs, lo = [], 0
-
-    def cut(x: Tensor | None, lo: int, hi: int) -> Tensor | None:
-        return None if x is None else x[:, lo:hi]
-
+    # the segments: the rest of the current chunk, whole chunks, a partial one (aligned to the
+    # stream position, so any split of a sequence gives the result of one call)
+    sizes, lo, at = [], 0, offset
     while lo < T:
-        hi = min(T, lo + b - offset)
+        hi = min(T, lo + b - at)
+        sizes.append(hi - lo)
+        at, lo = (at + hi - lo) % b, hi
+
+    def parts(x: Tensor | None) -> list:
+        # split once: a slice per segment would zero-fill the whole input in its backward, which
+        # makes the backward quadratic in the number of chunks
+        return [None] * len(sizes) if x is None else list(x.split(sizes, dim=1))
+
+    outputs = []
+    per_segment = zip(*(parts(x) for x in (q, k, v, lr, log_retention, log_momentum, param, gamma)), strict=True)
+    for q_s, k_s, v_s, lr_s, ret_s, mom_s, param_s, gamma_s in per_segment:
         y, weights, momentum, tail = segment(
-            rule, anchor, weights, momentum, tail, cut(q, lo, hi), k[:, lo:hi], v[:, lo:hi], lr[:, lo:hi],
-            cut(log_retention, lo, hi), cut(log_momentum, lo, hi), cut(param, lo, hi), gamma[:, lo:hi],
-            differentiable,
+            rule, anchor, weights, momentum, tail, q_s, k_s, v_s, lr_s, ret_s, mom_s, param_s, gamma_s, differentiable,
         )
         if y is not None:
             outputs.append(y)
-        offset = (offset + hi - lo) % b
+        offset = (offset + k_s.shape[1]) % b
         if offset == 0:
             anchor = list(weights)
-        lo = hi
     y = None
     if q is not None:
         y = torch.cat(outputs, dim=1) if outputs else v.new_zeros(v.shape)
