@@ -1,4 +1,4 @@
-"""The chunk-parallel form of the Omega rule and of Atlas' Muon step (ATLAS, arXiv 2505.23735).
+"""The chunk-parallel forms of the Omega rule and of Atlas' Muon step (ATLAS, arXiv 2505.23735).
 
 The Omega rule (ATLAS eq. 9) makes the memory fit a sliding window of the last c tokens instead
 of the last token alone::
@@ -41,8 +41,9 @@ once (docs/atlas.md):
 * Atlas (:func:`omega_atlas`): ``S_t = E_t S_s - sum_j (P B)[t, j] u_j`` for every t of the chunk
   at once, from the factors (one matmul per layer, no per-token gradient formed), Newton-Schulz
   on all of them as one batch, then ``M_t = A_t W_s + sum_j D[t, j] theta_j NS(S_j)``: the
-  orthogonalisation stays per token, exactly as in the reference (ATLAS' parallel form, eqs.
-  39-41, orthogonalises every token's momentum), so the per-token weights are formed for the reads;
+  orthogonalisation stays per token, exactly as in the reference (and as public notes on ATLAS'
+  parallel form, sec. 5.1 eqs. 39-41, describe it: docs/atlas.md, section 3), so the per-token
+  weights are formed for the reads;
 * :func:`omega_materialised`: the first chunked form, kept as the slow path every architecture can
   run (the feature memory and :class:`FunctionalMemory` have no dual form): it forms every
   per-token gradient and per-token weight of a chunk. The tests compare all three with the
