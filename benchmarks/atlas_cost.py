@@ -1,6 +1,9 @@
 """What ATLAS' memory costs beside the Titans memory, at the same shapes: forward and forward +
 backward of one :class:`NeuralMemory` (chunked operator, float32, one thread), 1 and 4 heads,
-T = 4,096 tokens, Omega windows c = 4 and 16, with and without Muon.
+T = 4,096 tokens, Omega windows c = 4 and 16, with and without Muon. The variants marked
+``materialised`` run the first chunked form (``omega_materialised``: every per-token gradient and
+weight of a chunk formed) in place of the default one (``omega_dual`` for OmegaNet,
+``omega_atlas`` for Atlas), so old and new paths are timed side by side in one run.
 
 Prints one JSON document with the median seconds of ``--repeats`` timed runs (after one warm-up)
 and the ratio to the Titans memory of the same heads. On a shared machine the ratios are
@@ -13,6 +16,7 @@ indicative only: another process slows either side.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -21,14 +25,35 @@ import torch
 from _timing import machine_info  # benchmarks/_timing.py, beside this script
 
 from titans_memory.core import MemoryConfig, NeuralMemory
+from titans_memory.core.algorithms.omega import OPERATORS
+from titans_memory.core.omega import omega_materialised
 
 VARIANTS = {
     "titans": {},
     "omeganet c=4": dict(algorithm="omeganet", omega_window=4),
+    "omeganet c=4 materialised": dict(algorithm="omeganet", omega_window=4),
     "omeganet c=16": dict(algorithm="omeganet", omega_window=16),
+    "omeganet c=16 materialised": dict(algorithm="omeganet", omega_window=16),
     "atlas c=4": dict(algorithm="atlas", omega_window=4),
+    "atlas c=4 materialised": dict(algorithm="atlas", omega_window=4),
     "atlas c=16": dict(algorithm="atlas", omega_window=16),
+    "atlas c=16 materialised": dict(algorithm="atlas", omega_window=16),
 }
+
+
+@contextlib.contextmanager
+def _operator(name: str):
+    """The Omega rule's chunked operator for this variant: ``omega_materialised`` for the
+    variants so marked, the default (``omega_chunked``) otherwise."""
+    if not name.endswith("materialised"):
+        yield
+        return
+    saved = dict(OPERATORS)
+    OPERATORS.update(chunked=omega_materialised, chunked_checkpoint=omega_materialised)
+    try:
+        yield
+    finally:
+        OPERATORS.update(saved)
 
 
 def _time(fn, repeats: int, warmup: bool = True) -> float:
@@ -75,9 +100,10 @@ def main(argv: list[str] | None = None) -> dict:
                 y, _ = mem(x)
                 y.square().mean().backward()
 
-            row = dict(variant=name, heads=heads, head_dim=args.dim // heads, tokens=tokens,
-                       forward_s=_time(forward, repeats, not args.no_warmup),
-                       forward_backward_s=_time(forward_backward, repeats, not args.no_warmup))
+            with _operator(name):
+                row = dict(variant=name, heads=heads, head_dim=args.dim // heads, tokens=tokens,
+                           forward_s=_time(forward, repeats, not args.no_warmup),
+                           forward_backward_s=_time(forward_backward, repeats, not args.no_warmup))
             if base is None:
                 base = row
             row["forward_ratio"] = row["forward_s"] / base["forward_s"]

@@ -69,3 +69,22 @@ def test_bad_names_flags_and_inputs():
             get_backend(backend)(inputs, state, rule)
         with pytest.raises(ValueError, match=r"state.carried must hold \[\] .*, got \['tail'\]"):
             get_backend(backend)(inputs._replace(extra_gates=None), state._replace(carried={"tail": gates}), rule)
+
+
+@pytest.mark.parametrize(("momentum", "forget"), [(True, True), (True, False), (False, True), (False, False)])
+def test_gradient_descent_and_omega_share_their_momentum_and_forget_gates(momentum, forget):
+    """One declaration (``MomentumForgetGates``) of eta and alpha serves both algorithms; the Omega
+    rule adds its window weight after them and still claims no chunk coefficients."""
+    from titans_memory.core.algorithms import MomentumForgetGates, OmegaRule
+    from titans_memory.core.algorithms.omega import GAMMA
+
+    gd = GradientDescent(momentum=momentum, forget=forget, momentum_init=0.8, forget_init=0.01)
+    omega = OmegaRule(window=3, momentum=momentum, forget=forget, momentum_init=0.8, forget_init=0.01)
+    expected = [name for name, on in (("momentum", momentum), ("forget", forget)) if on]
+    assert isinstance(gd, MomentumForgetGates) and isinstance(omega, MomentumForgetGates)
+    assert [(g.name, g.init) for g in gd.gates()] == [(n, 0.8 if n == "momentum" else 0.01) for n in expected]
+    assert [g.name for g in omega.gates()] == [*expected, GAMMA]
+    assert (gd.has_momentum, gd.has_forget) == (omega.has_momentum, omega.has_forget) == (momentum, forget)
+    assert gd.has_chunked_form and not omega.has_chunked_form
+    with pytest.raises(NotImplementedError, match="no chunk-parallel form"):
+        omega.chunk_coefficients(torch.ones(1, 2), None, None, {}, DT)

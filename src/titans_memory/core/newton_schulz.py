@@ -41,14 +41,65 @@ def newton_schulz(
     in the dtype of ``g`` (float64 in the exactness tests).
     """
     check_ns_steps(steps, "steps")
-    a, b, c = coefficients
     tall = g.shape[-2] > g.shape[-1]
     x = g.transpose(-1, -2) if tall else g
     x = x / (torch.linalg.matrix_norm(x, keepdim=True) + eps)
-    for _ in range(steps):
-        gram = x @ x.transpose(-1, -2)  # (..., m, m), m <= n
-        x = a * x + (b * gram + c * (gram @ gram)) @ x
+    shape = x.shape
+    x = x.reshape(-1, *shape[-2:])  # (batch, m, n), m <= n
+    if steps:
+        if torch.is_grad_enabled() and x.requires_grad:
+            x = _Iterations.apply(x, steps, coefficients)
+        else:
+            x = _iterate(x, steps, coefficients)
+    x = x.reshape(shape)
     return x.transpose(-1, -2) if tall else x
+
+
+def _iterate(x: Tensor, steps: int, coefficients: tuple[float, float, float], saved: list | None = None) -> Tensor:
+    """The quintic steps on ``x`` ``(batch, m, n)``, the sums fused into the matmuls; ``saved``
+    receives ``(X_j, A_j, P_j)`` of every step for the backward."""
+    a, b, c = coefficients
+    for _ in range(steps):
+        gram = torch.bmm(x, x.transpose(-1, -2))  # A = X X^T, (batch, m, m)
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # P = b A + c A^2
+        if saved is not None:
+            saved.append((x, gram, poly))
+        x = torch.baddbmm(x, poly, x, beta=a)  # a X + P X
+    return x
+
+
+class _Iterations(torch.autograd.Function):
+    """The quintic steps as one autograd node with the chain rule written out. Per step, with
+    ``Y = a X + P X``, ``P = b A + c A^2``, ``A = X X^T`` (A and P symmetric) and ``dY`` given::
+
+        dP = dY X^T,   Q = dP + dP^T,   R = Q A
+        dX = a dY + P dY + (b Q + c (R + R^T)) X
+
+    3 m^2 n + 2 m^3 multiply-adds against the forward's 2 m^2 n + m^3 (autograd's own backward
+    of the same ops is about 3.5 times the forward on the CPU)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, steps: int, coefficients: tuple[float, float, float]) -> Tensor:  # noqa: D102
+        saved: list = []
+        out = _iterate(x, steps, coefficients, saved)
+        ctx.coefficients, ctx.steps = coefficients, steps
+        ctx.save_for_backward(*(t for step in saved for t in step))
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy: Tensor):  # noqa: D102
+        a, b, c = ctx.coefficients
+        stored = ctx.saved_tensors
+        for j in range(ctx.steps - 1, -1, -1):
+            x, gram, poly = stored[3 * j : 3 * j + 3]
+            dp = torch.bmm(dy, x.transpose(-1, -2))
+            q = dp + dp.transpose(-1, -2)
+            r = torch.bmm(q, gram)
+            d_gram = (r + r.transpose(-1, -2)).mul_(c).add_(q, alpha=b)  # the symmetric part, doubled
+            dx = torch.baddbmm(dy, poly, dy, beta=a)  # a dY + P dY
+            dy = dx.baddbmm_(d_gram, x)
+        return dy, None, None
 
 
 @functools.lru_cache(maxsize=32)

@@ -24,6 +24,7 @@ from titans_memory.core.algorithms.base import (
     GateInputs,
     GateSpec,
     LearningAlgorithm,
+    MomentumForgetGates,
     TokenStep,
     TokenUpdate,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "GateSpec",
     "GradientDescent",
     "LearningAlgorithm",
+    "MomentumForgetGates",
     "OmegaRule",
     "TokenStep",
     "TokenUpdate",

@@ -253,3 +253,36 @@ class LearningAlgorithm(ABC):
         token with ``||u_t||_F <= tau`` (docs/design.md, "Stability"). ``gates``: this token's
         gate values by name (eta, alpha, ...), each shaped like the bounds."""
         raise NotImplementedError(f"the learning algorithm {self.name!r} declares no step bound")
+
+
+class MomentumForgetGates:
+    """Titans' momentum gate eta_t and forget gate alpha_t, each switchable, for a learning
+    algorithm that has them (gradient descent, the Omega rule): mix it in before
+    :class:`LearningAlgorithm`. The subclass (a dataclass) has the fields ``momentum``, ``forget``
+    (on or off) and ``momentum_init``, ``forget_init`` (their values at initialisation).
+
+    It declares the gates and the two flags only; whether the algorithm has chunk coefficients
+    stays the subclass' own business.
+    """
+
+    momentum: bool
+    forget: bool
+    momentum_init: float
+    forget_init: float
+
+    def momentum_forget_gates(self) -> list[GateSpec]:
+        """The momentum gate (if on), then the forget gate (if on): the first of :meth:`gates`."""
+        specs = []
+        if self.momentum:
+            specs.append(GateSpec(MOMENTUM, self.momentum_init))
+        if self.forget:
+            specs.append(GateSpec(FORGET, self.forget_init))
+        return specs
+
+    @property
+    def has_momentum(self) -> bool:
+        return self.momentum
+
+    @property
+    def has_forget(self) -> bool:
+        return self.forget

@@ -34,6 +34,7 @@ from titans_memory.core.algorithms.base import (
     MOMENTUM,
     GateSpec,
     LearningAlgorithm,
+    MomentumForgetGates,
     TokenStep,
     TokenUpdate,
 )
@@ -55,7 +56,7 @@ OPERATORS: dict[str, Callable] = {}
 
 
 @dataclass(frozen=True)
-class OmegaRule(LearningAlgorithm):
+class OmegaRule(MomentumForgetGates, LearningAlgorithm):
     """The Omega rule with Titans' momentum and forget gate (OmegaNet) or with Muon (Atlas).
 
     Attributes:
@@ -91,22 +92,10 @@ class OmegaRule(LearningAlgorithm):
 
     # --- gates and carried state ------------------------------------------------------------------
     def gates(self) -> tuple[GateSpec, ...]:
-        specs = []
-        if self.momentum:
-            specs.append(GateSpec(MOMENTUM, self.momentum_init))
-        if self.forget:
-            specs.append(GateSpec(FORGET, self.forget_init))
+        specs = self.momentum_forget_gates()
         if self.window > 1:  # gamma_i = sigmoid(x_i w + b): the token's weight in every window it is in
             specs.append(GateSpec(GAMMA, self.gamma_init))
         return tuple(specs)
-
-    @property
-    def has_momentum(self) -> bool:
-        return self.momentum
-
-    @property
-    def has_forget(self) -> bool:
-        return self.forget
 
     def carried_shapes(self, layer_shapes: Sequence[tuple[int, int]], dim: int) -> dict[str, tuple[int, ...]]:
         if self.window == 1:

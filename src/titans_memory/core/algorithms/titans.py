@@ -27,6 +27,7 @@ from titans_memory.core.algorithms.base import (
     MOMENTUM,
     GateSpec,
     LearningAlgorithm,
+    MomentumForgetGates,
     TokenStep,
     TokenUpdate,
 )
@@ -34,7 +35,7 @@ from titans_memory.core.algorithms.coefficients import ChunkCoefficients, chunk_
 
 
 @dataclass(frozen=True)
-class GradientDescent(LearningAlgorithm):
+class GradientDescent(MomentumForgetGates, LearningAlgorithm):
     """Gradient descent on the attentional bias, with optional momentum and forget gate.
 
     Attributes:
@@ -63,20 +64,7 @@ class GradientDescent(LearningAlgorithm):
         return "titans" if self.momentum else "no_momentum"
 
     def gates(self) -> tuple[GateSpec, ...]:
-        specs = []
-        if self.momentum:
-            specs.append(GateSpec(MOMENTUM, self.momentum_init))
-        if self.forget:
-            specs.append(GateSpec(FORGET, self.forget_init))
-        return tuple(specs)
-
-    @property
-    def has_momentum(self) -> bool:
-        return self.momentum
-
-    @property
-    def has_forget(self) -> bool:
-        return self.forget
+        return tuple(self.momentum_forget_gates())
 
     def token_step(self, step: TokenStep) -> TokenUpdate:
         theta = step.lr
