@@ -155,3 +155,58 @@ def paper_comparison(records: Sequence[dict], length: int = 16384) -> str:
         if vals:
             rows.append(["-", task, "-", "swa", cell_text(vals)])
     return _markdown(["paper model", "needle", "paper (16K)", "ours", f"ours ({length:,})"], rows)
+
+
+# --- compact tables for the README (``titans bench report --readme``) -----------------------------
+
+#: the context lengths of the README's needle tables (64x, 256x, 512x the window of 32)
+README_LENGTHS = (2048, 8192, 16384)
+
+
+def _range_text(values: Iterable, fmt: str = "{}") -> str:
+    """``"800"`` for one distinct value, ``"62-800"`` for several (their min and max), ``"-"`` for none."""
+    distinct = sorted({v for v in values if v is not None})
+    if not distinct:
+        return "-"
+    lo, hi = fmt.format(distinct[0]), fmt.format(distinct[-1])
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def readme_niah_table(records: Sequence[dict], task: str, models: Sequence[str] | None = None,
+                      lengths: Sequence[int] = README_LENGTHS) -> str:
+    """One row per model: accuracy (%) on ``task`` at ``lengths`` (those evaluated; the three longest
+    evaluated if none is), mean over seeds with their range, and the training steps."""
+    evaluated = sorted({r["context_length"] for r in records if r["task"] == task})
+    cols = [n for n in lengths if n in evaluated] or evaluated[-3:]
+    data = per_seed(records, task=task)
+    rows = []
+    for m in _models([r for r in records if r["task"] == task], models):
+        steps = _range_text(r.get("train_steps") for r in records if r["task"] == task and r["model"] == m)
+        rows.append([m] + [cell_text(list(data.get((m, n), {}).values())) for n in cols] + [steps])
+    return _markdown(["model"] + [f"{n:,}" for n in cols] + ["steps"], rows)
+
+
+def readme_mqar_table(records: Sequence[dict], models: Sequence[str] | None, train_length: int) -> str:
+    """One row per model (name as :func:`~titans_memory.tasks.bench.mqar_view` gives it): MQAR
+    accuracy (%) averaged over the pair counts at ``train_length`` and at the longest evaluated
+    length, the accuracy with the most pairs at ``train_length``, each a mean over seeds with
+    their range; the training steps and the learning rate kept."""
+    recs = [r for r in records if r["task"] == "mqar"]
+    by_length = per_seed(recs, task="mqar")  # pairs averaged within a seed (as depths are)
+    longest = max(r["context_length"] for r in recs)
+    most = max((r["pairs"] for r in recs if r["context_length"] == train_length), default=None)
+    at_most = per_seed([r for r in recs if r["pairs"] == most], task="mqar")
+    head = ["model", f"pairs averaged, {train_length:,} (trained)", f"pairs averaged, {longest:,}",
+            f"{most} pairs, {train_length:,}", "steps", "lr"]
+    rows = []
+    for m in _models(recs, models):
+        mine = [r for r in recs if r["model"] == m]
+        rows.append([
+            m,
+            cell_text(list(by_length.get((m, train_length), {}).values())),
+            cell_text(list(by_length.get((m, longest), {}).values())),
+            cell_text(list(at_most.get((m, train_length), {}).values())),
+            _range_text(r.get("train_steps") for r in mine),
+            " / ".join(f"{lr:g}" for lr in sorted({r["lr"] for r in mine if r.get("lr") is not None})) or "-",
+        ])
+    return _markdown(head, rows)
