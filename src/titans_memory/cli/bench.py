@@ -362,12 +362,14 @@ def command_for(settings_dict: dict) -> tuple[str, list[str]]:
 
     target = settings_from_dict(settings_dict)
     task = target.task
-    flags = dict(models=list(target.models), seeds=list(target.seeds), train_lengths=list(target.train_lengths),
-                 steps=target.train.steps, budget_minutes=target.budget_minutes, workers=target.workers)
+    # every flag at the recorded value, in the order of --help
+    flags: dict = dict(models=list(target.models), seeds=list(target.seeds))
     if task == "niah":
         flags.update(kinds=list(target.kinds), per_kind=target.per_kind)
     else:
         flags.update(widths=list(target.widths), lr_sweep=target.lrs == LR_SWEEP)
+    flags.update(train_lengths=list(target.train_lengths), steps=target.train.steps,
+                 budget_minutes=target.budget_minutes, workers=target.workers)
 
     def flat(data: dict, prefix: str = "") -> dict:
         items = {}

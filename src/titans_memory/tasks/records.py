@@ -52,7 +52,7 @@ def _dataclass_from_dict(cls: type, data: dict, where: str) -> object:
         if dataclasses.is_dataclass(hint):
             value = _dataclass_from_dict(hint, value, f"{where}.{f.name}")
         elif typing.get_origin(hint) is tuple:
-            if not isinstance(value, list):
+            if not isinstance(value, list | tuple):
                 raise ValueError(f"{where}.{f.name}: expected a list, got {value!r}")
             value = tuple(value)
         values[f.name] = value

@@ -78,7 +78,7 @@ def length_table(records: Sequence[dict], task: str, models: Sequence[str] | Non
     chance = {r["context_length"]: r["chance"] for r in records if r["task"] == task}
     head = ["model"] + [f"{n:,}" + (f" ({n // window}x)" if window else "") for n in lengths]
     rows = []
-    for m in _models(records, models):
+    for m in _models([r for r in records if r["task"] == task], models):  # merged files: a kind's own models
         rows.append([m] + [cell_text(list(data.get((m, n), {}).values())) for n in lengths])
     if chance:
         rows.append(["chance"] + [f"{100 * chance[n]:.2g}" for n in lengths])
@@ -142,14 +142,23 @@ def depth_table(records: Sequence[dict], model: str, task: str = "passkey") -> s
 
 
 def paper_comparison(records: Sequence[dict], length: int = 16384) -> str:
-    """Our accuracy at ``length`` beside Titans' S-NIAH numbers at 16K (Table 2)."""
-    ours = {task: per_seed(records, task=task) for task in ("passkey", "number", "word")}
+    """Our accuracy at ``length`` beside Titans' S-NIAH numbers at 16K (Table 2).
+
+    A row per paper number; where ``records`` hold a needle kind (passkey, number, word) of a
+    paper model for which :data:`PAPER_SNIAH_16K` has no number, a row with ours beside ``-``
+    (so records merged from a run of the number and word needles show up)."""
+    kinds = ("passkey", "number", "word")
+    ours = {task: per_seed(records, task=task) for task in kinds}
     rows = []
     names = {"mac": "mac", "lmm": "lmm", "deltanet": "lmm-deltanet", "mamba2": None}
     for paper_name, ours_name in names.items():
-        for task, value in PAPER_SNIAH_16K[paper_name].items():
+        for task in kinds:
+            value = PAPER_SNIAH_16K[paper_name].get(task)
             seeds = ours[task].get((ours_name, length), {}) if ours_name else {}
-            rows.append([paper_name, task, f"{value:.1f}", ours_name or "(not built)", cell_text(list(seeds.values()))])
+            if value is not None:
+                rows.append([paper_name, task, f"{value:.1f}", ours_name or "(not built)", cell_text(list(seeds.values()))])
+            elif seeds:
+                rows.append([paper_name, task, "-", ours_name, cell_text(list(seeds.values()))])
     swa = {task: list(ours[task].get(("swa", length), {}).values()) for task in ("passkey", "number", "word")}
     for task, vals in swa.items():
         if vals:
