@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,25 @@ def test_report_needs_a_file():
     with pytest.raises(SystemExit) as exc:
         cli.main(["bench", "report"])
     assert exc.value.code == 2
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# the tables docs/evidence.md includes, and the record files the commands beside them wrote
+INCLUDED = {
+    "figures/longcontext/niah_tables.md": "benchmarks/results/niah.json",
+    "figures/longcontext/mqar_tables.md": "benchmarks/results/mqar.json",
+    "figures/longcontext/mac_2000/niah_tables.md": "benchmarks/results/niah_mac_2000.json",
+    "figures/longcontext/multikey/niah_tables.md": "benchmarks/results/niah_multikey.json",
+    "figures/longcontext/multikey_64_128/niah_tables.md": "benchmarks/results/niah_multikey_64_128.json",
+}
+
+
+@pytest.mark.parametrize("tables,records", sorted(INCLUDED.items()))
+def test_the_committed_tables_are_those_of_their_records(tables, records):
+    from titans_memory.cli.bench import bench_tables
+    from titans_memory.tasks.records import load_run, merge_runs
+
+    settings, recs = merge_runs([load_run(ROOT / records)])
+    assert (ROOT / tables).read_text("utf-8") == bench_tables(settings, recs) + "\n", (
+        f"regenerate: titans bench report {records} --out {Path(tables).parent}"
+    )
