@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from titans_memory.cli._common import (
     CLIError,
@@ -20,6 +21,9 @@ from titans_memory.cli._common import (
     positive_int,
     seed_list,
 )
+
+if TYPE_CHECKING:
+    from titans_memory.tasks.bench import Settings
 
 HELP = "long-context benchmarks: train small models, test them far beyond their window"
 
@@ -73,66 +77,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figure (PNG) and tables (Markdown)")
     p.add_argument("--list", action="store_true", help="list the models and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    # titans bench report: the tables and figures again, from records alone (no training)
+    text = "tables and figures from the records of niah or mqar runs (--json), merged; no training"
+    p = sub.add_parser("report", help=text, description=text + ". Records of one task from several files are "
+                       "merged; two files holding the same cell (model, kind, length, depth, seed, width, lr) are refused.")
+    p.add_argument("records", nargs="+", metavar="RECORDS.json", help="record files that titans bench niah|mqar --json wrote")
+    p.add_argument("--out", type=directory_path, metavar="DIR",
+                   help="write the figures (PNG) and tables (Markdown) as the run's --out does")
+    p.add_argument("--readme", action="store_true",
+                   help="print compact tables for the README (one row per model) instead of the full tables")
 
 
 def run(args: argparse.Namespace) -> int:
     import time
-    from dataclasses import replace
 
-    from titans_memory.tasks.bench import (
-        MQARSettings,
-        NiahSettings,
-        quick,
-        run_benchmark,
-        settings_to_dict,
-    )
+    from titans_memory.tasks.bench import run_benchmark, settings_to_dict
     from titans_memory.tasks.longcontext import MODELS
 
     if args.benchmark == "lm":
         return run_lm(args)
+    if args.benchmark == "report":
+        return run_report(args)
 
     if args.list:
         for name, spec in MODELS.items():
             print(f"{name:<14} {spec.group:<13} {spec.text}")
         return 0
-    settings = NiahSettings() if args.benchmark == "niah" else MQARSettings()
-    if args.models:
-        unknown = [m for m in args.models if m not in MODELS]
-        if unknown:
-            raise CLIError(f"--models: unknown model(s) {', '.join(unknown)}; choose among {', '.join(MODELS)}")
-        settings = replace(settings, models=tuple(dict.fromkeys(args.models)))
-    if args.seeds:
-        settings = replace(settings, seeds=tuple(args.seeds))
-    if getattr(args, "kinds", None):
-        from titans_memory.tasks.needles import KINDS
-
-        unknown = [k for k in args.kinds if k not in KINDS]
-        if unknown:
-            raise CLIError(f"--kinds: unknown kind(s) {', '.join(unknown)}; choose among {', '.join(KINDS)}")
-        settings = replace(settings, kinds=tuple(dict.fromkeys(args.kinds)))
-    if getattr(args, "per_kind", False):
-        if len(settings.kinds) < 2:
-            raise CLIError("--per-kind needs several --kinds")
-        settings = replace(settings, per_kind=True)
-    if args.train_lengths:
-        settings = replace(settings, train_lengths=tuple(args.train_lengths))
-    if args.steps:
-        settings = replace(settings, train=replace(settings.train, steps=args.steps))
-    if args.quick:
-        settings = quick(settings)  # one width, one learning rate, unless asked for below
-    if getattr(args, "widths", None):
-        bad = [w for w in args.widths if w < 2 or w % (2 * settings.model.heads)]
-        if bad:
-            raise CLIError(f"--widths: each width must be a positive multiple of {2 * settings.model.heads}, got {bad}")
-        settings = replace(settings, widths=tuple(dict.fromkeys(args.widths)))
-    if getattr(args, "lr_sweep", False):
-        from titans_memory.tasks.bench import LR_SWEEP
-
-        settings = replace(settings, lrs=LR_SWEEP)
-    if args.budget_minutes:
-        settings = replace(settings, budget_minutes=args.budget_minutes)
-    if args.workers:
-        settings = replace(settings, workers=args.workers)
+    settings = settings_from_flags(args.benchmark, args)
     out = output_directory(args.out) if args.out else None
     if args.json is not None:
         if args.json.is_dir():
@@ -152,13 +123,72 @@ def run(args: argparse.Namespace) -> int:
     print(tables)
     print(f"\n{args.benchmark}: {len(records)} records, {wall / 60:.1f} min wall", file=sys.stderr)
     if out is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        (out / f"{args.benchmark}_tables.md").write_text(tables + "\n")
-        for path in bench_figures(settings, records, out):
-            print(path, file=sys.stderr)
+        write_outputs(settings, records, out, tables)
     return 0
+
+
+def write_outputs(settings: Settings, records: list[dict], out: Path, tables: str | None = None) -> None:
+    """Write ``<task>_tables.md`` (``tables``, made from the records if None) and the figures into
+    ``out``; print the figures' paths on stderr. What ``--out`` writes after a run and ``report``
+    writes from the records alone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    if tables is None:
+        tables = bench_tables(settings, records)
+    (out / f"{settings.task}_tables.md").write_text(tables + "\n")
+    for path in bench_figures(settings, records, out):
+        print(path, file=sys.stderr)
+
+
+def settings_from_flags(benchmark: str, args: argparse.Namespace) -> Settings:
+    """The settings of ``titans bench niah|mqar`` with the flags in ``args`` (a flag absent from
+    ``args``, None or False keeps the default); bad values raise :class:`CLIError`. ``report``
+    uses it too, to write the command that made a record file."""
+    from dataclasses import replace
+
+    from titans_memory.tasks.bench import LR_SWEEP, MQARSettings, NiahSettings, quick
+    from titans_memory.tasks.longcontext import MODELS
+    from titans_memory.tasks.needles import KINDS
+
+    def flag(name: str):
+        return getattr(args, name, None)
+
+    settings = NiahSettings() if benchmark == "niah" else MQARSettings()
+    if flag("models"):
+        unknown = [m for m in args.models if m not in MODELS]
+        if unknown:
+            raise CLIError(f"--models: unknown model(s) {', '.join(unknown)}; choose among {', '.join(MODELS)}")
+        settings = replace(settings, models=tuple(dict.fromkeys(args.models)))
+    if flag("seeds"):
+        settings = replace(settings, seeds=tuple(args.seeds))
+    if flag("kinds"):
+        unknown = [k for k in args.kinds if k not in KINDS]
+        if unknown:
+            raise CLIError(f"--kinds: unknown kind(s) {', '.join(unknown)}; choose among {', '.join(KINDS)}")
+        settings = replace(settings, kinds=tuple(dict.fromkeys(args.kinds)))
+    if flag("per_kind"):
+        if len(settings.kinds) < 2:
+            raise CLIError("--per-kind needs several --kinds")
+        settings = replace(settings, per_kind=True)
+    if flag("train_lengths"):
+        settings = replace(settings, train_lengths=tuple(args.train_lengths))
+    if flag("steps"):
+        settings = replace(settings, train=replace(settings.train, steps=args.steps))
+    if flag("quick"):
+        settings = quick(settings)  # one width, one learning rate, unless asked for below
+    if flag("widths"):
+        bad = [w for w in args.widths if w < 2 or w % (2 * settings.model.heads)]
+        if bad:
+            raise CLIError(f"--widths: each width must be a positive multiple of {2 * settings.model.heads}, got {bad}")
+        settings = replace(settings, widths=tuple(dict.fromkeys(args.widths)))
+    if flag("lr_sweep"):
+        settings = replace(settings, lrs=LR_SWEEP)
+    if flag("budget_minutes"):
+        settings = replace(settings, budget_minutes=args.budget_minutes)
+    if flag("workers"):
+        settings = replace(settings, workers=args.workers)
+    return settings
 
 
 def bench_tables(settings, records: list[dict]) -> str:
@@ -301,3 +331,119 @@ def run_lm(args: argparse.Namespace) -> int:
                                         window=settings.model.window, train_length=settings.train_length, carry=True)
             save_figure(fig, out / "lm_position_carry.png", dpi=120)
     return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``titans bench report``: load, check and merge the record files, then print the tables (or the
+    README's, ``--readme``) and write what a run's ``--out`` writes. Bad input: ``ValueError`` or
+    :class:`CLIError` (one line, exit status 2)."""
+    from titans_memory.tasks.records import load_run, merge_runs
+
+    out = output_directory(args.out) if args.out else None  # a file given as --out fails before any work
+    runs = [load_run(path) for path in args.records]
+    settings, records = merge_runs(runs)
+    if args.readme:
+        print(readme_tables(runs, settings, records))
+    else:
+        print(bench_tables(settings, records))
+    if out is not None:
+        write_outputs(settings, records, out)
+    return 0
+
+
+def command_for(settings_dict: dict) -> tuple[str, list[str]]:
+    """The ``titans bench niah|mqar`` command that makes ``settings_dict`` (as a record file holds
+    it), best effort: the fewest flags that give the same settings with today's defaults, and
+    the settings no flag gives (``"field=value"``; e.g. a default that has changed since)."""
+    from dataclasses import asdict
+
+    from titans_memory.tasks.bench import LR_SWEEP
+    from titans_memory.tasks.records import settings_from_dict
+
+    target = settings_from_dict(settings_dict)
+    task = target.task
+    # every flag at the recorded value, in the order of --help
+    flags: dict = dict(models=list(target.models), seeds=list(target.seeds))
+    if task == "niah":
+        flags.update(kinds=list(target.kinds), per_kind=target.per_kind)
+    else:
+        flags.update(widths=list(target.widths), lr_sweep=target.lrs == LR_SWEEP)
+    flags.update(train_lengths=list(target.train_lengths), steps=target.train.steps,
+                 budget_minutes=target.budget_minutes, workers=target.workers)
+
+    def flat(data: dict, prefix: str = "") -> dict:
+        items = {}
+        for k, v in data.items():
+            items.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return items
+
+    want = flat(asdict(target))
+
+    def residue(chosen: dict) -> list[str]:
+        try:
+            got = flat(asdict(settings_from_flags(task, argparse.Namespace(**chosen))))
+        except CLIError:
+            return [f"{k}={want[k]}" for k in want] + ["?"]  # cannot be made by flags at all
+        return [f"{k}={want[k]!r}" for k in want if got.get(k) != want[k]]
+
+    best: tuple[dict, list[str]] | None = None
+    for with_quick in (False, True):
+        chosen = {**flags, "quick": with_quick}
+        for name in [n for n in flags]:  # drop every flag that the result does not need
+            trial = {k: v for k, v in chosen.items() if k != name}
+            if len(residue(trial)) <= len(residue(chosen)):
+                chosen = trial
+        if best is None or len(residue(chosen)) < len(best[1]):
+            best = (chosen, residue(chosen))
+    chosen, rest = best
+    words = ["titans", "bench", task]
+    if chosen.get("quick"):
+        words.append("--quick")
+    for name, value in chosen.items():
+        if name == "quick" or value is None or value is False:
+            continue
+        option = "--" + name.replace("_", "-")
+        if value is True:
+            words.append(option)
+        else:
+            words += [option, ",".join(map(str, value)) if isinstance(value, list) else f"{value:g}"]
+    return " ".join(words), rest
+
+
+def _provenance(runs: list, what: str) -> str:
+    """One line: which files hold the records of ``what`` and the command behind each."""
+    parts = []
+    for run in runs:
+        command, rest = command_for(run.raw_settings)
+        extra = f"; settings no flag sets: {', '.join(rest)}" if rest else ""
+        parts.append(f"`{run.path}` (`{command}`{extra})")
+    return f"{what}; records: " + ", ".join(parts) + "."
+
+
+def readme_tables(runs: list, settings: Settings, records: list[dict]) -> str:
+    """The README's compact tables (``--readme``), each after a line naming its files and commands;
+    rows in the order of :data:`~titans_memory.tasks.longcontext.MODELS`."""
+    from titans_memory.tasks import report
+    from titans_memory.tasks.longcontext import MODELS
+
+    order = {m: i for i, m in enumerate(MODELS)}
+    paths = " ".join(run.path for run in runs)
+    remake = f"Made by `titans bench report {paths} --readme`."
+    parts = []
+    if settings.task == "niah":
+        for kind in dict.fromkeys(r["task"] for r in records):
+            models = sorted({r["model"] for r in records if r["task"] == kind}, key=lambda m: (order.get(m, len(order)), m))
+            mine = [run for run in runs if any(r["task"] == kind for r in run.records)]
+            line = _provenance(mine, f"**{kind}**: accuracy (%), mean over seeds [range]")
+            parts.append(f"{line} {remake}\n\n" + report.readme_niah_table(records, kind, models))
+    else:
+        from titans_memory.tasks.bench import mqar_view
+
+        view, names = mqar_view(settings, records)
+        base = {n: n.split(" d")[0] for n in names}
+        names = sorted(names, key=lambda n: (order.get(base[n], len(order)), names.index(n)))
+        evaluated = {r["context_length"] for r in view}
+        train_length = max([n for n in settings.train_lengths if n in evaluated] or settings.train_lengths)
+        line = _provenance(runs, "**MQAR**: accuracy (%), mean over seeds [range]")
+        parts.append(f"{line} {remake}\n\n" + report.readme_mqar_table(view, names, train_length))
+    return "\n\n".join(parts)

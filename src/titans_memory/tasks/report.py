@@ -78,7 +78,7 @@ def length_table(records: Sequence[dict], task: str, models: Sequence[str] | Non
     chance = {r["context_length"]: r["chance"] for r in records if r["task"] == task}
     head = ["model"] + [f"{n:,}" + (f" ({n // window}x)" if window else "") for n in lengths]
     rows = []
-    for m in _models(records, models):
+    for m in _models([r for r in records if r["task"] == task], models):  # merged files: a kind's own models
         rows.append([m] + [cell_text(list(data.get((m, n), {}).values())) for n in lengths])
     if chance:
         rows.append(["chance"] + [f"{100 * chance[n]:.2g}" for n in lengths])
@@ -142,16 +142,80 @@ def depth_table(records: Sequence[dict], model: str, task: str = "passkey") -> s
 
 
 def paper_comparison(records: Sequence[dict], length: int = 16384) -> str:
-    """Our accuracy at ``length`` beside Titans' S-NIAH numbers at 16K (Table 2)."""
-    ours = {task: per_seed(records, task=task) for task in ("passkey", "number", "word")}
+    """Our accuracy at ``length`` beside Titans' S-NIAH numbers at 16K (Table 2).
+
+    A row per paper number; where ``records`` hold a needle kind (passkey, number, word) of a
+    paper model for which :data:`PAPER_SNIAH_16K` has no number, a row with ours beside ``-``
+    (so records merged from a run of the number and word needles show up)."""
+    kinds = ("passkey", "number", "word")
+    ours = {task: per_seed(records, task=task) for task in kinds}
     rows = []
     names = {"mac": "mac", "lmm": "lmm", "deltanet": "lmm-deltanet", "mamba2": None}
     for paper_name, ours_name in names.items():
-        for task, value in PAPER_SNIAH_16K[paper_name].items():
+        for task in kinds:
+            value = PAPER_SNIAH_16K[paper_name].get(task)
             seeds = ours[task].get((ours_name, length), {}) if ours_name else {}
-            rows.append([paper_name, task, f"{value:.1f}", ours_name or "(not built)", cell_text(list(seeds.values()))])
+            if value is not None:
+                rows.append([paper_name, task, f"{value:.1f}", ours_name or "(not built)", cell_text(list(seeds.values()))])
+            elif seeds:
+                rows.append([paper_name, task, "-", ours_name, cell_text(list(seeds.values()))])
     swa = {task: list(ours[task].get(("swa", length), {}).values()) for task in ("passkey", "number", "word")}
     for task, vals in swa.items():
         if vals:
             rows.append(["-", task, "-", "swa", cell_text(vals)])
     return _markdown(["paper model", "needle", "paper (16K)", "ours", f"ours ({length:,})"], rows)
+
+
+# --- compact tables for the README (``titans bench report --readme``) -----------------------------
+
+#: the context lengths of the README's needle tables (64x, 256x, 512x the window of 32)
+README_LENGTHS = (2048, 8192, 16384)
+
+
+def _range_text(values: Iterable, fmt: str = "{}") -> str:
+    """``"800"`` for one distinct value, ``"62-800"`` for several (their min and max), ``"-"`` for none."""
+    distinct = sorted({v for v in values if v is not None})
+    if not distinct:
+        return "-"
+    lo, hi = fmt.format(distinct[0]), fmt.format(distinct[-1])
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def readme_niah_table(records: Sequence[dict], task: str, models: Sequence[str] | None = None,
+                      lengths: Sequence[int] = README_LENGTHS) -> str:
+    """One row per model: accuracy (%) on ``task`` at ``lengths`` (those evaluated; the three longest
+    evaluated if none is), mean over seeds with their range, and the training steps."""
+    evaluated = sorted({r["context_length"] for r in records if r["task"] == task})
+    cols = [n for n in lengths if n in evaluated] or evaluated[-3:]
+    data = per_seed(records, task=task)
+    rows = []
+    for m in _models([r for r in records if r["task"] == task], models):
+        steps = _range_text(r.get("train_steps") for r in records if r["task"] == task and r["model"] == m)
+        rows.append([m] + [cell_text(list(data.get((m, n), {}).values())) for n in cols] + [steps])
+    return _markdown(["model"] + [f"{n:,}" for n in cols] + ["steps"], rows)
+
+
+def readme_mqar_table(records: Sequence[dict], models: Sequence[str] | None, train_length: int) -> str:
+    """One row per model (name as :func:`~titans_memory.tasks.bench.mqar_view` gives it): MQAR
+    accuracy (%) averaged over the pair counts at ``train_length`` and at the longest evaluated
+    length, the accuracy with the most pairs at ``train_length``, each a mean over seeds with
+    their range; the training steps and the learning rate kept."""
+    recs = [r for r in records if r["task"] == "mqar"]
+    by_length = per_seed(recs, task="mqar")  # pairs averaged within a seed (as depths are)
+    longest = max(r["context_length"] for r in recs)
+    most = max((r["pairs"] for r in recs if r["context_length"] == train_length), default=None)
+    at_most = per_seed([r for r in recs if r["pairs"] == most], task="mqar")
+    head = ["model", f"pairs averaged, {train_length:,} (trained)", f"pairs averaged, {longest:,}",
+            f"{most} pairs, {train_length:,}", "steps", "lr"]
+    rows = []
+    for m in _models(recs, models):
+        mine = [r for r in recs if r["model"] == m]
+        rows.append([
+            m,
+            cell_text(list(by_length.get((m, train_length), {}).values())),
+            cell_text(list(by_length.get((m, longest), {}).values())),
+            cell_text(list(at_most.get((m, train_length), {}).values())),
+            _range_text(r.get("train_steps") for r in mine),
+            " / ".join(f"{lr:g}" for lr in sorted({r["lr"] for r in mine if r.get("lr") is not None})) or "-",
+        ])
+    return _markdown(head, rows)
