@@ -303,7 +303,7 @@ def _worker(job: Job) -> list[dict]:
 _STEP_COST = {"swa": 0.37, "lmm": 1.0, "mac": 1.56, "mag": 1.17, "mal": 1.13, "lmm-moneta": 1.13,
               "lmm-yaad": 0.78, "lmm-memora": 1.06, "lmm-deltanet": 0.35, "lmm-gdn": 0.36,
               "lmm-nomom": 0.73, "lmm-noforget": 0.89, "lmm-matrix": 0.39, "lmm-libforget": 0.87,
-              "lmm-omeganet": 1.6, "lmm-atlas": 15.0, "mal-atlas": 15.0,  # ATLAS: its memory against Titans' (docs/atlas.md, cost)
+              "lmm-omeganet": 1.6, "mag-omeganet": 1.9, "lmm-atlas": 15.0, "mal-atlas": 15.0,  # ATLAS: its memory against Titans' (docs/atlas.md, cost)
               # HOPE: 0.35 s against the LMM's 0.11 s per step in benchmarks/hope_ablation.py (byte LM)
               "hope": 3.2, "hope-cms1": 3.2, "hope-static": 3.2,
               # not measured alone: attn as swa at 128 tokens, MAC's options as MAC

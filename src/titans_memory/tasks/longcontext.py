@@ -129,6 +129,7 @@ MODELS: dict[str, ModelSpec] = {
     # ATLAS (arXiv 2505.23735; docs/atlas.md): the same LMM with the Omega rule, and with Muon
     "lmm-omeganet": ModelSpec("lmm", preset="omeganet", group="atlas", text="LMM with OmegaNet's memory (Omega rule, c = 16)"),
     "lmm-atlas": ModelSpec("lmm", preset="atlas", group="atlas", text="LMM with Atlas' memory (Omega rule, c = 16, Muon)"),
+    "mag-omeganet": ModelSpec("mag", preset="omeganet", group="atlas", text="memory as gate with OmegaNet's memory"),
     "mal-atlas": ModelSpec("mal", preset="atlas", group="atlas", text="memory as layer with Atlas' memory"),
     # MAC's options (docs/evidence.md, "MAC diagnosis"): what its memory writes (eq. 24)
     "mac-u": ModelSpec(
