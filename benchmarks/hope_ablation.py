@@ -17,6 +17,7 @@ Prints one JSON document: the settings, and per model its result, training secon
 
     nice -n 10 env OMP_NUM_THREADS=1 uv run python benchmarks/hope_ablation.py > benchmarks/results/hope_ablation.json
     uv run python benchmarks/hope_ablation.py --quick    # a smoke run (seconds)
+    uv run python benchmarks/hope_ablation.py --table benchmarks/results/hope_ablation*.json   # README's table
 """
 
 from __future__ import annotations
@@ -94,14 +95,33 @@ def run_mqar(models: list[str], steps: int, seed: int, quick: bool) -> dict:
     return out
 
 
+def table(paths: list[str]) -> str:
+    """The held-out bits per byte of ``--task lm`` records, one column per file (seed), and the mean."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    if any(r.get("task") != "lm" for r in runs):
+        raise SystemExit("hope_ablation.py --table: every file must hold a --task lm run")
+    seeds = [r["settings"].get("seed", i) for i, r in enumerate(runs)]
+    head = "| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | steps |"
+    lines = [head, "|---" * (len(seeds) + 3) + "|"]
+    for model in runs[0]["models"]:
+        bits = [r["models"][model]["held_out_bits_per_byte"] for r in runs]
+        steps = runs[0]["models"][model]["steps"]
+        lines.append(f"| `{model}` | " + " | ".join(f"{b:.3f}" for b in bits) + f" | {np.mean(bits):.3f} | {steps} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", nargs="+", metavar="JSON", help="print the Markdown table of these records and exit")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a few steps, tiny evaluation")
     parser.add_argument("--task", choices=("lm", "mqar"), default="lm")
     parser.add_argument("--steps", type=int, default=160, help="optimiser steps of every model (lm: a multiple of 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
     torch.set_num_threads(1)
     models = ["hope", "hope-static"] if args.quick else args.models
     run = run_lm if args.task == "lm" else run_mqar
