@@ -121,6 +121,42 @@ def test_every_default_model_is_within_ten_percent_of_the_reference_size():
     assert matched_hidden("swa", settings) > matched_hidden("mac", settings)
 
 
+@pytest.mark.parametrize("name", ["hope", "hope-cms1", "hope-static", "mac-y"])
+def test_models_run_when_named_are_matched_too(name):
+    settings = LMSettings()
+    target = parameter_count(build_lm_model(settings.param_reference, settings))
+    count = parameter_count(build_lm_model(name, settings))
+    assert abs(count - target) / target < 0.10, (name, count, target)
+    # the count is linear in the matched width with the slope _width says, and lies within half
+    # a unit of it of the target (HOPE: the CMS levels' width, there is no MLP)
+    cfg, h = settings.model, matched_hidden(name, settings)
+    counts = [parameter_count(lm_bench._make(name, lm_bench._model_config(name, cfg, settings.train_length, w), cfg))
+              for w in (h - 1, h, h + 1)]
+    width, per_unit = lm_bench._width(lm_bench._model_config(name, cfg, settings.train_length, h))
+    assert width == h and counts[1] == count
+    assert counts[2] - counts[1] == counts[1] - counts[0] == per_unit
+    assert abs(count - target) <= per_unit / 2
+
+
+def test_the_specs_own_options_reach_the_built_model():
+    settings = replace(LMSettings(), model=replace(LMSettings().model, dim=16, heads=2))
+
+    def cms(name):
+        return build_lm_model(name, settings).blocks[0].cms
+
+    assert cms("hope").chunks == (8, 32, 128) and len(cms("hope").w1) == 3
+    assert cms("hope-cms1").chunks == (8,) and len(cms("hope-cms1").w1) == 1
+    # matched to the same count, the single level is about as wide as the three levels together
+    # (fewer value projections leave it a little more width)
+    assert 3 * cms("hope").hidden <= cms("hope-cms1").hidden <= 4 * cms("hope").hidden
+    assert build_lm_model("hope", settings).blocks[1].smt.written != ("memory",)
+    assert build_lm_model("hope-static", settings).blocks[1].smt.written == ("memory",)
+    assert not build_lm_model("hope-static", settings).config.hope.self_modifying
+    writes = {name: build_lm_model(name, settings).config.mac_write for name in ("mac", "mac-u", "mac-y")}
+    assert writes == {"mac": "y+u", "mac-u": "u", "mac-y": "y"}
+    assert [b.write for b in build_lm_model("mac-y", settings).blocks] == ["y", "y"]
+
+
 def test_full_attention_windows_agree_inside_the_training_length_and_differ_beyond():
     settings = replace(LMSettings(), train_length=16, model=replace(LMSettings().model, dim=16, heads=2))
     model = build_lm_model(FULL, settings, seed=3)
@@ -165,7 +201,7 @@ def test_training_batches_depend_on_the_seed_only(corpus_dir):
 def test_records_count_the_same_tokens_for_every_model(corpus_dir):
     corpus = file_corpus(corpus_dir, 0.2)
     settings = LMSettings(
-        models=("full", "lmm"), seeds=(0,), train=replace(LMSettings().train, steps=3, warmup=1),
+        models=("full", "lmm", "hope"), seeds=(0,), train=replace(LMSettings().train, steps=3, warmup=1),
         batch_size=2, train_length=32, eval_length=256, eval_documents=2, buckets=(0, 64, 256),
         budget_minutes=None, workers=1,
     )
@@ -174,14 +210,14 @@ def test_records_count_the_same_tokens_for_every_model(corpus_dir):
         assert job.train_time_limit is None
         records += lm_bench.run_job(job, corpus=corpus)
     by_model = {r["model"]: r for r in records}
-    assert set(by_model) == {"full", "lmm"}
+    assert set(by_model) == {"full", "lmm", "hope"}
     for r in records:
         assert r["train_steps"] == 3 and r["tokens_seen"] == 3 * 2 * 32
         assert r["documents"] == 2 and r["bytes"] == 2 * (r["bucket_end"] - r["bucket_start"])
         assert r["parameters"] == parameter_count(build_lm_model(r["model"], settings))
     # full attention is scored at its training length and over the whole document
     assert {r["eval_window"] for r in records if r["model"] == "full"} == {32, 256}
-    assert {r["eval_window"] for r in records if r["model"] == "lmm"} == {None}
+    assert {r["eval_window"] for r in records if r["model"] in ("lmm", "hope")} == {None}
 
 
 def test_plan_shares_the_budget_by_step_cost():

@@ -12,7 +12,8 @@ sequences), so the tokens seen are equal as long as the step counts are (both ar
 
 **Equal size.** Each model's SwiGLU width is chosen so that its parameter count is as close as
 the width allows to that of the largest base model (``param_reference``, MAC/MAG at the default
-sizes): see :func:`matched_hidden`. Models without memory get wider MLPs.
+sizes): see :func:`matched_hidden`. Models without memory get wider MLPs. HOPE has no MLP (its
+continuum memory system takes the MLP's place): its CMS levels' hidden width is matched instead.
 
 **Full attention** (``"full"``, the Transformer++ of the papers: RoPE, SwiGLU, RMSNorm, no
 convolution) is trained at ``train_length`` (its window covers the whole training sequence) and
@@ -65,7 +66,7 @@ from titans_memory.tasks.longcontext import (
     MODELS,
     TaskModelConfig,
     TrainSettings,
-    memory_config,
+    spec_model_config,
     train_on_answers,
 )
 from titans_memory.training.data import ByteTokenizer, Corpus, TokenStream, open_corpus
@@ -163,6 +164,12 @@ def quick(settings: LMSettings) -> LMSettings:
 
 
 def _model_config(name: str, cfg: TaskModelConfig, train_length: int, hidden: int | None) -> ModelConfig:
+    """Model ``name``'s config with its matched width ``hidden`` (None: the default width).
+
+    ``hidden`` is the SwiGLU MLP's hidden width, or for ``arch="hope"`` (no MLP: the CMS takes
+    its place) the hidden width of each CMS level. The spec's own options (``MODELS[name].hope``,
+    ``.model``) are applied as :func:`~titans_memory.tasks.longcontext.build_model` does.
+    """
     expansion = 4.0 if hidden is None else 3 * hidden / (2 * cfg.dim)  # ModelConfig.mlp_hidden inverts this
     if name == FULL:
         return ModelConfig(
@@ -170,11 +177,29 @@ def _model_config(name: str, cfg: TaskModelConfig, train_length: int, hidden: in
             window=train_length, segment=train_length, persistent_tokens=0, mlp_expansion=expansion,
         )
     spec = MODELS[name]
-    return ModelConfig(
-        arch=spec.arch, vocab_size=cfg.vocab_size, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
-        window=cfg.window, segment=cfg.window, persistent_tokens=cfg.persistent_tokens,
-        memory=None if spec.arch == "swa" else memory_config(spec, cfg), mlp_expansion=expansion,
-    )
+    if spec.arch != "hope":
+        return spec_model_config(spec, cfg, mlp_expansion=expansion)
+    mcfg = spec_model_config(spec, cfg)
+    if hidden is None:
+        return mcfg
+    hope = mcfg.hope_config
+    # ContinuumMemory's level width round(cms_expansion * dim / levels) inverts this to `hidden`
+    return mcfg.replace(hope=replace(hope, cms_expansion=len(hope.cms_chunks) * hidden / cfg.dim))
+
+
+def _width(mcfg: ModelConfig) -> tuple[int, int]:
+    """``(width, weights per unit of width)``: the width :func:`matched_hidden` sets and how many
+    parameters one more unit of it adds, over the whole model.
+
+    A SwiGLU MLP of hidden width ``h`` holds ``3 * dim * h`` weights per block (gate, up, down);
+    HOPE's CMS of ``L`` levels, each ``x + act(x W_1) W_2`` of hidden width ``h``, holds
+    ``2 * dim * h`` per level and block (its value projections and gates do not depend on ``h``).
+    """
+    if mcfg.arch == "hope":
+        hope = mcfg.hope_config
+        levels = len(hope.cms_chunks)
+        return max(1, int(round(hope.cms_expansion * mcfg.dim / levels))), 2 * mcfg.dim * levels * mcfg.depth
+    return mcfg.mlp_hidden, 3 * mcfg.dim * mcfg.depth
 
 
 def _make(name: str, mcfg: ModelConfig, cfg: TaskModelConfig) -> TitansLM:
@@ -188,19 +213,28 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def matched_hidden(name: str, settings: LMSettings) -> int:
-    """The SwiGLU hidden width that brings model ``name`` closest to the reference's parameters.
+    """The width that brings model ``name`` closest to the reference's parameter count.
 
-    The reference (``settings.param_reference``) keeps the default width (expansion 4). Every
-    other model's count is linear in the hidden width ``h`` (each block's MLP holds
-    ``3 * dim * h`` weights), so one count at the default width gives the ``h`` to aim at.
+    The reference (``settings.param_reference``) keeps the default width. Every model's count
+    is linear in one width ``h`` (:func:`_width`), so one count at the default width gives the
+    ``h`` to aim at:
+
+    * full attention, SWA and the Titans/MIRAS/ATLAS memories: ``h`` is the SwiGLU MLP's hidden
+      width (``3 * dim * depth`` parameters per unit);
+    * HOPE (``arch="hope"``: no MLP, the CMS in its place): ``h`` is the hidden width of each
+      CMS level (``HopeConfig.cms_expansion``), ``2 * dim * levels * depth`` parameters per unit,
+      so a model with more levels is matched more coarsely.
+
+    The count then lies within half a unit of the target (the tests check this and the 10%
+    bound on every model; the records store each model's count).
     """
     cfg = settings.model
     with torch.device("meta"):  # counts only: no memory, no initialisation
         target = parameter_count(_make(settings.param_reference, _model_config(settings.param_reference, cfg, settings.train_length, None), cfg))
         base_cfg = _model_config(name, cfg, settings.train_length, None)
         base = parameter_count(_make(name, base_cfg, cfg))
-    per_unit = 3 * cfg.dim * cfg.depth
-    return max(1, base_cfg.mlp_hidden + round((target - base) / per_unit))
+    width, per_unit = _width(base_cfg)
+    return max(1, width + round((target - base) / per_unit))
 
 
 def build_lm_model(name: str, settings: LMSettings, *, seed: int = 0) -> TitansLM:

@@ -158,20 +158,31 @@ def memory_config(spec: ModelSpec, cfg: TaskModelConfig) -> MemoryConfig:
     return MemoryConfig(**{**base, **spec.memory})
 
 
+def spec_model_config(spec: ModelSpec, cfg: TaskModelConfig, **sizes) -> ModelConfig:
+    """The :class:`ModelConfig` of model ``spec`` at the task's sizes.
+
+    Its memory (:func:`memory_config`), its HOPE config (``spec.hope`` on the task's chunk size)
+    and its own ModelConfig fields (``spec.model``: MAC's ``mac_write``, the ``attn`` baseline's
+    window) are applied; ``sizes`` (ModelConfig fields, e.g. ``mlp_expansion``) change the
+    task's defaults and are overridden by ``spec.model`` in turn.
+    """
+    mem = None if spec.arch in ("swa", "hope") else memory_config(spec, cfg)
+    hope = HopeConfig(**{"chunk_size": cfg.chunk_size, **spec.hope}) if spec.arch == "hope" else None
+    base = dict(
+        arch=spec.arch, vocab_size=cfg.vocab_size, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
+        window=cfg.window, segment=cfg.window, persistent_tokens=cfg.persistent_tokens, memory=mem,
+        hope=hope,
+    )
+    return ModelConfig(**{**base, **sizes, **spec.model})  # the spec's own fields (attn's window) win
+
+
 def build_model(name: str, cfg: TaskModelConfig | None = None, *, seed: int = 0) -> TitansLM:
     """The model called ``name`` in :data:`MODELS`, its weights drawn with ``seed``."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose among {', '.join(MODELS)}")
     cfg = cfg or TaskModelConfig()
     spec = MODELS[name]
-    mem = None if spec.arch in ("swa", "hope") else memory_config(spec, cfg)
-    hope = HopeConfig(**{"chunk_size": cfg.chunk_size, **spec.hope}) if spec.arch == "hope" else None
-    sizes = dict(
-        arch=spec.arch, vocab_size=cfg.vocab_size, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
-        window=cfg.window, segment=cfg.window, persistent_tokens=cfg.persistent_tokens, memory=mem,
-        hope=hope,
-    )
-    mcfg = ModelConfig(**{**sizes, **spec.model})  # the spec's own fields (attn's window) win
+    mcfg = spec_model_config(spec, cfg)
     # the SWA control convolves q, k, v as the memory models do (kernel 1: plain SWA)
     blocks = conv_swa_blocks(cfg.conv_kernel) if spec.arch == "swa" else None
     with torch.random.fork_rng(devices=[]):
