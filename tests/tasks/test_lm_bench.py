@@ -228,6 +228,9 @@ def test_plan_shares_the_budget_by_step_cost():
     assert sum(j.train_time_limit for j in jobs) == pytest.approx(10 * 60 * 0.5 * 2)
     cost = lm_bench.STEP_SECONDS
     assert limits["mac"] / limits["swa"] == pytest.approx(cost["mac"] / cost["swa"])
+    # a model not measured counts as the LMM, or as HOPE if it is one (about four LMM steps)
+    assert lm_bench.step_seconds("mac-y") == cost["lmm"]
+    assert lm_bench.step_seconds("hope-static") == lm_bench.step_seconds("hope-cms1") == cost["hope"]
 
 
 # --- command line ---------------------------------------------------------------------------------

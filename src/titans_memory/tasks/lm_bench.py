@@ -73,7 +73,8 @@ from titans_memory.training.data import ByteTokenizer, Corpus, TokenStream, open
 from titans_memory.training.evaluate import at_least_float32
 
 FULL = "full"  # full causal attention (Transformer++): not an entry of MODELS
-# the default comparison; a new memory (ATLAS, HOPE) is one more name here once it is in MODELS
+# the default comparison (its budget is planned for these nine); any other name of MODELS (hope,
+# hope-cms1, hope-static, mac-u, the ATLAS memories) runs when asked for with --models
 DEFAULT_MODELS: tuple[str, ...] = (FULL, "swa", "lmm", "mac", "mag", "mal", "lmm-moneta", "lmm-yaad", "lmm-memora")
 MODEL_TEXT = {FULL: "full causal attention (Transformer++: RoPE, SwiGLU, RMSNorm), trained at train_length"}
 
@@ -476,10 +477,18 @@ def run_job(job: Job, progress: Callable[[str, int], None] | None = None, corpus
 # CPU seconds of one training step (one thread; 16 x 512 bytes, dim 64, depth 2, widths matched),
 # measured with OMP_NUM_THREADS=1 nice -n 10 as process time over 8 steps after 2 (the machine was
 # shared: process time stands for an idle core's wall time). Plans the budget and orders the
-# jobs; a model not listed counts as the LMM. Scoring: ~0.15-0.8 s per 8 KiB document per model,
-# 3.5 s for full attention over the whole document.
+# jobs; a model not listed counts as the LMM, or as HOPE if it is a HOPE (its step measured
+# 2.82 s against the LMM's 0.72 s in one process, scaled to the LMM's 0.84). Scoring: ~0.15-0.8 s
+# per 8 KiB document per model, 3.5 s for full attention over the whole document.
 STEP_SECONDS = {FULL: 0.84, "swa": 0.40, "lmm": 0.84, "mac": 1.37, "mag": 1.09, "mal": 1.09,
-                "lmm-moneta": 0.98, "lmm-yaad": 0.76, "lmm-memora": 0.96}
+                "lmm-moneta": 0.98, "lmm-yaad": 0.76, "lmm-memora": 0.96, "hope": 3.3}
+
+
+def step_seconds(name: str) -> float:
+    """The planned CPU seconds of one training step of model ``name`` (:data:`STEP_SECONDS`)."""
+    if name in STEP_SECONDS:
+        return STEP_SECONDS[name]
+    return STEP_SECONDS["hope" if MODELS[name].arch == "hope" else "lmm"]
 
 
 def plan(settings: LMSettings) -> list[Job]:
@@ -489,7 +498,7 @@ def plan(settings: LMSettings) -> list[Job]:
     model is cut at about the same fraction of them."""
     settings.check()
     pairs = [(m, s) for m in settings.models for s in settings.seeds]
-    cost = {m: STEP_SECONDS.get(m, STEP_SECONDS["lmm"]) for m in settings.models}
+    cost = {m: step_seconds(m) for m in settings.models}
     pairs.sort(key=lambda p: -cost[p[0]])
     limits: dict[str, float | None] = {m: None for m in settings.models}
     if settings.budget_minutes is not None:
@@ -668,6 +677,6 @@ def tables(result: dict, settings: LMSettings) -> str:
 __all__ = [
     "DEFAULT_MODELS", "FULL", "EvalDocuments", "Job", "LMSettings", "STEP_SECONDS", "bucket_bits_per_byte",
     "bucket_sums", "build_lm_model", "evaluation_documents", "matched_hidden", "parameter_count", "plan",
-    "position_nll", "position_table", "quick", "run_benchmark", "run_job", "score_documents", "tables",
+    "position_nll", "position_table", "quick", "run_benchmark", "run_job", "score_documents", "step_seconds", "tables",
     "training_batches", "training_table", "with_window",
 ]
