@@ -154,19 +154,20 @@ def settings_from_flags(benchmark: str, args: argparse.Namespace) -> Settings:
     def flag(name: str):
         return getattr(args, name, None)
 
+    def known(option: str, names: list[str], choices, what: str) -> tuple[str, ...]:
+        """``names`` without repeats, each checked against ``choices`` (one line naming the unknown)."""
+        unknown = [n for n in names if n not in choices]
+        if unknown:
+            raise CLIError(f"--{option}: unknown {what}(s) {', '.join(unknown)}; choose among {', '.join(choices)}")
+        return tuple(dict.fromkeys(names))
+
     settings = NiahSettings() if benchmark == "niah" else MQARSettings()
     if flag("models"):
-        unknown = [m for m in args.models if m not in MODELS]
-        if unknown:
-            raise CLIError(f"--models: unknown model(s) {', '.join(unknown)}; choose among {', '.join(MODELS)}")
-        settings = replace(settings, models=tuple(dict.fromkeys(args.models)))
+        settings = replace(settings, models=known("models", args.models, MODELS, "model"))
     if flag("seeds"):
         settings = replace(settings, seeds=tuple(args.seeds))
     if flag("kinds"):
-        unknown = [k for k in args.kinds if k not in KINDS]
-        if unknown:
-            raise CLIError(f"--kinds: unknown kind(s) {', '.join(unknown)}; choose among {', '.join(KINDS)}")
-        settings = replace(settings, kinds=tuple(dict.fromkeys(args.kinds)))
+        settings = replace(settings, kinds=known("kinds", args.kinds, KINDS, "kind"))
     if flag("per_kind"):
         if len(settings.kinds) < 2:
             raise CLIError("--per-kind needs several --kinds")

@@ -91,6 +91,7 @@ from dataclasses import dataclass  # noqa: E402
 
 from titans_memory.core.architectures.activations import ACTIVATIONS  # noqa: E402
 from titans_memory.core.architectures.base import MemoryArchitecture  # noqa: E402
+from titans_memory.core.architectures.mlp import layer_chain  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -126,14 +127,7 @@ class FeatureMLPMemory(MemoryArchitecture):
         return weights
 
     def _forward(self, weights: Sequence[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        act = ACTIVATIONS[self.activation][0]
-        inputs, preacts, h = [x], [], x
-        for w in weights[:-1]:
-            z = h @ w
-            preacts.append(z)
-            h = act(z)
-            inputs.append(h)
-        out = h @ weights[-1]
+        out, inputs, preacts = layer_chain(weights, x, self.activation)
         if self.depth > 1:
             out = out + x[..., 1 : 1 + self.dim]  # the degree-1 block: phi_1(x) = x
         return out, inputs, preacts

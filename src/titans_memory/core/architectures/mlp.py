@@ -38,6 +38,21 @@ from titans_memory.core.architectures.mlp_key_path import bounded_key_path
 from titans_memory.core.objectives import AttentionalBias
 
 
+def layer_chain(weights: Sequence[Tensor], x: Tensor, activation: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """The bias-free layers ``x W_1, act, ..., W_L`` without any residual: ``(out, inputs, preacts)``
+    as :meth:`MLPMemory.forward_with_cache` returns them (``inputs[0] = x``)."""
+    act = ACTIVATIONS[activation][0]
+    inputs: list[Tensor] = [x]
+    preacts: list[Tensor] = []
+    h = x
+    for w in weights[:-1]:
+        z = h @ w
+        preacts.append(z)
+        h = act(z)
+        inputs.append(h)
+    return h @ weights[-1], inputs, preacts
+
+
 class MLPMemory(DualFormMemory):
     """Shared code of the MLP family: a chain of bias-free linear layers with an activation
     between them, optionally with a residual connection around the whole chain."""
@@ -54,16 +69,7 @@ class MLPMemory(DualFormMemory):
             ``h_l`` of layer ``l + 1`` (``inputs[0] = x``); ``preacts[l]`` the pre-activation of
             hidden layer ``l + 1`` (L - 1 of them).
         """
-        act = ACTIVATIONS[self.activation][0]
-        inputs: list[Tensor] = [x]
-        preacts: list[Tensor] = []
-        h = x
-        for w in weights[:-1]:
-            z = h @ w
-            preacts.append(z)
-            h = act(z)
-            inputs.append(h)
-        out = h @ weights[-1]
+        out, inputs, preacts = layer_chain(weights, x, self.activation)
         if self.residual:
             out = out + x
         return out, inputs, preacts
