@@ -1,19 +1,23 @@
 """ATLAS' ablation, small (arXiv 2505.23735, its ablation done on MQAR): the Titans rule against
 the Omega rule with c = 1 / 4 / 16, with and without polynomial features (p = 2), with and
 without Muon. Every variant is the LMM of ``titans bench`` (the memory alone as the sequence
-layer), trained the same number of steps on the same batches, evaluated on the same cells.
+layer), trained the same number of steps on the same batches (per seed), evaluated on the same
+cells, two seeds by default.
 
-MQAR at the bench's sizes (64 keys, 64 values) was not learned in a few hundred steps by any
-model (README, "MQAR"; 800 steps of a one-block LMM here reached 6% against a chance of 1.6%), so
-this runs MQAR with a vocabulary of 16 keys and 16 values (chance 6.25%), sequences of 64 tokens
-with 2 or 4 pairs, a one-block LMM of width 32 with 2 heads, evaluated at 64 and 128 tokens with
-2, 4 and 8 pairs (32 sequences per cell).
+The scale is set by Muon's cost on a CPU: Newton-Schulz on every token's momentum costs 15-25x
+the Titans step at the default MQAR model's heads (2 x 32), so this runs MQAR with a vocabulary
+of 16 keys and 16 values (chance 6.25%), a one-block LMM of width 32 with 2 heads of 16, trained
+on 64-token sequences with 2, 4 and 8 pairs (1,000 steps of 16 sequences), and evaluated at 64
+and 128 tokens with 4, 8 and 12 pairs (32 sequences per cell). Capacity shows in the pairs: 12 is
+more than any training sequence held.
 
-Prints one JSON document: the settings, one row per variant (mean accuracy over the cells and per
-pair count, the training loss at the end, steps, seconds), and every cell's record.
+Prints one JSON document: the settings, one row per variant (accuracy over the cells, mean and
+range over the seeds, per pair count; the answer loss at the end, steps, seconds), and every
+cell's record. ``--table`` prints README's Markdown table from such a file.
 
-    nice -n 10 env OMP_NUM_THREADS=1 uv run python benchmarks/atlas_ablation.py --quick
-    nice -n 10 env OMP_NUM_THREADS=1 uv run python benchmarks/atlas_ablation.py --steps 250 --budget-minutes 25
+    uv run python benchmarks/atlas_ablation.py --out benchmarks/results/atlas_ablation.json   # ~25 min, 2 cores
+    uv run python benchmarks/atlas_ablation.py --table benchmarks/results/atlas_ablation.json
+    uv run python benchmarks/atlas_ablation.py --quick                                        # a smoke run
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import time
-from dataclasses import replace
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -40,39 +46,44 @@ from titans_memory.tasks.longcontext import (
 from titans_memory.tasks.mqar import MQARVocab, mqar_batch
 
 _O, _A = dict(algorithm="omeganet"), dict(algorithm="atlas")
-#: name -> the memory fields that differ from the Titans LMM
-VARIANTS: dict[str, dict] = {  # in the order they run (a time budget cuts the last ones)
+#: name -> the memory fields that differ from the Titans LMM (omeganet with c = 1 is the Titans rule)
+VARIANTS: dict[str, dict] = {
     "titans (c=1)": {},
     "omega c=4": dict(_O, omega_window=4),
     "omega c=16": dict(_O, omega_window=16),
-    "atlas c=16 (omega +muon)": dict(_A, omega_window=16),
-    "titans +muon": dict(_A),
-    "titans +poly2": dict(_O, feature_degree=2),  # omeganet with c = 1 is the Titans rule
-    "atlas c=4 (omega +muon)": dict(_A, omega_window=4),
+    "titans +poly2": dict(_O, feature_degree=2),
     "omega c=16 +poly2": dict(_O, omega_window=16, feature_degree=2),
+    "titans +muon": dict(_A),
+    "atlas c=4 (omega +muon)": dict(_A, omega_window=4),
+    "atlas c=16 (omega +muon)": dict(_A, omega_window=16),
 }
-#: not in the default run: Newton-Schulz on every token's (153 x 64) momentum costs minutes here
+#: run when named: Newton-Schulz on every token's (153 x 64) momentum costs ~100x the Titans step
 EXPENSIVE: dict[str, dict] = {"atlas c=16 +poly2": dict(_A, omega_window=16, feature_degree=2)}
-
 ALL = {**VARIANTS, **EXPENSIVE}
+#: relative step cost (one thread, this model), measured: the most expensive jobs start first
+_COST = {"titans +muon": 15.0, "atlas c=4 (omega +muon)": 15.0, "atlas c=16 (omega +muon)": 18.0,
+         "atlas c=16 +poly2": 100.0, "titans +poly2": 4.0, "omega c=16 +poly2": 4.0}
+
 VOCAB = MQARVocab(n_keys=16, n_values=16)
 MODEL = TaskModelConfig(vocab_size=VOCAB.size, dim=32, depth=1, heads=2, window=16, chunk_size=16)
-TRAIN_LENGTH, TRAIN_PAIRS, BATCH_TOKENS = 64, (2, 4), 1024
-LENGTHS, PAIRS, SAMPLES = (64, 128), (2, 4, 8), 32
+TRAIN_LENGTH, TRAIN_PAIRS, BATCH_TOKENS = 64, (2, 4, 8), 1024
+LENGTHS, PAIRS, SAMPLES = (64, 128), (4, 8, 12), 32
 
 
 def _batches(seed: int):
+    """The training batches of a seed: the same for every variant."""
     rng = np.random.default_rng(10_000 + seed)
     for step in itertools.count():
         yield mqar_batch(BATCH_TOKENS // TRAIN_LENGTH, TRAIN_LENGTH, TRAIN_PAIRS[step % len(TRAIN_PAIRS)], rng, vocab=VOCAB)
 
 
-def run_variant(name: str, steps: int, seed: int, samples: int, lengths, pairs) -> list[dict]:
+def run_variant(name: str, steps: int, seed: int, samples: int, lengths=LENGTHS, pairs=PAIRS) -> list[dict]:
+    """Train variant ``name`` (one seed) and evaluate it on every (pairs, length) cell."""
+    torch.set_num_threads(1)
     key = "ablation:" + name
     MODELS[key] = ModelSpec("lmm", dict(ALL[name]), group="atlas", text=name)  # in this process only
     model = build_model(key, MODEL, seed=seed)
-    train = TrainSettings(steps=steps, warmup=min(30, steps // 10))
-    result = train_on_answers(model, _batches(seed), train)
+    result = train_on_answers(model, _batches(seed), TrainSettings(steps=steps, warmup=min(30, steps // 10)))
     records = []
     for n_pairs in pairs:
         for length in lengths:
@@ -87,49 +98,89 @@ def run_variant(name: str, steps: int, seed: int, samples: int, lengths, pairs) 
     return records
 
 
-def main(argv: list[str] | None = None) -> dict:
+def summarise(name: str, recs: list[dict]) -> dict:
+    """One variant's row: accuracy over the cells per seed, then mean and range over the seeds."""
+    seeds = sorted({r["seed"] for r in recs})
+    ok = [r for r in recs if r["accuracy"] is not None]
+    per_seed = [float(np.mean([r["accuracy"] for r in ok if r["seed"] == s])) for s in seeds if any(r["seed"] == s for r in ok)]
+    by_pairs = {}
+    for p in sorted({r["pairs"] for r in ok}):
+        vals = [float(np.mean([r["accuracy"] for r in ok if r["pairs"] == p and r["seed"] == s])) for s in seeds]
+        by_pairs[p] = dict(mean=float(np.mean(vals)), min=min(vals), max=max(vals))
+    first = [next(r for r in recs if r["seed"] == s) for s in seeds]  # a seed's training facts
+    return dict(
+        variant=name, memory=ALL[name], seeds=seeds,
+        accuracy=float(np.mean(per_seed)) if per_seed else None,
+        accuracy_range=[min(per_seed), max(per_seed)] if per_seed else None, accuracy_per_seed=per_seed,
+        accuracy_by_pairs=by_pairs, final_loss=[r["final_loss"] for r in first],
+        train_steps=sorted({r["train_steps"] for r in first}), diverged=any(r["diverged"] for r in recs),
+        train_seconds=[r["train_seconds"] for r in first],
+    )
+
+
+def _cell(mean: float, lo: float, hi: float) -> str:
+    return f"{100 * mean:.1f}" + ("" if round(100 * lo) == round(100 * hi) else f" [{100 * lo:.0f}-{100 * hi:.0f}]")
+
+
+def table(path: str) -> str:
+    """README's Markdown table of a record file this script wrote."""
+    with open(path) as f:
+        data = json.load(f)
+    pairs = data["pairs"]
+    head = ["variant", "accuracy %", *(f"{p} pairs" for p in pairs), "answer loss at the end", "steps", "train s (per seed)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in data["rows"]:
+        if row.get("accuracy") is None:
+            lines.append(f"| {row['variant']} | {row.get('skipped', 'diverged')} |" + " |" * (len(head) - 2))
+            continue
+        lo, hi = row["accuracy_range"]
+        cells = [_cell(row["accuracy_by_pairs"][str(p)]["mean"], row["accuracy_by_pairs"][str(p)]["min"],
+                       row["accuracy_by_pairs"][str(p)]["max"]) for p in pairs]
+        loss = " / ".join(f"{x:.2f}" for x in row["final_loss"])
+        secs = " / ".join(f"{x:.0f}" for x in row["train_seconds"])
+        steps = ", ".join(str(x) for x in row["train_steps"])
+        lines.append(f"| {row['variant']} | {_cell(row['accuracy'], lo, hi)} | " + " | ".join(cells) + f" | {loss} | {steps} | {secs} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="40 steps, 8 samples per cell (a smoke run)")
-    parser.add_argument("--steps", type=int, default=250, help="training steps of every variant")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--steps", type=int, default=1000, help="training steps of every variant")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="*", default=None,
                         help="names of VARIANTS or EXPENSIVE (default: every VARIANT)")
-    parser.add_argument("--budget-minutes", type=float, default=None,
-                        help="start no new variant once this is spent (the rows say which were skipped)")
+    parser.add_argument("--workers", type=int, default=2, help="processes of one thread each")
     parser.add_argument("--out", default=None, help="write the JSON here too")
+    parser.add_argument("--table", metavar="JSON", help="print the Markdown table of this record file and exit")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    if args.table:
+        print(table(args.table))
+        return None
     names = args.variants or list(VARIANTS)
     unknown = [n for n in names if n not in ALL]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose among {list(ALL)}")
+    if args.steps < 1 or args.workers < 1:
+        parser.error("--steps and --workers must be >= 1")
     steps, samples = (40, 8) if args.quick else (args.steps, SAMPLES)
-    start, rows, records = time.perf_counter(), [], []
-    for name in names:
-        if args.budget_minutes is not None and time.perf_counter() - start > 60 * args.budget_minutes:
-            rows.append(dict(variant=name, skipped="time budget spent"))
-            continue
-        t0 = time.perf_counter()
-        recs = [r for seed in args.seeds for r in run_variant(name, steps, seed, samples, LENGTHS, PAIRS)]
-        acc = [r["accuracy"] for r in recs if r["accuracy"] is not None]
-        by_pairs: dict[int, list[float]] = {}
-        for r in recs:
-            if r["accuracy"] is not None:
-                by_pairs.setdefault(r["pairs"], []).append(r["accuracy"])
-        rows.append(dict(
-            variant=name, memory=ALL[name], accuracy=float(np.mean(acc)) if acc else None,
-            accuracy_by_pairs={p: float(np.mean(v)) for p, v in sorted(by_pairs.items())},
-            final_loss=float(np.mean([r["final_loss"] for r in recs if r["final_loss"] is not None] or [np.nan])),
-            train_steps=recs[0]["train_steps"], diverged=any(r["diverged"] for r in recs),
-            seconds=round(time.perf_counter() - t0, 1),
-        ))
-        records += recs
-        print(json.dumps(rows[-1]), flush=True)
+    jobs = sorted(((n, s) for n in names for s in args.seeds), key=lambda j: -_COST.get(j[0], 1.0))
+    start = time.perf_counter()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = {job: pool.submit(run_variant, job[0], steps, job[1], samples) for job in jobs}
+        results = {}
+        for job, fut in futures.items():
+            results[job] = fut.result()
+            print(f"done: {job[0]} seed {job[1]} ({time.perf_counter() - start:.0f} s)", flush=True)
+    records = [r for n in names for s in args.seeds for r in results[(n, s)]]
+    rows = [summarise(n, [r for r in records if r["variant"] == n]) for n in names]
     out = dict(
         machine=machine_info(), quick=args.quick, steps=steps, seeds=args.seeds, vocab=VOCAB.__dict__,
-        chance=1 / VOCAB.n_values, model=replace(MODEL).__dict__, train_length=TRAIN_LENGTH,
+        chance=1 / VOCAB.n_values, model=asdict(MODEL), train_length=TRAIN_LENGTH,
         train_pairs=list(TRAIN_PAIRS), batch_tokens=BATCH_TOKENS, lengths=list(LENGTHS), pairs=list(PAIRS),
-        samples=samples, rows=rows, records=records, seconds=round(time.perf_counter() - start, 1),
+        samples=samples, workers=args.workers, rows=rows, records=records,
+        wall_seconds=round(time.perf_counter() - start, 1),
     )
     text = json.dumps(out, indent=1, default=str)
     if args.out:

@@ -155,6 +155,39 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, fake_runs, capsys):
         assert captured.out == ""
 
 
+def test_report_keeps_the_models_asked_for(tmp_path, fake_runs, capsys):
+    json_path, _ = _bench(tmp_path, "run", "niah", "--models", "swa,lmm,mac", "--seeds", "0,1")
+    capsys.readouterr()
+    assert cli.main(["bench", "report", str(json_path), "--readme", "--models", "mac,swa"]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    assert rows == ["| swa", "| mac"]  # in the order of MODELS, as without --models
+    assert f"titans bench report {json_path} --readme --models mac,swa" in text
+    assert cli.main(["bench", "report", str(json_path), "--models", "lmm"]) == 0
+    full = capsys.readouterr().out.split("### Titans' S-NIAH")[0]  # the paper's table names its models
+    assert "| lmm |" in full and "| mac |" not in full and "| swa |" not in full
+    assert cli.main(["bench", "report", str(json_path), "--models", "lmm,mag"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--models: no records of mag; the records hold swa, lmm, mac" in err[0]
+
+
+def test_help_states_the_settings_defaults():
+    """The defaults --help names are those of the settings (they had gone stale once)."""
+    from titans_memory.tasks.bench import MQARSettings, NiahSettings
+
+    niah, mqar = NiahSettings(), MQARSettings()
+    helps = {a.dest: a.help for a in cli.build_parser()._subparsers._group_actions[0].choices["bench"]
+             ._subparsers._group_actions[0].choices["mqar"]._actions}
+
+    def csv(values):
+        return ",".join(map(str, values))
+
+    assert f"(default: {csv(mqar.widths)})" in helps["widths"]
+    assert f"niah {csv(niah.train_lengths)}; mqar {csv(mqar.train_lengths)})" in helps["train_lengths"]
+    assert f"niah {niah.train.steps}, mqar {mqar.train.steps})" in helps["steps"]
+    assert f"niah {niah.budget_minutes:g}, mqar none" in helps["budget_minutes"] and mqar.budget_minutes is None
+
+
 def test_report_needs_a_file():
     with pytest.raises(SystemExit) as exc:
         cli.main(["bench", "report"])

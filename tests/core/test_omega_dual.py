@@ -97,22 +97,40 @@ def test_write_only_equals_the_read_write_state(muon):
     _assert_close(_flat(None, s_full), _flat(None, s_write), 1e-12)
 
 
+@pytest.mark.parametrize("muon", [False, True])
+@pytest.mark.parametrize(("window", "chunk", "depth"), [(1, 4, 2), (3, 4, 1), (3, 1, 2), (16, 4, 2), (6, 4, 1)])
+def test_feature_memory_factored_equals_reference_and_materialised(window, chunk, depth, muon):
+    """The polynomial feature memory (p = 2: keys and queries ``d_phi`` wide, the skip past the
+    constant feature) in the dual form: outputs, state and gradients, float64, 1e-10."""
+    rule = _rule(
+        omega_window=window, chunk_size=chunk, depth=depth, feature_degree=2, max_step_norm=1.0, muon=muon,
+        ns_steps=2,
+    )
+    inputs, state = _case(rule, T=23, seed=window + 7 * chunk, grad=True)
+    fast = omega_atlas if muon else omega_dual
+    results = {
+        "reference": _flat(*recurrent_memory(inputs, state, rule)),
+        "materialised": _flat(*omega_materialised(inputs, state, rule)),
+        "factored": _flat(*_split(fast, inputs, state, rule, [5, 14])),
+    }
+    _assert_close(results["reference"], results["factored"], 1e-10)
+    _assert_close(results["materialised"], results["factored"], 1e-10)
+    leaves = [x for x in (*_leaves(inputs), *state.weights) if x is not None and x.requires_grad]
+    grads = {name: _grads(out, leaves, seed=window) for name, out in results.items()}
+    _assert_close(grads["reference"], grads["factored"], 1e-10)
+    _assert_close(grads["materialised"], grads["factored"], 1e-10)
+
+
 def test_chunked_picks_the_factored_forms():
     """``omega_chunked`` is ``omega_dual`` for OmegaNet and ``omega_atlas`` for Atlas on an MLP
-    memory (bit for bit), and ``omega_materialised`` on the feature memory (no dual form)."""
+    memory and on the feature memory (bit for bit); ``omega_materialised`` on a memory without a
+    dual form."""
     for muon, fast in ((False, omega_dual), (True, omega_atlas)):
-        rule = _rule(omega_window=5, chunk_size=4, muon=muon)
-        inputs, state = _case(rule, T=9)
-        for a, b in zip(_flat(*omega_chunked(inputs, state, rule)), _flat(*fast(inputs, state, rule)), strict=True):
-            assert torch.equal(a, b)
-    rule = _rule(omega_window=3, chunk_size=4, depth=1, feature_degree=2)
-    inputs, state = _case(rule, T=9)
-    for a, b in zip(
-        _flat(*omega_chunked(inputs, state, rule)), _flat(*omega_materialised(inputs, state, rule)), strict=True
-    ):
-        assert torch.equal(a, b)
-    with pytest.raises(TypeError, match="needs a DualFormMemory"):
-        omega_dual(inputs, state, rule)
+        for features in (None, 2):
+            rule = _rule(omega_window=5, chunk_size=4, muon=muon, feature_degree=features)
+            inputs, state = _case(rule, T=9)
+            for a, b in zip(_flat(*omega_chunked(inputs, state, rule)), _flat(*fast(inputs, state, rule)), strict=True):
+                assert torch.equal(a, b)
 
 
 def test_wrong_algorithm_is_a_clear_error():

@@ -47,15 +47,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            help="with several --kinds: one model per kind, each trained on its kind alone")
         if name == "mqar":
             p.add_argument("--widths", type=int_list, metavar="D,..",
-                           help="model widths, each a separate model (default: 64,128)")
+                           help="model widths, each a separate model (default: 64)")
             p.add_argument("--lr-sweep", action="store_true",
                            help="train every model at learning rates 1e-3, 3e-3, 1e-2 and keep its best (Zoology)")
         p.add_argument("--train-lengths", type=int_list, metavar="N,..",
-                       help="training sequence lengths, taken in turn (default: niah 32,128; mqar 128)")
+                       help="training sequence lengths, taken in turn (default: niah 32,128; mqar 64)")
         p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
-        p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 1500)")
+        p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 1000)")
         p.add_argument("--budget-minutes", type=positive_float, metavar="M",
-                       help="wall-clock cap; training runs are cut to fit it (default: niah 50, mqar none; quick: 4)")
+                       help="wall-clock cap; training runs are cut to fit it (default: niah 80, mqar none; quick: 4)")
         p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
         p.add_argument("--json", type=Path, metavar="PATH", help="write the records (and settings) as JSON")
         p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figures (PNG) and tables (Markdown)")
@@ -86,6 +86,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="write the figures (PNG) and tables (Markdown) as the run's --out does")
     p.add_argument("--readme", action="store_true",
                    help="print compact tables for the README (one row per model) instead of the full tables")
+    p.add_argument("--models", type=comma_list, metavar="A,B,..",
+                   help="only these models' rows (default: every model in the records)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -343,13 +345,28 @@ def run_report(args: argparse.Namespace) -> int:
     out = output_directory(args.out) if args.out else None  # a file given as --out fails before any work
     runs = [load_run(path) for path in args.records]
     settings, records = merge_runs(runs)
+    if getattr(args, "models", None):
+        settings, records = keep_models(settings, records, args.models)
     if args.readme:
-        print(readme_tables(runs, settings, records))
+        print(readme_tables(runs, settings, records, getattr(args, "models", None)))
     else:
         print(bench_tables(settings, records))
     if out is not None:
         write_outputs(settings, records, out)
     return 0
+
+
+def keep_models(settings: Settings, records: list[dict], models: list[str]) -> tuple[Settings, list[dict]]:
+    """``report --models``: the settings and records of these models only, in the order given;
+    a name with no record is a :class:`CLIError` naming the models the records hold."""
+    from dataclasses import replace
+
+    held = list(dict.fromkeys(r["model"] for r in records))
+    unknown = [m for m in models if m not in held]
+    if unknown:
+        raise CLIError(f"--models: no records of {', '.join(unknown)}; the records hold {', '.join(held)}")
+    wanted = tuple(dict.fromkeys(models))
+    return replace(settings, models=wanted), [r for r in records if r["model"] in wanted]
 
 
 def command_for(settings_dict: dict) -> tuple[str, list[str]]:
@@ -421,7 +438,7 @@ def _provenance(runs: list, what: str) -> str:
     return f"{what}; records: " + ", ".join(parts) + "."
 
 
-def readme_tables(runs: list, settings: Settings, records: list[dict]) -> str:
+def readme_tables(runs: list, settings: Settings, records: list[dict], models: list[str] | None = None) -> str:
     """The README's compact tables (``--readme``), each after a line naming its files and commands;
     rows in the order of :data:`~titans_memory.tasks.longcontext.MODELS`."""
     from titans_memory.tasks import report
@@ -429,7 +446,8 @@ def readme_tables(runs: list, settings: Settings, records: list[dict]) -> str:
 
     order = {m: i for i, m in enumerate(MODELS)}
     paths = " ".join(run.path for run in runs)
-    remake = f"Made by `titans bench report {paths} --readme`."
+    chosen = f" --models {','.join(models)}" if models else ""
+    remake = f"Made by `titans bench report {paths} --readme{chosen}`."
     parts = []
     if settings.task == "niah":
         for kind in dict.fromkeys(r["task"] for r in records):

@@ -86,23 +86,21 @@ def exp_kernel_taylor(q: Tensor, k: Tensor, degree: int) -> Tensor:
 
 
 # --- the memory on features ----------------------------------------------------------------------------
-from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from titans_memory.core.architectures.activations import ACTIVATIONS  # noqa: E402
-from titans_memory.core.architectures.base import MemoryArchitecture  # noqa: E402
-from titans_memory.core.architectures.mlp import layer_chain  # noqa: E402
+from titans_memory.core.architectures.mlp import MLPMemory  # noqa: E402
 
 
 @dataclass(frozen=True)
-class FeatureMLPMemory(MemoryArchitecture):
+class FeatureMLPMemory(MLPMemory):
     """The memory read through features: ``M(phi(x))`` with ``phi(x)`` ``(..., d_phi)`` in, ``d`` out.
 
     depth 1: ``M(phi) = phi W`` (a ``(d_phi, d)`` matrix, starting at 0, as ``MatrixMemory``);
     depth L >= 2: ``M(phi) = phi_1 + act(... act(phi W_1) ...) W_L``, the residual MLP whose skip
     connection carries the degree-1 block ``phi_1 = x`` of the features (``a_1 = 1``), so a fresh
-    memory maps a key to itself as Titans' residual memory does. Gradients by explicit backprop
-    (differentiable); no dual form: the Omega operators run it.
+    memory maps a key to itself as Titans' residual memory does. A member of the MLP family whose
+    first layer is ``d_phi`` wide and whose skip starts at channel 1, so the chunked operators run
+    it in the dual form (ATLAS' polynomial memory at the cost of a wider first layer).
     """
 
     d_in: int  # d_phi
@@ -110,6 +108,14 @@ class FeatureMLPMemory(MemoryArchitecture):
     hidden: int
     depth: int = 1
     activation: str = "gelu"
+
+    @property
+    def residual(self) -> bool:  # type: ignore[override]
+        return self.depth > 1
+
+    @property
+    def skip(self) -> int | None:
+        return 1 if self.depth > 1 else None  # past the constant feature: phi_1(x) = x
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
@@ -125,23 +131,3 @@ class FeatureMLPMemory(MemoryArchitecture):
             std = (1.0 if i < len(shapes) - 1 else math.sqrt(0.1)) / math.sqrt(a)
             weights.append(torch.randn(heads, a, b, generator=generator) * std)
         return weights
-
-    def _forward(self, weights: Sequence[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        out, inputs, preacts = layer_chain(weights, x, self.activation)
-        if self.depth > 1:
-            out = out + x[..., 1 : 1 + self.dim]  # the degree-1 block: phi_1(x) = x
-        return out, inputs, preacts
-
-    def forward(self, weights, x):
-        return self._forward(weights, x)[0]
-
-    def token_gradients(self, weights, k, v, bias, param):
-        pred, inputs, preacts = self._forward(weights, k)
-        act_grad = ACTIVATIONS[self.activation][1]
-        delta = bias.error(pred, v, param)  # d l / d M(phi(k)); the skip adds no parameter
-        deltas = [delta]
-        for layer in range(len(weights) - 1, 0, -1):
-            delta = (delta @ weights[layer].transpose(-1, -2)) * act_grad(preacts[layer - 1])
-            deltas.append(delta)
-        deltas.reverse()
-        return [a.unsqueeze(-1) * d.unsqueeze(-2) for a, d in zip(inputs, deltas, strict=True)]

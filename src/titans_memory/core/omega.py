@@ -50,7 +50,7 @@ once (docs/atlas.md):
   form (sec. 5.1, eqs. 39-40: Newton-Schulz on every token's momentum, in parallel), so the
   per-token weights are formed for the reads;
 * :func:`omega_materialised`: the first chunked form, kept as the slow path every architecture can
-  run (the feature memory and :class:`FunctionalMemory` have no dual form): it forms every
+  run (:class:`FunctionalMemory` has no dual form): it forms every
   per-token gradient and per-token weight of a chunk. The tests compare all three with the
   reference operator.
 
@@ -430,7 +430,7 @@ def _check(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule, caller:
 
 def omega_materialised(inputs: MemoryInputs, state: MemoryOpState, rule: UpdateRule) -> tuple[Tensor | None, MemoryOpState]:
     """The Omega / Atlas operator that forms every per-token gradient and per-token weight of a
-    chunk: any architecture (the feature memory, a ``FunctionalMemory``), O(b d_in d_out) memory per
+    chunk: any architecture (a ``FunctionalMemory`` too), O(b d_in d_out) memory per
     chunk and head. The signature of every memory operator; the numbers of the reference operator
     to rounding.
 

@@ -60,6 +60,12 @@ class MLPMemory(DualFormMemory):
     activation: str
     residual: bool
 
+    @property
+    def skip(self) -> int | None:
+        """The residual's first input channel, ``M(x) = chain(x) + x[..., skip : skip + d]``; None:
+        no residual. 0 here (the input itself); the feature memory skips its constant feature."""
+        return 0 if self.residual else None
+
     # --- the memory itself ------------------------------------------------------------------------
     def forward_with_cache(self, weights: Sequence[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """``M(x)`` and what the explicit backward needs.
@@ -70,9 +76,7 @@ class MLPMemory(DualFormMemory):
             hidden layer ``l + 1`` (L - 1 of them).
         """
         out, inputs, preacts = layer_chain(weights, x, self.activation)
-        if self.residual:
-            out = out + x
-        return out, inputs, preacts
+        return mlp_dual_form.add_skip(out, x, self.skip), inputs, preacts
 
     def forward(self, weights: Sequence[Tensor], x: Tensor) -> Tensor:
         return self.forward_with_cache(weights, x)[0]
@@ -126,8 +130,7 @@ class MLPMemory(DualFormMemory):
         pred = h @ anchor[-1]
         if row_scale is not None:
             pred = pred * row_scale
-        if self.residual:
-            pred = pred + k
+        pred = mlp_dual_form.add_skip(pred, k, self.skip)
         delta = bias.error(pred, v, param)
         deltas = [delta]
         for layer in range(len(anchor) - 1, 0, -1):
@@ -148,7 +151,7 @@ class MLPMemory(DualFormMemory):
         if self.activation not in SECOND_DERIVATIVE:
             return super().bounded_key_path(anchor, k, v, bias, param, row_scale, max_step_norm)
         inputs, deltas = bounded_key_path(
-            anchor, k, v, bias, param, row_scale, max_step_norm, self.activation, self.residual,
+            anchor, k, v, bias, param, row_scale, max_step_norm, self.activation, self.skip,
             differentiable=differentiable,
         )
         return KeyPath(tuple(inputs), tuple(deltas))
@@ -167,10 +170,10 @@ class MLPMemory(DualFormMemory):
     ):
         if differentiable:
             return mlp_dual_form.read_write_autograd(
-                q, read, write, weights, momentum, key_path, self.activation, self.residual
+                q, read, write, weights, momentum, key_path, self.activation, self.skip
             )
         return mlp_dual_form.read_write(
-            q, read, write, weights, momentum, key_path, self.activation, self.residual, inplace=inplace
+            q, read, write, weights, momentum, key_path, self.activation, self.skip, inplace=inplace
         )
 
     def write(self, write, weights, momentum, key_path, *, inplace=False):

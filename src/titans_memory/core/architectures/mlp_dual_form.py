@@ -5,7 +5,7 @@ Given the key path's layer inputs ``H_l`` and error signals ``Delta_l`` (taken a
 computes (docs/design.md, "The dual form"; coefficients in :mod:`titans_memory.core.ops.chunked`)::
 
     read:   z_l = A (h_l W_l) + f (h_l S_l) - ((h_l H_l^T) * G) Delta_l       h_0 = q
-            h_{l+1} = act(z_l);  y = z_{L-1} (+ q for the residual memory)
+            h_{l+1} = act(z_l);  y = z_{L-1} (+ q[..., s : s + d] for a residual memory, skip s)
     write:  W_l' = a W_l + f_r S_l - (g H_l)^T Delta_l      S_l' = e S_l - (p H_l)^T Delta_l
 
 (row scalings ``A_t``, ``f_t``, ``g_t``, ``p_t`` per token; ``a``, ``f_r``, ``e`` per memory). The
@@ -26,6 +26,27 @@ from torch import Tensor
 
 from titans_memory.core.architectures.activations import ACTIVATIONS, FUSED_BACKWARD
 from titans_memory.core.architectures.base import KeyPath, ReadCoefficients, WriteCoefficients
+
+
+def add_skip(out: Tensor, x: Tensor, skip: int | None) -> Tensor:
+    """``out + x[..., skip : skip + d]`` (d = ``out``'s width): a residual memory's skip connection.
+    ``skip = 0`` with ``x`` as wide as ``out`` is the plain ``out + x``; the feature memory
+    (``core/features.py``) skips its degree-1 block, ``skip = 1``. None: no residual."""
+    if skip is None:
+        return out
+    d = out.shape[-1]
+    return out + (x if skip == 0 and x.shape[-1] == d else x[..., skip : skip + d])
+
+
+def skip_grad(g: Tensor, x: Tensor, skip: int | None) -> Tensor | None:
+    """The gradient :func:`add_skip` sends to ``x`` from ``g`` (the gradient of its output)."""
+    if skip is None:
+        return None
+    if skip == 0 and x.shape[-1] == g.shape[-1]:
+        return g
+    out = g.new_zeros(x.shape)
+    out[..., skip : skip + g.shape[-1]] = g
+    return out
 
 
 def _scaled_outer(scale: Tensor, h: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
@@ -79,7 +100,7 @@ def read_write(
     momentum: Sequence[Tensor] | None,
     key_path: KeyPath,
     activation: str,
-    residual: bool,
+    skip: int | None,
     *,
     inplace: bool = False,
     saved: list | None = None,
@@ -87,7 +108,8 @@ def read_write(
     """The dual-form read and the chunk-end write (module docstring), without autograd's help.
 
     Args:
-        q: ``(N, c, d)`` queries (for the residual).
+        q: ``(N, c, d_in)`` queries (for the residual).
+        skip: the residual's first query channel, ``y = z + q[..., skip : skip + d]`` (None: no residual).
         read, write: the chunk's coefficients. weights, momentum: per layer ``(N, d_in, d_out)``.
         key_path: the key path's ``(N, c, d_in)`` inputs and ``(N, c, d_out)`` error signals.
         inplace: overwrite ``weights`` and ``momentum`` with the new state.
@@ -118,7 +140,7 @@ def read_write(
         z.baddbmm_(scores, deltas[layer], alpha=-1.0)
         if saved is not None:
             saved.append((z_prev, h, hw, hs, raw, scores))
-    y = z + q if residual else z
+    y = add_skip(z, q, skip)
 
     new_weights, new_momentum = write_state(write, weights, momentum, key_path, inplace=inplace)
     return y, new_weights, new_momentum
@@ -128,7 +150,7 @@ class ReadWriteGrads(NamedTuple):
     """The gradients of :func:`read_write`'s inputs, shaped like them (None: no gradient).
 
     Attributes:
-        q: ``(N, c, d)`` (residual memories only). read: per field of :class:`ReadCoefficients`.
+        q: ``(N, c, d_in)`` (residual memories only). read: per field of :class:`ReadCoefficients`.
         write: per field of :class:`WriteCoefficients`. weights, momentum: per layer
         (``momentum`` None without momentum). key_path: per layer, of ``H_l`` and ``Delta_l``.
     """
@@ -167,12 +189,12 @@ class ReadWrite(torch.autograd.Function):
     """:func:`read_write` as one autograd node (see :func:`read_write_autograd`)."""
 
     @staticmethod
-    def forward(ctx, activation: str, residual: bool, depth: int, has_momentum: bool, *flat: Tensor):  # noqa: D102
+    def forward(ctx, activation: str, skip: int | None, depth: int, has_momentum: bool, *flat: Tensor):  # noqa: D102
         saved: list = []
         y, new_w, new_s = read_write(
-            *_unflatten(flat, depth, has_momentum), activation, residual, saved=saved
+            *_unflatten(flat, depth, has_momentum), activation, skip, saved=saved
         )
-        ctx.activation, ctx.residual, ctx.depth, ctx.has_momentum = activation, residual, depth, has_momentum
+        ctx.activation, ctx.skip, ctx.depth, ctx.has_momentum = activation, skip, depth, has_momentum
         ctx.n_inputs = len(flat)
         ctx.save_for_backward(*flat, *[t for group in saved for t in group])  # None is allowed
         return tuple([y, *new_w] + (list(new_s) if has_momentum else []))
@@ -187,7 +209,7 @@ class ReadWrite(torch.autograd.Function):
         gW_out = grad_state[:depth]
         gS_out = grad_state[depth:] if ctx.has_momentum else None
         grads = read_write_backward(
-            flat, saved, gy, gW_out, gS_out, ctx.activation, ctx.residual, depth, ctx.has_momentum
+            flat, saved, gy, gW_out, gS_out, ctx.activation, ctx.skip, depth, ctx.has_momentum
         )
         return (None, None, None, None, *_flatten(*grads))
 
@@ -213,7 +235,7 @@ def read_write_backward(
     gW_out: Sequence[Tensor],
     gS_out: Sequence[Tensor] | None,
     activation: str,
-    residual: bool,
+    skip: int | None,
     depth: int,
     has_momentum: bool,
 ) -> ReadWriteGrads:
@@ -289,7 +311,7 @@ def read_write_backward(
         gS[0].baddbmm_(read.q_momentum.transpose(-1, -2), gz)
     g_s0 = torch.bmm(gz, deltas[0].transpose(-1, -2)).neg_()
     gD[0].baddbmm_(read.scores.transpose(-1, -2), gz, alpha=-1.0)
-    gq = gy if residual else None
+    gq = skip_grad(gy, flat[0], skip)
 
     return ReadWriteGrads(
         q=gq,
@@ -309,13 +331,13 @@ def read_write_autograd(
     momentum: Sequence[Tensor] | None,
     key_path: KeyPath,
     activation: str,
-    residual: bool,
+    skip: int | None,
 ) -> tuple[Tensor, list[Tensor], list[Tensor] | None]:
     """:func:`read_write` (same arguments, no ``inplace``) as one differentiable node."""
     depth = len(weights)
     has_momentum = momentum is not None
     flat = _flatten(q, read, write, weights, momentum, key_path)
-    out = ReadWrite.apply(activation, residual, depth, has_momentum, *flat)
+    out = ReadWrite.apply(activation, skip, depth, has_momentum, *flat)
     y, new_w = out[0], list(out[1 : 1 + depth])
     new_s = list(out[1 + depth :]) if has_momentum else None
     return y, new_w, new_s

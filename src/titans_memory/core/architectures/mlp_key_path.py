@@ -4,7 +4,7 @@ For the keys of one chunk, at the anchor weights ``W_0 .. W_{L-1}`` (row vectors
 optional per-token ``r``, the decay of a ``decayed_gradient`` rule, scales every product)::
 
     forward:    H_0 = k,   Z_i = r (H_i W_i),   H_{i+1} = act(Z_i)           i < L - 1
-                P = r (H_{L-1} W_{L-1}) (+ k for the residual memory)
+                P = r (H_{L-1} W_{L-1}) (+ k[..., s : s + d] for a residual memory, skip s)
     error:      Delta_{L-1} = err(P, v, param)                               (the attentional bias)
     backward:   B_i = r (Delta_{i+1} W_{i+1}^T),   Delta_i = act'(Z_i) * B_i   i = L-2 .. 0
     step bound: n = sqrt(sum_l ||H_l||^2 ||Delta_l||^2) = ||u_t||_F,   s = tau / max(tau, n)
@@ -37,6 +37,7 @@ from titans_memory.core.architectures.activations import (
     SECOND_DERIVATIVE,
 )
 from titans_memory.core.architectures.base import bound_scale
+from titans_memory.core.architectures.mlp_dual_form import add_skip, skip_grad
 from titans_memory.core.objectives import AttentionalBias
 
 
@@ -64,7 +65,7 @@ def key_path_forward(
     row_scale: Tensor | None,
     tau: float | None,
     activation: str,
-    residual: bool,
+    skip: int | None,
     saved: dict | None = None,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """The key path of one chunk (module docstring), without autograd's help.
@@ -94,8 +95,7 @@ def key_path_forward(
     if row_scale is not None:
         raw_fwd.append(pred)
         pred = pred * row_scale
-    if residual:
-        pred = pred + k
+    pred = add_skip(pred, k, skip)
     deltas: list[Tensor] = [bias.error(pred, v, param)]
     backs, raw_back = [], []
     for layer in range(depth - 1, 0, -1):
@@ -138,7 +138,7 @@ def key_path_backward(
     row_scale: Tensor | None,
     tau: float | None,
     activation: str,
-    residual: bool,
+    skip: int | None,
     saved: dict,
     g_hidden: Sequence[Tensor | None],
     g_bounded: Sequence[Tensor | None],
@@ -200,8 +200,7 @@ def key_path_backward(
         g_pred, g_v, g_param = bias.error_vjp(saved["pred"], v, param, g_d[-1])
     g_k = None
     if g_pred is not None:
-        if residual:
-            g_k = g_pred
+        g_k = skip_grad(g_pred, inputs[0], skip)
         if row_scale is not None:
             g_r = _add(g_r, _rowdot(g_pred, raw_fwd[-1]))
             g_pred = g_pred * row_scale
@@ -231,10 +230,10 @@ class BoundedKeyPath(torch.autograd.Function):
     """:func:`key_path_forward` as one autograd node (see :func:`bounded_key_path`)."""
 
     @staticmethod
-    def forward(ctx, bias, tau, activation, residual, depth, k, v, param, row_scale, *anchor):  # noqa: D102
+    def forward(ctx, bias, tau, activation, skip, depth, k, v, param, row_scale, *anchor):  # noqa: D102
         saved: dict = {}
-        inputs, bounded = key_path_forward(anchor, k, v, bias, param, row_scale, tau, activation, residual, saved)
-        ctx.bias, ctx.tau, ctx.activation, ctx.residual, ctx.depth = bias, tau, activation, residual, depth
+        inputs, bounded = key_path_forward(anchor, k, v, bias, param, row_scale, tau, activation, skip, saved)
+        ctx.bias, ctx.tau, ctx.activation, ctx.skip, ctx.depth = bias, tau, activation, skip, depth
         lists = [saved[name] or [] for name in _SAVED_LISTS]
         ctx.lengths = [len(x) for x in lists]
         singles = [saved[name] for name in _SAVED_SINGLES]
@@ -255,7 +254,7 @@ class BoundedKeyPath(torch.autograd.Function):
             saved[name], rest = list(rest[:length]), rest[length:]
         g_hidden, g_bounded = grads[: depth - 1], grads[depth - 1 :]
         g_w, g_k, g_v, g_param, g_r = key_path_backward(
-            anchor, v, ctx.bias, param, row_scale, ctx.tau, ctx.activation, ctx.residual, saved, g_hidden, g_bounded
+            anchor, v, ctx.bias, param, row_scale, ctx.tau, ctx.activation, ctx.skip, saved, g_hidden, g_bounded
         )
         return (None, None, None, None, None, g_k, g_v, g_param, g_r, *g_w)
 
@@ -273,14 +272,14 @@ def bounded_key_path(
     row_scale: Tensor | None,
     tau: float | None,
     activation: str,
-    residual: bool,
+    skip: int | None,
     *,
     differentiable: bool,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """``(inputs, bounded deltas)`` of :func:`key_path_forward`; one autograd node when
     ``differentiable``."""
     if not differentiable:
-        return key_path_forward(anchor, k, v, bias, param, row_scale, tau, activation, residual)
+        return key_path_forward(anchor, k, v, bias, param, row_scale, tau, activation, skip)
     depth = len(anchor)
-    out = BoundedKeyPath.apply(bias, tau, activation, residual, depth, k, v, param, row_scale, *anchor)
+    out = BoundedKeyPath.apply(bias, tau, activation, skip, depth, k, v, param, row_scale, *anchor)
     return [k, *out[: depth - 1]], list(out[depth - 1 :])
