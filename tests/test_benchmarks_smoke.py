@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _run(script: str) -> dict:
-    """Run ``benchmarks/<script> --quick`` with this interpreter; return its JSON output."""
+def _run(script: str, *extra: str) -> dict:
+    """Run ``benchmarks/<script> --quick [extra]`` with this interpreter; return its JSON output."""
     proc = subprocess.run(
-        [sys.executable, str(BENCH_DIR / script), "--quick"],
+        [sys.executable, str(BENCH_DIR / script), "--quick", *extra],
         capture_output=True,
         text=True,
         timeout=300,
@@ -153,3 +153,29 @@ def test_train_benchmark_quick() -> None:
     assert set(ddp["tokens_per_s"]) == {"one_process_one_thread", "two_processes", "one_process_two_threads"}
     assert all(_positive(v) for v in ddp["tokens_per_s"].values())
     assert _positive(ddp["two_vs_one_process"]) and _positive(ddp["two_processes_vs_two_threads"])
+
+
+def test_atlas_ablation_quick(tmp_path) -> None:
+    """Two variants, two seeds, one worker; the table is printed from the record file."""
+    path = tmp_path / "ablation.json"
+    out = _run("atlas_ablation.py", "--variants", "titans (c=1)", "titans +poly2", "--workers", "1", "--out", str(path))
+    assert [row["variant"] for row in out["rows"]] == ["titans (c=1)", "titans +poly2"]
+    for row in out["rows"]:
+        assert row["seeds"] == [0, 1] and len(row["accuracy_per_seed"]) == 2 and row["train_steps"] == [40]
+        lo, hi = row["accuracy_range"]
+        assert lo <= row["accuracy"] <= hi and set(row["accuracy_by_pairs"]) == {"4", "8", "12"}
+    assert len(out["records"]) == 2 * 2 * len(out["pairs"]) * len(out["lengths"])
+    table = subprocess.run([sys.executable, str(BENCH_DIR / "atlas_ablation.py"), "--table", str(path)],
+                           capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    assert table[0].startswith("| variant | accuracy % | 4 pairs | 8 pairs | 12 pairs |")
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| titans (c=1)", "| titans +poly2"]
+
+
+def test_atlas_cost_quick(tmp_path) -> None:
+    path = tmp_path / "cost.json"
+    out = _run("atlas_cost.py", "--heads", "4", "--variants", "omeganet c=4", "--repeats", "1", "--out", str(path))
+    assert [(r["variant"], r["heads"]) for r in out["rows"]] == [("titans", 4), ("omeganet c=4", 4)]
+    assert all(_positive(r["forward_s"]) and _positive(r["forward_backward_ratio"]) for r in out["rows"])
+    table = subprocess.run([sys.executable, str(BENCH_DIR / "atlas_cost.py"), "--table", str(path)],
+                           capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    assert table[0] == "| memory | 4 x 16: forward / fwd + bwd |" and table[3].startswith("| omeganet c=4 | ")
