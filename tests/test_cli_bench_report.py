@@ -204,6 +204,9 @@ INCLUDED = {
     "figures/longcontext/kinds/niah_tables.md": "benchmarks/results/niah_kinds.json",
     "figures/longcontext/multikey/niah_tables.md": "benchmarks/results/niah_multikey.json",
     "figures/longcontext/multikey_64_128/niah_tables.md": "benchmarks/results/niah_multikey_64_128.json",
+    "figures/longcontext/atlas/niah_tables.md": "benchmarks/results/niah_atlas.json",  # docs/atlas.md
+    "figures/longcontext/number_curriculum/niah_tables.md": "benchmarks/results/niah_number_curriculum.json",
+    "figures/longcontext/mqar_atlas/mqar_tables.md": "benchmarks/results/mqar_atlas.json",
 }
 
 

@@ -304,8 +304,9 @@ _STEP_COST = {"swa": 0.29, "lmm": 1.0, "mac": 1.7, "mag": 1.25, "mal": 1.1, "lmm
               "lmm-yaad": 0.7, "lmm-memora": 2.0, "lmm-deltanet": 0.29, "lmm-gdn": 0.31,
               "lmm-nomom": 0.71, "lmm-noforget": 0.77, "lmm-matrix": 0.36, "lmm-libforget": 0.81,
               "hope": 3.55, "hope-cms1": 3.55, "hope-static": 3.55,
-              # the ATLAS memories against Titans' (docs/atlas.md, cost): not measured in a run
-              "lmm-omeganet": 1.6, "mag-omeganet": 1.9, "lmm-atlas": 15.0, "mal-atlas": 15.0,
+              # OmegaNet measured in niah runs (2026-12-07: 188-198 s against the LMM's 169-192 s
+              # for 800 steps); Atlas from docs/atlas.md's cost table, not measured in a run
+              "lmm-omeganet": 1.05, "mag-omeganet": 1.3, "lmm-atlas": 15.0, "mal-atlas": 15.0,
               # not measured in a run: attn as swa, MAC's options as MAC
               "attn": 0.29, "mac-u": 1.7, "mac-y": 1.7}
 
