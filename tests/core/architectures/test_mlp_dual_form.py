@@ -65,9 +65,9 @@ def _outputs(result) -> list[torch.Tensor]:
 def test_read_write_backward_equals_autograd(depth, momentum, activation):
     args = _args(depth, momentum, seed=depth * 7 + momentum)
     leaves = _leaves(args)
-    residual = depth > 1
-    outs_ours = _outputs(read_write_autograd(**args, activation=activation, residual=residual))
-    outs_ref = _outputs(read_write(**args, activation=activation, residual=residual))  # plain ops: autograd differentiates them
+    skip = 0 if depth > 1 else None  # the residual memory's skip connection: + q
+    outs_ours = _outputs(read_write_autograd(**args, activation=activation, skip=skip))
+    outs_ref = _outputs(read_write(**args, activation=activation, skip=skip))  # plain ops: autograd differentiates them
     g = torch.Generator().manual_seed(1)
     cot = [torch.randn(t.shape, generator=g, dtype=DT) for t in outs_ref]
     for a, b in zip(outs_ours, outs_ref, strict=True):
@@ -95,7 +95,7 @@ def test_read_write_passes_gradcheck():
             return type(val)(*(None if t is None else next(it) for t in val))
 
         rebuilt = {key: take(val) for key, val in args.items()}
-        return tuple(_outputs(read_write_autograd(**rebuilt, activation="gelu", residual=True)))
+        return tuple(_outputs(read_write_autograd(**rebuilt, activation="gelu", skip=0)))
 
     assert torch.autograd.gradcheck(fn, tuple(leaves))
 
@@ -103,7 +103,7 @@ def test_read_write_passes_gradcheck():
 @pytest.mark.parametrize("momentum", [True, False])
 def test_write_only_is_the_write_of_read_write(momentum):
     args = _args(2, momentum, seed=5)
-    _, w_rw, s_rw = read_write(**args, activation="gelu", residual=True)
+    _, w_rw, s_rw = read_write(**args, activation="gelu", skip=0)
     w, s = write_state(args["write"], args["weights"], args["momentum"], args["key_path"])
     for a, b in zip(w + (s or []), w_rw + (s_rw or []), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -85,7 +85,7 @@ def test_fused_key_path_passes_gradcheck():
         given = dict(zip(names, flat, strict=True))
         anchor = [given[n] for n in names if n.startswith("w")]
         out = BoundedKeyPath.apply(
-            HuberBias(), 0.5, "gelu", True, 2, given["k"], given["v"], given["param"], given["row_scale"], *anchor
+            HuberBias(), 0.5, "gelu", memory.skip, 2, given["k"], given["v"], given["param"], given["row_scale"], *anchor
         )
         return tuple(out)
 
