@@ -26,6 +26,7 @@ import argparse
 import itertools
 import json
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         results = {}
         for job, fut in futures.items():
             results[job] = fut.result()
-            print(f"done: {job[0]} seed {job[1]} ({time.perf_counter() - start:.0f} s)", flush=True)
+            print(f"done: {job[0]} seed {job[1]} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     records = [r for n in names for s in args.seeds for r in results[(n, s)]]
     rows = [summarise(n, [r for r in records if r["variant"] == n]) for n in names]
     out = dict(

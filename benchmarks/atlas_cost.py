@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             row["forward_ratio"] = row["forward_s"] / base["forward_s"]
             row["forward_backward_ratio"] = row["forward_backward_s"] / base["forward_backward_s"]
             rows.append(row)
-            print(json.dumps(row), flush=True)
+            print(json.dumps(row), file=sys.stderr, flush=True)  # progress; the document goes to stdout
     out = dict(machine=machine_info(), dim=args.dim, batch=args.batch, chunk=args.chunk, repeats=repeats, rows=rows)
     text = json.dumps(out, indent=1)
     if args.out:
