@@ -56,9 +56,15 @@ def test_factored_equals_reference_and_materialised(window, chunk, depth, object
         omega_window=window, chunk_size=chunk, depth=depth, objective=objective, max_step_norm=tau,
         muon=muon, ns_steps=3,
     )
-    inputs, state = _case(rule, T=37, seed=window + chunk, grad=True)
     gen = torch.Generator().manual_seed(window * 13 + chunk)
     cuts = sorted(torch.randperm(36, generator=gen)[:3].add(1).tolist())
+    _three_forms_agree(rule, muon, T=37, seed=window + chunk, cuts=cuts, grad_seed=window)
+
+
+def _three_forms_agree(rule, muon: bool, T: int, seed: int, cuts: list[int], grad_seed: int) -> None:
+    """The reference, the materialising form and the factored form (split at ``cuts``) agree on
+    outputs, final state and the gradients of every input and the initial state, to 1e-10."""
+    inputs, state = _case(rule, T=T, seed=seed, grad=True)
     fast = omega_atlas if muon else omega_dual
     results = {
         "reference": _flat(*recurrent_memory(inputs, state, rule)),
@@ -68,7 +74,7 @@ def test_factored_equals_reference_and_materialised(window, chunk, depth, object
     _assert_close(results["reference"], results["factored"], 1e-10)
     _assert_close(results["materialised"], results["factored"], 1e-10)
     leaves = [x for x in (*_leaves(inputs), *state.weights) if x is not None and x.requires_grad]
-    grads = {name: _grads(out, leaves, seed=window) for name, out in results.items()}
+    grads = {name: _grads(out, leaves, seed=grad_seed) for name, out in results.items()}
     _assert_close(grads["reference"], grads["factored"], 1e-10)
     _assert_close(grads["materialised"], grads["factored"], 1e-10)
 
@@ -106,19 +112,7 @@ def test_feature_memory_factored_equals_reference_and_materialised(window, chunk
         omega_window=window, chunk_size=chunk, depth=depth, feature_degree=2, max_step_norm=1.0, muon=muon,
         ns_steps=2,
     )
-    inputs, state = _case(rule, T=23, seed=window + 7 * chunk, grad=True)
-    fast = omega_atlas if muon else omega_dual
-    results = {
-        "reference": _flat(*recurrent_memory(inputs, state, rule)),
-        "materialised": _flat(*omega_materialised(inputs, state, rule)),
-        "factored": _flat(*_split(fast, inputs, state, rule, [5, 14])),
-    }
-    _assert_close(results["reference"], results["factored"], 1e-10)
-    _assert_close(results["materialised"], results["factored"], 1e-10)
-    leaves = [x for x in (*_leaves(inputs), *state.weights) if x is not None and x.requires_grad]
-    grads = {name: _grads(out, leaves, seed=window) for name, out in results.items()}
-    _assert_close(grads["reference"], grads["factored"], 1e-10)
-    _assert_close(grads["materialised"], grads["factored"], 1e-10)
+    _three_forms_agree(rule, muon, T=23, seed=window + 7 * chunk, cuts=[5, 14], grad_seed=window)
 
 
 def test_chunked_picks_the_factored_forms():
