@@ -206,6 +206,7 @@ INCLUDED = {
     "figures/longcontext/multikey_64_128/niah_tables.md": "benchmarks/results/niah_multikey_64_128.json",
     "figures/longcontext/atlas/niah_tables.md": "benchmarks/results/niah_atlas.json",  # docs/atlas.md
     "figures/longcontext/number_curriculum/niah_tables.md": "benchmarks/results/niah_number_curriculum.json",
+    "figures/longcontext/number_1600/niah_tables.md": "benchmarks/results/niah_number_1600.json",
     "figures/longcontext/mqar_atlas/mqar_tables.md": "benchmarks/results/mqar_atlas.json",
 }
 
