@@ -19,4 +19,5 @@ if __name__ == "__main__":
     config = TrainConfig.from_file(config_path)
     train(config, fresh, progress=False)
     train(config, resumed, progress=False, resume=True)
+    dist.barrier()  # both ranks done before the group goes (gloo aborted once at exit without it)
     dist.destroy_process_group()
