@@ -109,13 +109,11 @@ class FeatureMLPMemory(MLPMemory):
     depth: int = 1
     activation: str = "gelu"
 
+    skip_offset = 1  # past the constant feature: the residual carries phi_1(x) = x
+
     @property
     def residual(self) -> bool:  # type: ignore[override]
         return self.depth > 1
-
-    @property
-    def skip(self) -> int | None:
-        return 1 if self.depth > 1 else None  # past the constant feature: phi_1(x) = x
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:

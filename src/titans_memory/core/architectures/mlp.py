@@ -59,12 +59,14 @@ class MLPMemory(DualFormMemory):
 
     activation: str
     residual: bool
+    #: where the residual starts in the input: ``M(x) = chain(x) + x[..., s : s + d]`` (0: the input
+    #: itself; the feature memory skips its constant feature)
+    skip_offset: int = 0
 
     @property
     def skip(self) -> int | None:
-        """The residual's first input channel, ``M(x) = chain(x) + x[..., skip : skip + d]``; None:
-        no residual. 0 here (the input itself); the feature memory skips its constant feature."""
-        return 0 if self.residual else None
+        """The residual's first input channel (``skip_offset``), None without a residual."""
+        return self.skip_offset if self.residual else None
 
     # --- the memory itself ------------------------------------------------------------------------
     def forward_with_cache(self, weights: Sequence[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
