@@ -87,9 +87,6 @@ def setup(device: str) -> DistEnv:
 
 def teardown(env: DistEnv) -> None:
     if env.owns_group and dist.is_initialized():
-        # every rank done with its collectives first: a rank that destroys the group while
-        # another still has gloo work in flight can abort ("terminate called ...") at exit
-        dist.barrier()
         dist.destroy_process_group()
 
 
