@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -45,6 +44,7 @@ from titans_memory.tasks.longcontext import (
     train_on_answers,
 )
 from titans_memory.tasks.mqar import MQARVocab, mqar_batch
+from titans_memory.tasks.report import cell_text, summary
 
 _O, _A = dict(algorithm="omeganet"), dict(algorithm="atlas")
 #: name -> the memory fields that differ from the Titans LMM (omeganet with c = 1 is the Titans rule)
@@ -99,15 +99,23 @@ def run_variant(name: str, steps: int, seed: int, samples: int, lengths=LENGTHS,
     return records
 
 
+def seed_means(recs: list[dict], pairs: int | None = None) -> list[float]:
+    """Per seed, the mean accuracy over its cells (of ``pairs`` pairs only, if given); NaN for a
+    seed whose model diverged."""
+    seeds = sorted({r["seed"] for r in recs})
+    cells = [r for r in recs if pairs is None or r["pairs"] == pairs]
+    return [float(np.mean([np.nan if r["accuracy"] is None else r["accuracy"] for r in cells if r["seed"] == s]))
+            for s in seeds]
+
+
 def summarise(name: str, recs: list[dict]) -> dict:
     """One variant's row: accuracy over the cells per seed, then mean and range over the seeds."""
     seeds = sorted({r["seed"] for r in recs})
-    ok = [r for r in recs if r["accuracy"] is not None]
-    per_seed = [float(np.mean([r["accuracy"] for r in ok if r["seed"] == s])) for s in seeds if any(r["seed"] == s for r in ok)]
+    per_seed = [v for v in seed_means(recs) if np.isfinite(v)]
     by_pairs = {}
-    for p in sorted({r["pairs"] for r in ok}):
-        vals = [float(np.mean([r["accuracy"] for r in ok if r["pairs"] == p and r["seed"] == s])) for s in seeds]
-        by_pairs[p] = dict(mean=float(np.mean(vals)), min=min(vals), max=max(vals))
+    for p in sorted({r["pairs"] for r in recs}):
+        mean, lo, hi = summary(seed_means(recs, p))
+        by_pairs[p] = dict(mean=mean, min=lo, max=hi)
     first = [next(r for r in recs if r["seed"] == s) for s in seeds]  # a seed's training facts
     return dict(
         variant=name, memory=ALL[name], seeds=seeds,
@@ -119,28 +127,21 @@ def summarise(name: str, recs: list[dict]) -> dict:
     )
 
 
-def _cell(mean: float, lo: float, hi: float) -> str:
-    return f"{100 * mean:.1f}" + ("" if round(100 * lo) == round(100 * hi) else f" [{100 * lo:.0f}-{100 * hi:.0f}]")
-
-
 def table(path: str) -> str:
-    """README's Markdown table of a record file this script wrote."""
+    """README's Markdown table of a record file this script wrote (cells as ``titans bench
+    report`` writes them: the mean over the seeds and their range, a diverged seed counted)."""
     with open(path) as f:
         data = json.load(f)
     pairs = data["pairs"]
     head = ["variant", "accuracy %", *(f"{p} pairs" for p in pairs), "answer loss at the end", "steps", "train s (per seed)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in data["rows"]:
-        if row.get("accuracy") is None:
-            lines.append(f"| {row['variant']} | {row.get('skipped', 'diverged')} |" + " |" * (len(head) - 2))
-            continue
-        lo, hi = row["accuracy_range"]
-        cells = [_cell(row["accuracy_by_pairs"][str(p)]["mean"], row["accuracy_by_pairs"][str(p)]["min"],
-                       row["accuracy_by_pairs"][str(p)]["max"]) for p in pairs]
+        recs = [r for r in data["records"] if r["variant"] == row["variant"]]
+        cells = [cell_text(seed_means(recs)), *(cell_text(seed_means(recs, p)) for p in pairs)]
         loss = " / ".join(f"{x:.2f}" for x in row["final_loss"])
         secs = " / ".join(f"{x:.0f}" for x in row["train_seconds"])
         steps = ", ".join(str(x) for x in row["train_steps"])
-        lines.append(f"| {row['variant']} | {_cell(row['accuracy'], lo, hi)} | " + " | ".join(cells) + f" | {loss} | {steps} | {secs} |")
+        lines.append(f"| {row['variant']} | " + " | ".join(cells) + f" | {loss} | {steps} | {secs} |")
     return "\n".join(lines)
 
 
@@ -167,7 +168,6 @@ def main(argv: list[str] | None = None) -> dict | None:
     steps, samples = (40, 8) if args.quick else (args.steps, SAMPLES)
     jobs = sorted(((n, s) for n in names for s in args.seeds), key=lambda j: -_COST.get(j[0], 1.0))
     start = time.perf_counter()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = {job: pool.submit(run_variant, job[0], steps, job[1], samples) for job in jobs}
         results = {}

@@ -345,10 +345,11 @@ def run_report(args: argparse.Namespace) -> int:
     out = output_directory(args.out) if args.out else None  # a file given as --out fails before any work
     runs = [load_run(path) for path in args.records]
     settings, records = merge_runs(runs)
-    if getattr(args, "models", None):
-        settings, records = keep_models(settings, records, args.models)
+    models = getattr(args, "models", None)
+    if models:
+        settings, records = keep_models(settings, records, models)
     if args.readme:
-        print(readme_tables(runs, settings, records, getattr(args, "models", None)))
+        print(readme_tables(runs, settings, records, models))
     else:
         print(bench_tables(settings, records))
     if out is not None:
