@@ -55,7 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
         p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 1000)")
         p.add_argument("--budget-minutes", type=positive_float, metavar="M",
-                       help="wall-clock cap; training runs are cut to fit it (default: niah 80, mqar none; quick: 4)")
+                       help="wall-clock cap; training runs are cut to fit it (default: none; quick: 4)")
         p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
         p.add_argument("--json", type=Path, metavar="PATH", help="write the records (and settings) as JSON")
         p.add_argument("--out", type=directory_path, metavar="DIR", help="write the figures (PNG) and tables (Markdown)")

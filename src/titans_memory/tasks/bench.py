@@ -68,8 +68,11 @@ class NiahSettings:
     steps): three needles in four lay out of its reach, so it had almost nothing to learn from.
     With 32-token sequences in the mix it answers 100% at 32 tokens after 300 steps, and so
     does MAC (whose attention had the same problem), so the control fails only where the needle
-    is out of reach. ``budget_minutes`` caps the run on a slow or busy machine: each model's
-    training is then cut at its share (the steps it got are in the records).
+    is out of reach. By default every model trains all its steps, on a learning-rate schedule by
+    steps, so a run repeats on any machine. ``budget_minutes`` caps the run on a slow or busy
+    machine: each model's training is then cut at its share (the steps it got are in the
+    records), and its schedule follows the time spent as well as the steps, so the results
+    depend on the machine's speed.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS  # names in MODELS
@@ -88,7 +91,7 @@ class NiahSettings:
     depth_samples: int = 10  # passkey: sequences per (length, depth) cell
     samples: int = 16  # number, word, multikey: sequences per length (depth drawn per sequence)
     workers: int = 2  # processes (one thread each)
-    budget_minutes: float | None = 80.0  # a cap: training runs are cut to fit it (2026-12-06: 61 min, partly shared)
+    budget_minutes: float | None = None  # a cap (None: none): runs are cut to fit it, and their schedules follow time
     train_share: float = 0.7  # of the budget spent training (the rest: evaluating up to 16K)
 
     @property
@@ -405,8 +408,15 @@ def run_jobs(
     records: list[dict] = []
     try:
         if workers == 1:
-            for job in jobs:
-                records += run_here(job)
+            # one thread here too, as in the pool: a second OpenMP thread gains little on these
+            # models and, beside another busy process, its spin-waits slowed training 5-15x
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for job in jobs:
+                    records += run_here(job)
+            finally:
+                torch.set_num_threads(threads)
         else:
             # fork: works from scripts and notebooks alike (spawn would re-import ``__main__``);
             # the parent has run no torch computation, so no thread pool is copied mid-flight
