@@ -157,6 +157,24 @@ def test_a_job_is_reproducible():
     assert a[0]["train_steps"] == 2 and math.isfinite(a[0]["final_loss"])
 
 
+def test_the_default_run_has_no_time_limit():
+    """By default every job trains all its steps on a schedule by steps (no time cap)."""
+    jobs = plan(NiahSettings(models=("swa", "lmm"), seeds=(0, 1)))
+    assert len(jobs) == 4 and all(j.train_time_limit is None for j in jobs)
+
+
+def test_the_in_process_runner_uses_one_thread_and_restores_the_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # as on a 2-core machine, whatever this one has
+    try:
+        seen = []
+        bench.run_jobs([1, 2], {}, 1, run_here=lambda job: seen.append(torch.get_num_threads()) or [],
+                       worker=None, init_worker=None)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 class _NaNModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()

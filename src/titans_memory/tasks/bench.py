@@ -69,7 +69,7 @@ class NiahSettings:
     With 32-token sequences in the mix it answers 100% at 32 tokens after 300 steps, and so
     does MAC (whose attention had the same problem), so the control fails only where the needle
     is out of reach. By default every model trains all its steps, on a learning-rate schedule by
-    steps, so a run repeats on any machine. ``budget_minutes`` caps the run on a slow or busy
+    steps, so a run repeats whatever the machine's load. ``budget_minutes`` caps the run on a slow or busy
     machine: each model's training is then cut at its share (the steps it got are in the
     records), and its schedule follows the time spent as well as the steps, so the results
     depend on the machine's speed.
