@@ -208,6 +208,7 @@ INCLUDED = {
     "figures/longcontext/atlas/niah_tables.md": "benchmarks/results/niah_atlas.json",  # docs/atlas.md
     "figures/longcontext/number_curriculum/niah_tables.md": "benchmarks/results/niah_number_curriculum.json",
     "figures/longcontext/number_1600/niah_tables.md": "benchmarks/results/niah_number_1600.json",
+    "figures/longcontext/number_2048/niah_tables.md": "benchmarks/results/niah_number_2048.json",
     "figures/longcontext/mqar_atlas/mqar_tables.md": "benchmarks/results/mqar_atlas.json",
 }
 
