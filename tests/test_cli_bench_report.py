@@ -202,6 +202,7 @@ INCLUDED = {
     "figures/longcontext/mqar_tables.md": "benchmarks/results/mqar.json",
     "figures/longcontext/mac_2000/niah_tables.md": "benchmarks/results/niah_mac_2000.json",
     "figures/longcontext/mac_curriculum/niah_tables.md": "benchmarks/results/niah_mac_curriculum.json",
+    "figures/longcontext/mac_seeds/niah_tables.md": "benchmarks/results/niah_mac_seeds.json",
     "figures/longcontext/kinds/niah_tables.md": "benchmarks/results/niah_kinds.json",
     "figures/longcontext/multikey/niah_tables.md": "benchmarks/results/niah_multikey.json",
     "figures/longcontext/multikey_64_128/niah_tables.md": "benchmarks/results/niah_multikey_64_128.json",
