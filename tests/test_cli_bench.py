@@ -83,6 +83,8 @@ def test_bench_lists_the_models(capsys):
         (["bench", "niah", "--json", "/nonexistent/dir/x.json"], "does not exist"),
         (["bench", "mqar", "--widths", "64,30"], "multiple of 4"),
         (["bench", "niah", "--per-kind"], "needs several --kinds"),
+        (["bench", "mqar", "--lr", "1e-3", "--lr-sweep"], "exclude each other"),
+        (["bench", "niah", "--lr", "0"], "number > 0"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv, message, capsys):

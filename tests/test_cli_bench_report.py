@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,8 @@ def test_report_merges_runs_of_other_kinds(tmp_path, fake_runs, capsys):
     ["niah", "--kinds", "number,word", "--per-kind", "--train-lengths", "48,96"],
     ["mqar", "--quick", "--models", "attn", "--widths", "16,32", "--lr-sweep", "--steps", "2"],
     ["mqar", "--seeds", "0", "--budget-minutes", "12.5"],
+    ["niah", "--kinds", "number", "--train-lengths", "32,128,512", "--steps", "2000", "--lr", "0.001"],
+    ["mqar", "--quick", "--lr", "0.01"],
 ])
 def test_the_command_written_makes_the_recorded_settings(argv):
     args = cli.build_parser().parse_args(["bench", *argv])
@@ -116,6 +119,39 @@ def test_the_command_written_makes_the_recorded_settings(argv):
     again = cli.build_parser().parse_args(shlex.split(command)[1:])
     assert settings_from_flags(again.benchmark, again) == settings
     assert len(shlex.split(command)) <= len(argv) + 3  # no flag that only repeats a default
+
+
+def test_lr_sets_the_peak_learning_rate_of_every_model():
+    def settings(*argv):
+        args = cli.build_parser().parse_args(["bench", *argv])
+        return settings_from_flags(args.benchmark, args)
+
+    assert settings("niah", "--lr", "1e-3").train.lr == 1e-3
+    mqar = settings("mqar", "--lr", "1e-2")
+    assert mqar.lrs == (1e-2,) and mqar.train.lr == 1e-2  # the jobs train at lrs, the records say train.lr
+    assert bench_tasks.plan(replace(mqar, models=("attn",), seeds=(0,)))[0].lr == 1e-2
+
+
+def test_a_models_needles_at_two_learning_rates_are_not_mixed(tmp_path, fake_runs, capsys):
+    fast, _ = _bench(tmp_path, "fast", "niah", "--quick", "--models", "lmm,mag", "--seeds", "0", "--kinds", "number")
+    slow, _ = _bench(tmp_path, "slow", "niah", "--quick", "--models", "mag", "--seeds", "0", "--kinds", "number",
+                     "--lr", "1e-3")
+    other, _ = _bench(tmp_path, "other", "niah", "--quick", "--models", "mal", "--seeds", "0", "--kinds", "number",
+                      "--lr", "1e-3")
+    capsys.readouterr()
+    # the same model at two learning rates: refused, naming both files (one line, status 2)
+    assert cli.main(["bench", "report", str(fast), str(slow), "--readme"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mag trained at learning rate 0.003" in err and str(slow) in err and "\n" not in err
+    # models at different learning rates: one row each, with its learning rate
+    assert cli.main(["bench", "report", str(fast), str(other), "--readme", "--models", "lmm,mal"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert rows[0].endswith("| steps | lr |")
+    assert rows[2].startswith("| lmm |") and rows[2].endswith("| 0.003 |")
+    assert rows[3].startswith("| mal |") and rows[3].endswith("| 0.001 |")
+    # one learning rate for all: no such column (the README's tables as before)
+    assert cli.main(["bench", "report", str(fast), "--readme"]) == 0
+    assert "| lr |" not in capsys.readouterr().out
 
 
 def test_settings_no_flag_makes_are_listed():
@@ -186,6 +222,7 @@ def test_help_states_the_settings_defaults():
     assert f"niah {csv(niah.train_lengths)}; mqar {csv(mqar.train_lengths)})" in helps["train_lengths"]
     assert f"niah {niah.train.steps}, mqar {mqar.train.steps})" in helps["steps"]
     assert "(default: none;" in helps["budget_minutes"]
+    assert float(helps["lr"].split("(default: ")[1].rstrip(")")) == niah.train.lr == mqar.train.lr
     assert niah.budget_minutes is None and mqar.budget_minutes is None
 
 

@@ -54,6 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="training sequence lengths, taken in turn (default: niah 32,128; mqar 64)")
         p.add_argument("--quick", action="store_true", help="a small run (a few minutes): fewer steps, lengths, samples")
         p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 1000)")
+        p.add_argument("--lr", type=positive_float, metavar="LR",
+                       help="peak learning rate of every model (default: 3e-3)")
         p.add_argument("--budget-minutes", type=positive_float, metavar="M",
                        help="wall-clock cap; training runs are cut to fit it (default: none; quick: 4)")
         p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
@@ -186,7 +188,13 @@ def settings_from_flags(benchmark: str, args: argparse.Namespace) -> Settings:
             raise CLIError(f"--widths: each width must be a positive multiple of {2 * settings.model.heads}, got {bad}")
         settings = replace(settings, widths=tuple(dict.fromkeys(args.widths)))
     if flag("lr_sweep"):
+        if flag("lr"):
+            raise CLIError("--lr and --lr-sweep exclude each other: give one learning rate or the sweep")
         settings = replace(settings, lrs=LR_SWEEP)
+    if flag("lr"):
+        settings = replace(settings, train=replace(settings.train, lr=args.lr))
+        if isinstance(settings, MQARSettings):
+            settings = replace(settings, lrs=(args.lr,))
     if flag("budget_minutes"):
         settings = replace(settings, budget_minutes=args.budget_minutes)
     if flag("workers"):
@@ -387,7 +395,9 @@ def command_for(settings_dict: dict) -> tuple[str, list[str]]:
         flags.update(kinds=list(target.kinds), per_kind=target.per_kind)
     else:
         flags.update(widths=list(target.widths), lr_sweep=target.lrs == LR_SWEEP)
-    flags.update(train_lengths=list(target.train_lengths), steps=target.train.steps,
+    # one learning rate: --lr (MQAR's sweep is --lr-sweep, and the two exclude each other)
+    lr = target.train.lr if task == "niah" else (target.lrs[0] if len(target.lrs) == 1 else None)
+    flags.update(train_lengths=list(target.train_lengths), steps=target.train.steps, lr=lr,
                  budget_minutes=target.budget_minutes, workers=target.workers)
 
     def flat(data: dict, prefix: str = "") -> dict:

@@ -143,8 +143,8 @@ def merge_runs(runs: list[Run]) -> tuple[Settings, list[dict]]:
     models, seeds, kinds, lengths, widths and learning rates of all (in order of appearance;
     lengths sorted), so a single file gives back its own settings. Refused (``ValueError``):
     files of different tasks, different model configurations (window, depth, ...: their numbers
-    would not compare), and two files holding the same cell (model, kind, length, depth, pairs,
-    seed, width, learning rate).
+    would not compare), two files holding the same cell (model, kind, length, depth, pairs,
+    seed, width, learning rate), and needle records of one model at two learning rates.
     """
     if not runs:
         raise ValueError("no record files given")
@@ -174,6 +174,17 @@ def merge_runs(runs: list[Run]) -> tuple[Settings, list[dict]]:
                                  "give only one of them")
             owner[key] = run.path
         records += run.records
+    if first.task == "niah":
+        # the needle tables average a model's records per seed: two learning rates would be mixed
+        lrs: dict[str, dict[float, str]] = {}
+        for run in runs:
+            for r in run.records:
+                lrs.setdefault(r["model"], {}).setdefault(r["lr"], run.path)
+        for model, by_lr in lrs.items():
+            if len(by_lr) > 1:
+                (lr_a, path_a), (lr_b, path_b) = list(by_lr.items())[:2]
+                raise ValueError(f"{path_a!r} holds {model} trained at learning rate {lr_a:g} and {path_b!r} at "
+                                 f"{lr_b:g}; their tables would mix the two: report them apart (or --models)")
     if len(runs) == 1:
         return first.settings, records
     all_settings = [run.settings for run in runs]

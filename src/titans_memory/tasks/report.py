@@ -184,15 +184,19 @@ def _range_text(values: Iterable, fmt: str = "{}") -> str:
 def readme_niah_table(records: Sequence[dict], task: str, models: Sequence[str] | None = None,
                       lengths: Sequence[int] = README_LENGTHS) -> str:
     """One row per model: accuracy (%) on ``task`` at ``lengths`` (those evaluated; the three longest
-    evaluated if none is), mean over seeds with their range, and the training steps."""
+    evaluated if none is), mean over seeds with their range, and the training steps (and each
+    model's peak learning rate when the models were not all trained at one)."""
     evaluated = sorted({r["context_length"] for r in records if r["task"] == task})
     cols = [n for n in lengths if n in evaluated] or evaluated[-3:]
     data = per_seed(records, task=task)
+    mine = [r for r in records if r["task"] == task]
+    show_lr = len({r.get("lr") for r in mine}) > 1
     rows = []
-    for m in _models([r for r in records if r["task"] == task], models):
-        steps = _range_text(r.get("train_steps") for r in records if r["task"] == task and r["model"] == m)
-        rows.append([m] + [cell_text(list(data.get((m, n), {}).values())) for n in cols] + [steps])
-    return _markdown(["model"] + [f"{n:,}" for n in cols] + ["steps"], rows)
+    for m in _models(mine, models):
+        steps = _range_text(r.get("train_steps") for r in mine if r["model"] == m)
+        lr = [" / ".join(f"{v:g}" for v in sorted({r["lr"] for r in mine if r["model"] == m and r.get("lr") is not None}))]
+        rows.append([m] + [cell_text(list(data.get((m, n), {}).values())) for n in cols] + [steps] + (lr if show_lr else []))
+    return _markdown(["model"] + [f"{n:,}" for n in cols] + ["steps"] + (["lr"] if show_lr else []), rows)
 
 
 def readme_mqar_table(records: Sequence[dict], models: Sequence[str] | None, train_length: int) -> str:
