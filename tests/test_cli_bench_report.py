@@ -233,8 +233,9 @@ def test_report_needs_a_file():
 
 
 ROOT = Path(__file__).resolve().parents[1]
-# the tables docs/evidence.md includes, and the record files the commands beside them wrote
-INCLUDED = {
+# the tables docs/evidence.md includes, and the record file(s) the commands beside them wrote
+# (several: the tables that ``titans bench report`` made of their records merged)
+INCLUDED: dict[str, str | tuple[str, ...]] = {
     "figures/longcontext/niah_tables.md": "benchmarks/results/niah.json",
     "figures/longcontext/mqar_tables.md": "benchmarks/results/mqar.json",
     "figures/longcontext/mac_2000/niah_tables.md": "benchmarks/results/niah_mac_2000.json",
@@ -247,6 +248,12 @@ INCLUDED = {
     "figures/longcontext/number_curriculum/niah_tables.md": "benchmarks/results/niah_number_curriculum.json",
     "figures/longcontext/number_1600/niah_tables.md": "benchmarks/results/niah_number_1600.json",
     "figures/longcontext/number_2048/niah_tables.md": "benchmarks/results/niah_number_2048.json",
+    "figures/longcontext/number_mag_mal_1e-3/niah_tables.md": "benchmarks/results/niah_number_mag_mal_1e-3.json",
+    "figures/longcontext/number_lmm_4000/niah_tables.md": "benchmarks/results/niah_number_lmm_4000.json",
+    "figures/longcontext/number_lmm_4096/niah_tables.md": "benchmarks/results/niah_number_lmm_4096.json",
+    "figures/longcontext/number_lmm_1e-2/niah_tables.md": "benchmarks/results/niah_number_lmm_1e-2.json",
+    "figures/longcontext/number_per_model/niah_tables.md": (
+        "benchmarks/results/niah_number_lmm_4000.json", "benchmarks/results/niah_number_mag_mal_1e-3.json"),
     "figures/longcontext/mqar_atlas/mqar_tables.md": "benchmarks/results/mqar_atlas.json",
 }
 
@@ -256,7 +263,8 @@ def test_the_committed_tables_are_those_of_their_records(tables, records):
     from titans_memory.cli.bench import bench_tables
     from titans_memory.tasks.records import load_run, merge_runs
 
-    settings, recs = merge_runs([load_run(ROOT / records)])
+    files = (records,) if isinstance(records, str) else records
+    settings, recs = merge_runs([load_run(ROOT / f) for f in files])
     assert (ROOT / tables).read_text("utf-8") == bench_tables(settings, recs) + "\n", (
-        f"regenerate: titans bench report {records} --out {Path(tables).parent}"
+        f"regenerate: titans bench report {' '.join(files)} --out {Path(tables).parent}"
     )
