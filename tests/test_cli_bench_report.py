@@ -110,6 +110,8 @@ def test_report_merges_runs_of_other_kinds(tmp_path, fake_runs, capsys):
     ["mqar", "--seeds", "0", "--budget-minutes", "12.5"],
     ["niah", "--kinds", "number", "--train-lengths", "32,128,512", "--steps", "2000", "--lr", "0.001"],
     ["mqar", "--quick", "--lr", "0.01"],
+    ["niah", "--kinds", "number", "--steps", "4000", "--samples", "64"],
+    ["mqar", "--samples", "8"],
 ])
 def test_the_command_written_makes_the_recorded_settings(argv):
     args = cli.build_parser().parse_args(["bench", *argv])
@@ -130,6 +132,16 @@ def test_lr_sets_the_peak_learning_rate_of_every_model():
     mqar = settings("mqar", "--lr", "1e-2")
     assert mqar.lrs == (1e-2,) and mqar.train.lr == 1e-2  # the jobs train at lrs, the records say train.lr
     assert bench_tasks.plan(replace(mqar, models=("attn",), seeds=(0,)))[0].lr == 1e-2
+
+
+def test_samples_sets_the_sequences_of_every_evaluated_cell():
+    args = cli.build_parser().parse_args(["bench", "niah", "--kinds", "passkey,number", "--samples", "5"])
+    settings = settings_from_flags(args.benchmark, args)
+    assert settings.samples == settings.depth_samples == 5
+    cells = bench_tasks.evaluation_cells(settings)
+    assert {bench_tasks._cell_samples(settings, c) for c in cells} == {5}
+    args = cli.build_parser().parse_args(["bench", "mqar", "--samples", "3"])
+    assert settings_from_flags(args.benchmark, args).samples == 3
 
 
 def test_a_models_needles_at_two_learning_rates_are_not_mixed(tmp_path, fake_runs, capsys):
@@ -223,6 +235,7 @@ def test_help_states_the_settings_defaults():
     assert f"niah {niah.train.steps}, mqar {mqar.train.steps})" in helps["steps"]
     assert "(default: none;" in helps["budget_minutes"]
     assert float(helps["lr"].split("(default: ")[1].rstrip(")")) == niah.train.lr == mqar.train.lr
+    assert f"default: niah {niah.samples}, passkey {niah.depth_samples}; mqar {mqar.samples})" in helps["samples"]
     assert niah.budget_minutes is None and mqar.budget_minutes is None
 
 

@@ -56,6 +56,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--steps", type=positive_int, help="training steps of every model (default: niah 800, mqar 1000)")
         p.add_argument("--lr", type=positive_float, metavar="LR",
                        help="peak learning rate of every model (default: 3e-3)")
+        p.add_argument("--samples", type=positive_int, metavar="N",
+                       help="evaluated sequences per cell (niah: per length, and per depth for the passkey; "
+                            "default: niah 16, passkey 10; mqar 16)")
         p.add_argument("--budget-minutes", type=positive_float, metavar="M",
                        help="wall-clock cap; training runs are cut to fit it (default: none; quick: 4)")
         p.add_argument("--workers", type=positive_int, help="processes of one thread each (default: 2)")
@@ -195,6 +198,10 @@ def settings_from_flags(benchmark: str, args: argparse.Namespace) -> Settings:
         settings = replace(settings, train=replace(settings.train, lr=args.lr))
         if isinstance(settings, MQARSettings):
             settings = replace(settings, lrs=(args.lr,))
+    if flag("samples"):
+        settings = replace(settings, samples=args.samples)
+        if isinstance(settings, NiahSettings):
+            settings = replace(settings, depth_samples=args.samples)
     if flag("budget_minutes"):
         settings = replace(settings, budget_minutes=args.budget_minutes)
     if flag("workers"):
@@ -397,7 +404,9 @@ def command_for(settings_dict: dict) -> tuple[str, list[str]]:
         flags.update(widths=list(target.widths), lr_sweep=target.lrs == LR_SWEEP)
     # one learning rate: --lr (MQAR's sweep is --lr-sweep, and the two exclude each other)
     lr = target.train.lr if task == "niah" else (target.lrs[0] if len(target.lrs) == 1 else None)
-    flags.update(train_lengths=list(target.train_lengths), steps=target.train.steps, lr=lr,
+    # --samples sets the passkey's samples per depth too: it makes only settings where the two agree
+    samples = target.samples if task == "mqar" or target.samples == target.depth_samples else None
+    flags.update(train_lengths=list(target.train_lengths), steps=target.train.steps, lr=lr, samples=samples,
                  budget_minutes=target.budget_minutes, workers=target.workers)
 
     def flat(data: dict, prefix: str = "") -> dict:
