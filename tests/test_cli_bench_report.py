@@ -263,10 +263,12 @@ INCLUDED: dict[str, str | tuple[str, ...]] = {
     "figures/longcontext/number_2048/niah_tables.md": "benchmarks/results/niah_number_2048.json",
     "figures/longcontext/number_mag_mal_1e-3/niah_tables.md": "benchmarks/results/niah_number_mag_mal_1e-3.json",
     "figures/longcontext/number_lmm_4000/niah_tables.md": "benchmarks/results/niah_number_lmm_4000.json",
+    "figures/longcontext/number_lmm_6000/niah_tables.md": "benchmarks/results/niah_number_lmm_6000.json",
+    "figures/longcontext/number_lmm_4000_s64/niah_tables.md": "benchmarks/results/niah_number_lmm_4000_s64.json",
     "figures/longcontext/number_lmm_4096/niah_tables.md": "benchmarks/results/niah_number_lmm_4096.json",
     "figures/longcontext/number_lmm_1e-2/niah_tables.md": "benchmarks/results/niah_number_lmm_1e-2.json",
     "figures/longcontext/number_per_model/niah_tables.md": (
-        "benchmarks/results/niah_number_lmm_4000.json", "benchmarks/results/niah_number_mag_mal_1e-3.json"),
+        "benchmarks/results/niah_number_lmm_4000_s64.json", "benchmarks/results/niah_number_mag_mal_1e-3.json"),
     "figures/longcontext/mqar_atlas/mqar_tables.md": "benchmarks/results/mqar_atlas.json",
 }
 
