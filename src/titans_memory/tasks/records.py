@@ -165,6 +165,7 @@ def merge_runs(runs: list[Run]) -> tuple[Settings, list[dict]]:
             raise ValueError(f"{first.path!r} and {run.path!r} trained different models ({', '.join(diff)}); "
                              "their tables would not compare")
     owner: dict[tuple, str] = {}
+    lrs: dict[str, dict[float, str]] = {}  # model -> learning rate -> the first file holding it
     records: list[dict] = []
     for run in runs:
         for r in run.records:
@@ -173,13 +174,10 @@ def merge_runs(runs: list[Run]) -> tuple[Settings, list[dict]]:
                 raise ValueError(f"{owner[key]!r} and {run.path!r} both hold the cell {_describe(key)}; "
                                  "give only one of them")
             owner[key] = run.path
+            lrs.setdefault(r["model"], {}).setdefault(r["lr"], run.path)
         records += run.records
     if first.task == "niah":
         # the needle tables average a model's records per seed: two learning rates would be mixed
-        lrs: dict[str, dict[float, str]] = {}
-        for run in runs:
-            for r in run.records:
-                lrs.setdefault(r["model"], {}).setdefault(r["lr"], run.path)
         for model, by_lr in lrs.items():
             if len(by_lr) > 1:
                 (lr_a, path_a), (lr_b, path_b) = list(by_lr.items())[:2]

@@ -181,6 +181,11 @@ def _range_text(values: Iterable, fmt: str = "{}") -> str:
     return lo if lo == hi else f"{lo}-{hi}"
 
 
+def _lr_text(records: Iterable[dict]) -> str:
+    """The learning rates of ``records``, ``"0.001 / 0.003"`` (``"-"`` for none)."""
+    return " / ".join(f"{lr:g}" for lr in sorted({r["lr"] for r in records if r.get("lr") is not None})) or "-"
+
+
 def readme_niah_table(records: Sequence[dict], task: str, models: Sequence[str] | None = None,
                       lengths: Sequence[int] = README_LENGTHS) -> str:
     """One row per model: accuracy (%) on ``task`` at ``lengths`` (those evaluated; the three longest
@@ -193,9 +198,9 @@ def readme_niah_table(records: Sequence[dict], task: str, models: Sequence[str] 
     show_lr = len({r.get("lr") for r in mine}) > 1
     rows = []
     for m in _models(mine, models):
-        steps = _range_text(r.get("train_steps") for r in mine if r["model"] == m)
-        lr = [" / ".join(f"{v:g}" for v in sorted({r["lr"] for r in mine if r["model"] == m and r.get("lr") is not None}))]
-        rows.append([m] + [cell_text(list(data.get((m, n), {}).values())) for n in cols] + [steps] + (lr if show_lr else []))
+        its = [r for r in mine if r["model"] == m]
+        rows.append([m] + [cell_text(list(data.get((m, n), {}).values())) for n in cols]
+                    + [_range_text(r.get("train_steps") for r in its)] + ([_lr_text(its)] if show_lr else []))
     return _markdown(["model"] + [f"{n:,}" for n in cols] + ["steps"] + (["lr"] if show_lr else []), rows)
 
 
@@ -220,6 +225,6 @@ def readme_mqar_table(records: Sequence[dict], models: Sequence[str] | None, tra
             cell_text(list(by_length.get((m, longest), {}).values())),
             cell_text(list(at_most.get((m, train_length), {}).values())),
             _range_text(r.get("train_steps") for r in mine),
-            " / ".join(f"{lr:g}" for lr in sorted({r["lr"] for r in mine if r.get("lr") is not None})) or "-",
+            _lr_text(mine),
         ])
     return _markdown(head, rows)
